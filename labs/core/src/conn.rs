@@ -1,0 +1,523 @@
+//! One connection as a state machine: bytes and time in, bytes and deadlines
+//! out. This is the whole contract, with no I/O: a runtime lab owns the
+//! socket and the timers and calls these methods.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+use crate::config::Config;
+use crate::encode::{self, Transport};
+use crate::heartbeat::{Beat, KeepAlive, Pinger};
+use crate::http::{self, HttpError, Request, Route};
+use crate::hub::{Hub, Peer, Subscription, Wake};
+use crate::outbox::Outbox;
+use crate::stats::{Kind, Stats};
+use crate::ws::{WsDecoder, WsError, WsEvent};
+
+/// Everything connections share: options, topics and counters. A runtime
+/// creates one per server and hands an `Arc` of it to every connection.
+#[derive(Debug)]
+pub struct Server {
+    /// The options.
+    pub config: Config,
+    /// The topics.
+    pub hub: Hub,
+    /// The `/stats` counters.
+    pub stats: Stats,
+}
+
+impl Server {
+    /// A server with no topics yet.
+    pub fn new(config: Config) -> Arc<Server> {
+        Arc::new(Server { hub: Hub::new(config.retention), config, stats: Stats::default() })
+    }
+}
+
+/// What the runtime should do with the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Keep reading, writing and calling back at deadlines.
+    Open,
+    /// Write what [`Connection::take_output`] still gives, then shut down the
+    /// write half and read (the input is discarded) until end of file or the
+    /// next deadline. Closing this way, not with an abrupt `close()`, lets the
+    /// peer read the last response or close frame: closing a socket that
+    /// still has unread input makes the kernel send a reset, which can
+    /// destroy data the peer has not read yet.
+    Closing,
+    /// Drop the socket now.
+    Closed,
+}
+
+// ANCHOR: state
+/// Where a connection is in its life.
+#[derive(Debug)]
+enum State {
+    /// Waiting for (the rest of) a request. `buf` holds unprocessed input.
+    Http { buf: Vec<u8>, continue_sent: bool },
+    /// A long poll held until a message arrives or `deadline` passes.
+    LongPoll { sub: Subscription, topic: String, after: u64, deadline: Instant, keep_alive: bool, buf: Vec<u8> },
+    /// An event stream.
+    Sse { sub: Subscription, keepalive: KeepAlive },
+    /// A `/ws` WebSocket subscribed to a topic.
+    Ws { sub: Subscription, decoder: WsDecoder, pinger: Pinger },
+    /// An `/echo` WebSocket.
+    Echo { decoder: WsDecoder },
+    /// Closing or closed: input is discarded.
+    Done,
+}
+// ANCHOR_END: state
+
+/// Largest batch [`Connection::take_output`] hands out by default: enough for
+/// one vectored write to carry many queued frames.
+pub const WRITE_BATCH: usize = 64 * 1024;
+
+// ANCHOR: connection
+/// One client connection, runtime-free.
+///
+/// The runtime's loop for each connection is always the same:
+///
+/// 1. bytes arrive → [`on_read`](Self::on_read); end of file → [`on_eof`](Self::on_eof);
+/// 2. the connection's [`Wake`] fired, or [`next_deadline`](Self::next_deadline)
+///    passed → [`on_tick`](Self::on_tick);
+/// 3. write what [`take_output`](Self::take_output) gives (one vectored write),
+///    report it with [`written`](Self::written);
+/// 4. obey [`status`](Self::status); read only while [`wants_read`](Self::wants_read).
+///
+/// Output from every source — responses, replayed and live messages, pongs,
+/// close frames — goes through the connection's one outbox, so it leaves in
+/// the order it was produced.
+#[derive(Debug)]
+pub struct Connection {
+    server: Arc<Server>,
+    peer: Arc<Peer>,
+    state: State,
+    kind: Kind,
+    closing: Option<Instant>,
+    eof: bool,
+    closed: bool,
+}
+// ANCHOR_END: connection
+
+impl Connection {
+    /// A new connection. `waker.wake(token)` is how publishers reach it.
+    pub fn new(server: Arc<Server>, waker: Arc<dyn Wake>, token: usize) -> Connection {
+        let c = &server.config;
+        let peer = Arc::new(Peer::new(Outbox::new(Transport::Sse, c.outbox_budget, c.policy), waker, token));
+        server.stats.open(Kind::Http);
+        Connection {
+            server,
+            peer,
+            state: State::Http { buf: Vec::new(), continue_sent: false },
+            kind: Kind::Http,
+            closing: None,
+            eof: false,
+            closed: false,
+        }
+    }
+
+    /// What the runtime should do with the socket.
+    pub fn status(&self) -> Status {
+        if self.closed || (self.closing.is_some() && self.eof && self.peer.outbox().pending() == 0) {
+            Status::Closed
+        } else if self.closing.is_some() {
+            Status::Closing
+        } else {
+            Status::Open
+        }
+    }
+
+    /// Whether the runtime should read: not after end of file, and not while
+    /// too much output is waiting (a client that sends requests or echo
+    /// messages without reading the answers is slowed down by TCP itself).
+    pub fn wants_read(&self) -> bool {
+        !self.eof && !self.closed && self.peer.outbox().pending() < self.server.config.read_pause
+    }
+
+    /// What kind of connection this is now.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The shared server.
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// When [`on_tick`](Self::on_tick) must be called even if nothing else happens.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        if let Some(linger) = self.closing {
+            return Some(linger);
+        }
+        match &self.state {
+            State::LongPoll { deadline, .. } => Some(*deadline),
+            State::Sse { keepalive, .. } => Some(keepalive.deadline()),
+            State::Ws { pinger, .. } => Some(pinger.deadline()),
+            State::Http { .. } | State::Echo { .. } | State::Done => None,
+        }
+    }
+
+    /// Moves up to about `max` bytes of output into `out` (cheap handles to
+    /// shared buffers). Returns the number of bytes. Write them, then call
+    /// [`written`](Self::written).
+    pub fn take_output(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        self.peer.outbox().take(out, max)
+    }
+
+    /// The socket accepted `n` bytes of what `take_output` gave.
+    pub fn written(&mut self, n: usize) {
+        self.peer.outbox().written(n);
+    }
+
+    // ANCHOR: on_read
+    /// Bytes arrived from the peer.
+    pub fn on_read(&mut self, data: &[u8], now: Instant) {
+        if self.closing.is_some() || self.closed {
+            return; // Draining a closing connection: input is discarded.
+        }
+        match &mut self.state {
+            State::Http { buf, .. } | State::LongPoll { buf, .. } => {
+                buf.extend_from_slice(data);
+                if matches!(self.state, State::Http { .. }) {
+                    self.serve_requests(now);
+                }
+            }
+            State::Ws { decoder, .. } | State::Echo { decoder } => {
+                let mut events = Vec::new();
+                let result = decoder.feed(data, &mut |e| events.push(e));
+                for event in events {
+                    self.on_ws_event(event, now);
+                }
+                if let Err(e) = result {
+                    self.ws_fail(e, now);
+                }
+            }
+            // An event stream ignores anything the client sends.
+            State::Sse { .. } | State::Done => {}
+        }
+    }
+    // ANCHOR_END: on_read
+
+    /// The peer closed its side (read returned 0).
+    pub fn on_eof(&mut self, now: Instant) {
+        self.eof = true;
+        match &self.state {
+            // A complete request may still be answered; a partial one never will.
+            State::Http { .. } => self.close(now),
+            // Streams and WebSockets end with their peer.
+            _ => {
+                self.closed = true;
+                self.close(now);
+            }
+        }
+    }
+
+    /// The waker fired or a deadline passed: check the outbox, heartbeats,
+    /// the long poll and the closing linger.
+    pub fn on_tick(&mut self, now: Instant) {
+        if let Some(linger) = self.closing {
+            if now >= linger {
+                self.closed = true;
+            }
+            return;
+        }
+        if self.peer.outbox().overflowed() {
+            // Cut off by the disconnect policy while publishing.
+            let goodbye = matches!(self.state, State::Ws { .. }).then(|| encode::ws_close(1008, "slow consumer"));
+            self.close_with(goodbye, now);
+            return;
+        }
+        match &mut self.state {
+            State::LongPoll { topic, after, deadline, .. } => {
+                let replay = self.server.hub.poll(topic, *after);
+                if !replay.messages.is_empty() || now >= *deadline {
+                    self.answer_long_poll(replay, now);
+                }
+            }
+            State::Sse { keepalive, .. } => {
+                if keepalive.due(now) {
+                    let mut outbox = self.peer.outbox();
+                    if outbox.pending() == 0 {
+                        outbox.push_control(Bytes::from_static(encode::SSE_KEEPALIVE));
+                    }
+                }
+            }
+            State::Ws { pinger, .. } => match pinger.tick(now) {
+                Beat::Idle => {}
+                Beat::Ping => {
+                    self.peer.outbox().push_control(encode::ws_frame(OpCode::Control(Control::Ping), b"rtlab"));
+                }
+                Beat::Dead => self.close_with(Some(encode::ws_close(1008, "no pong")), now),
+            },
+            State::Http { .. } | State::Echo { .. } | State::Done => {}
+        }
+    }
+
+    /// The server is shutting down: say goodbye the way each transport
+    /// expects, then close.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.closing.is_some() || self.closed {
+            return;
+        }
+        match &self.state {
+            State::Ws { .. } | State::Echo { .. } => {
+                self.close_with(Some(encode::ws_close(1001, "server shutting down")), now);
+            }
+            State::LongPoll { topic, after, .. } => {
+                let replay = self.server.hub.poll(topic, *after);
+                self.answer_long_poll(replay, now);
+                self.close(now);
+            }
+            _ => self.close(now),
+        }
+    }
+
+    /// Starts closing: no more input is processed, subscriptions end, the
+    /// output is flushed within the linger time.
+    fn close(&mut self, now: Instant) {
+        self.close_with(None, now);
+    }
+
+    /// Closes after a last frame. The subscription ends *before* the frame
+    /// is queued, so that no message can follow a WebSocket close frame.
+    /// Messages already queued are still flushed.
+    fn close_with(&mut self, last: Option<Bytes>, now: Instant) {
+        self.leave_topic();
+        self.state = State::Done;
+        if let Some(frame) = last {
+            self.respond(frame);
+        }
+        if self.closing.is_none() {
+            self.closing = Some(now + self.server.config.close_linger);
+        }
+    }
+
+    fn leave_topic(&mut self) {
+        if let State::LongPoll { sub, .. } | State::Sse { sub, .. } | State::Ws { sub, .. } = &self.state {
+            self.server.hub.unsubscribe(sub);
+        }
+    }
+
+    fn set_kind(&mut self, kind: Kind) {
+        self.server.stats.switch(self.kind, kind);
+        self.kind = kind;
+    }
+
+    fn respond(&mut self, response: Bytes) {
+        self.peer.outbox().push_control(response);
+    }
+
+    // ANCHOR: serve_requests
+    /// Serves every complete request in the input buffer (clients may pipeline).
+    fn serve_requests(&mut self, now: Instant) {
+        loop {
+            let State::Http { buf, continue_sent } = &mut self.state else { return };
+            let config = &self.server.config;
+            let (req, head_len) = match http::parse_request(buf, config.max_head, config.max_message) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => {
+                    if buf.is_empty() {
+                        *buf = Vec::new(); // An idle keep-alive connection holds no buffer.
+                    }
+                    return;
+                }
+                Err(e) => return self.fail(e, now),
+            };
+            let total = head_len + req.content_length;
+            if buf.len() < total {
+                if req.expect_continue && !*continue_sent {
+                    *continue_sent = true;
+                    self.respond(Bytes::from_static(http::CONTINUE));
+                }
+                return; // Wait for the body.
+            }
+            let body: Vec<u8> = buf[head_len..total].to_vec();
+            let rest = buf.split_off(total);
+            *buf = rest;
+            *continue_sent = false;
+            let keep_alive = req.keep_alive;
+            self.route(req, body, now);
+            if !keep_alive && matches!(self.state, State::Http { .. }) {
+                return self.close(now);
+            }
+        }
+    }
+    // ANCHOR_END: serve_requests
+
+    fn fail(&mut self, e: HttpError, now: Instant) {
+        self.respond(e.response());
+        self.close(now);
+    }
+
+    fn route(&mut self, req: Request, body: Vec<u8>, now: Instant) {
+        let server = self.server.clone();
+        match req.route {
+            Route::Publish { topic } => match String::from_utf8(body) {
+                Ok(data) => {
+                    let id = server.hub.publish(&topic, &data, &server.stats);
+                    self.respond(http::response(200, "application/json", format!("{{\"id\":{id}}}").as_bytes()));
+                }
+                Err(_) => self.fail(HttpError::BadRequest("message is not valid UTF-8".into()), now),
+            },
+            Route::Poll { topic, after, wait } => {
+                let replay = server.hub.poll(&topic, after);
+                match wait {
+                    Some(secs) if replay.messages.is_empty() => {
+                        self.hold_long_poll(topic, after, now + std::time::Duration::from_secs(secs.into()), req.keep_alive)
+                    }
+                    _ => self.answer_poll(replay),
+                }
+            }
+            Route::Sse { topic, resume } => {
+                self.respond(Bytes::from_static(http::SSE_HEAD));
+                self.set_kind(Kind::Sse);
+                let sub = self.subscribe(&topic, Transport::Sse, resume);
+                self.state = State::Sse { sub, keepalive: KeepAlive::new(server.config.keepalive, now) };
+            }
+            Route::Ws { topic, resume, accept } => {
+                self.respond(http::websocket_accept(&accept));
+                self.set_kind(Kind::Ws);
+                let sub = self.subscribe(&topic, Transport::Ws, resume);
+                // A /ws publish carries the message JSON-escaped: allow for that.
+                let decoder = WsDecoder::new(server.config.max_message.saturating_mul(6).saturating_add(1024));
+                self.upgrade(State::Ws { sub, decoder, pinger: Pinger::new(server.config.ping_interval, now) }, now);
+            }
+            Route::Echo { accept } => {
+                self.respond(http::websocket_accept(&accept));
+                self.set_kind(Kind::Echo);
+                self.upgrade(State::Echo { decoder: WsDecoder::new(server.config.max_echo_message) }, now);
+            }
+            Route::Index => self.respond(http::response(200, "text/html; charset=utf-8", crate::page::DEMO_PAGE.as_bytes())),
+            Route::Stats => self.respond(http::response(200, "application/json", server.stats.to_json().as_bytes())),
+        }
+    }
+
+    /// Switches to a WebSocket state; frames the client sent right behind
+    /// its handshake are decoded at once.
+    fn upgrade(&mut self, state: State, now: Instant) {
+        let State::Http { buf, .. } = std::mem::replace(&mut self.state, state) else { return };
+        if !buf.is_empty() {
+            self.on_read(&buf, now);
+        }
+    }
+
+    fn subscribe(&mut self, topic: &str, transport: Transport, resume: Option<u64>) -> Subscription {
+        self.peer.outbox().set_transport(transport);
+        self.server.hub.subscribe(topic, &self.peer, transport, resume, &self.server.stats)
+    }
+
+    fn answer_poll(&mut self, replay: crate::hub::Replay) {
+        let messages: Vec<_> = replay.messages.iter().map(|m| (**m).clone()).collect();
+        self.server
+            .stats
+            .delivered
+            .fetch_add(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let body = encode::poll_body(&messages, replay.last_id, replay.missed);
+        self.respond(http::response(200, "application/json", &body));
+    }
+
+    // ANCHOR: long_poll
+    fn hold_long_poll(&mut self, topic: String, after: u64, deadline: Instant, keep_alive: bool) {
+        let State::Http { buf, .. } = &mut self.state else { return };
+        let buf = std::mem::take(buf);
+        self.set_kind(Kind::LongPoll);
+        // Subscribe first, then look again: a message published between the
+        // first look and the subscription would otherwise be slept through.
+        let sub = self.server.hub.subscribe(&topic, &self.peer, Transport::LongPoll, None, &self.server.stats);
+        self.state = State::LongPoll { sub, topic, after, deadline, keep_alive, buf };
+        if let State::LongPoll { topic, after, .. } = &self.state {
+            let replay = self.server.hub.poll(topic, *after);
+            if !replay.messages.is_empty() {
+                self.answer_long_poll(replay, deadline);
+            }
+        }
+    }
+
+    fn answer_long_poll(&mut self, replay: crate::hub::Replay, now: Instant) {
+        let State::LongPoll { sub, keep_alive, buf, .. } = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        self.server.hub.unsubscribe(&sub);
+        self.set_kind(Kind::Http);
+        self.answer_poll(replay);
+        self.state = State::Http { buf, continue_sent: false };
+        if keep_alive {
+            self.serve_requests(now); // Requests pipelined behind the poll.
+        } else {
+            self.close(now);
+        }
+    }
+    // ANCHOR_END: long_poll
+
+    // ANCHOR: ws_event
+    fn on_ws_event(&mut self, event: WsEvent, now: Instant) {
+        if self.closing.is_some() {
+            return;
+        }
+        let echo = matches!(self.state, State::Echo { .. });
+        match event {
+            WsEvent::Ping(payload) => self.respond(encode::ws_frame(OpCode::Control(Control::Pong), &payload)),
+            WsEvent::Pong(_) => {
+                if let State::Ws { pinger, .. } = &mut self.state {
+                    pinger.pong(now);
+                }
+            }
+            WsEvent::Close(code) => {
+                // Answer with the same code (RFC 6455 §5.5.1), then close.
+                let reply = match code {
+                    Some((code, _)) => encode::ws_close(code, ""),
+                    None => encode::ws_frame(OpCode::Control(Control::Close), b""),
+                };
+                self.close_with(Some(reply), now);
+            }
+            WsEvent::Text(text) if echo => self.respond(encode::ws_frame(OpCode::Data(Data::Text), text.as_bytes())),
+            WsEvent::Binary(data) if echo => self.respond(encode::ws_frame(OpCode::Data(Data::Binary), &data)),
+            WsEvent::Text(text) => self.ws_publish(&text),
+            WsEvent::Binary(_) => self.respond(encode::ws_error("binary frames are not accepted on /ws")),
+        }
+    }
+    // ANCHOR_END: ws_event
+
+    /// A `/ws` client frame: `{"op":"publish","data":"..."}`.
+    fn ws_publish(&mut self, text: &str) {
+        let State::Ws { sub, .. } = &self.state else { return };
+        let request: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(_) => return self.respond(encode::ws_error("expected JSON: {\"op\":\"publish\",\"data\":\"...\"}")),
+        };
+        if request.get("op").and_then(|v| v.as_str()) != Some("publish") {
+            return self.respond(encode::ws_error("unknown op (expected \"publish\")"));
+        }
+        let Some(data) = request.get("data").and_then(|v| v.as_str()) else {
+            return self.respond(encode::ws_error("publish needs a string \"data\""));
+        };
+        let max = self.server.config.max_message;
+        if data.len() > max {
+            return self.respond(encode::ws_error(&format!("message larger than {max} bytes")));
+        }
+        let topic = sub.topic.clone();
+        self.server.hub.publish_to(&topic, data, &self.server.stats);
+    }
+
+    fn ws_fail(&mut self, e: WsError, now: Instant) {
+        if self.closing.is_none() {
+            self.close_with(Some(encode::ws_close(e.code, e.reason)), now);
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.leave_topic();
+        self.server.stats.close(self.kind);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! Wire encodings: each published message is encoded once for every transport.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tungstenite::protocol::frame::{
+    FrameHeader,
+    coding::{Data, OpCode},
+};
+
+/// The transports a subscriber can use; each has its own encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Server-Sent Events.
+    Sse,
+    /// A WebSocket text frame.
+    Ws,
+    /// A held long poll: it is woken, and reads the retained messages itself.
+    LongPoll,
+}
+
+// ANCHOR: message
+/// One published message, encoded once for every transport.
+///
+/// All three encodings live in a single reference-counted buffer; `sse`, `ws`
+/// and `json` are views into it. Fan-out to ten thousand subscribers clones the
+/// view (a reference-count increment), never the bytes: the memory and CPU cost
+/// of a publish does not grow with the number of subscribers' encodings.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The message id, per topic, from 1.
+    pub id: u64,
+    /// `id: N\ndata: ...\n\n`, one `data:` line per line of the message.
+    pub sse: Bytes,
+    /// A complete unmasked WebSocket text frame carrying `{"id":N,"data":"..."}`.
+    pub ws: Bytes,
+    /// The JSON object `{"id":N,"data":"..."}`, an entry of a poll response.
+    pub json: Bytes,
+}
+
+impl Message {
+    /// Encodes `data` for every transport at once.
+    pub fn encode(id: u64, data: &str) -> Message {
+        // Written by hand so that the keys keep the contract's order.
+        let data_json = serde_json::to_string(data).expect("a str always serializes");
+        let json = format!("{{\"id\":{id},\"data\":{data_json}}}");
+        let mut buf = BytesMut::with_capacity(2 * json.len() + data.len() + 64);
+        buf.put_slice(json.as_bytes());
+        let json_end = buf.len();
+        put_ws_header(&mut buf, OpCode::Data(Data::Text), json.len());
+        buf.put_slice(json.as_bytes());
+        let ws_end = buf.len();
+        put_sse_event(&mut buf, Some(id), None, data);
+        let all = buf.freeze();
+        Message {
+            id,
+            json: all.slice(..json_end),
+            ws: all.slice(json_end..ws_end),
+            sse: all.slice(ws_end..),
+        }
+    }
+
+    /// The encoding for one transport.
+    pub fn bytes_for(&self, transport: Transport) -> &Bytes {
+        match transport {
+            Transport::Sse => &self.sse,
+            Transport::Ws | Transport::LongPoll => &self.ws,
+        }
+    }
+}
+// ANCHOR_END: message
+
+/// Writes one SSE event. The SSE format ends a line at `\n`, `\r` or `\r\n`,
+/// so each of them starts a new `data:` line; the reader joins the lines with
+/// `\n` (a message's `\r\n` line ends therefore arrive as `\n`).
+fn put_sse_event(buf: &mut BytesMut, id: Option<u64>, event: Option<&str>, data: &str) {
+    if let Some(event) = event {
+        buf.put_slice(b"event: ");
+        buf.put_slice(event.as_bytes());
+        buf.put_u8(b'\n');
+    }
+    if let Some(id) = id {
+        buf.put_slice(format!("id: {id}\n").as_bytes());
+    }
+    let mut rest = data;
+    loop {
+        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+        buf.put_slice(b"data: ");
+        buf.put_slice(&rest.as_bytes()[..end]);
+        buf.put_u8(b'\n');
+        if end == rest.len() {
+            break;
+        }
+        let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[end + skip..];
+    }
+    buf.put_u8(b'\n');
+}
+
+fn put_ws_header(buf: &mut BytesMut, opcode: OpCode, len: usize) {
+    let header = FrameHeader { opcode, ..FrameHeader::default() };
+    let mut head = [0u8; 14];
+    let n = header.len(len as u64);
+    header
+        .format(len as u64, &mut &mut head[..])
+        .expect("a frame header fits in 14 bytes");
+    buf.put_slice(&head[..n]);
+}
+
+/// A complete unmasked (server-to-client) WebSocket frame.
+pub fn ws_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(payload.len() + 10);
+    put_ws_header(&mut buf, opcode, payload.len());
+    buf.put_slice(payload);
+    buf.freeze()
+}
+
+/// A close frame with a status code and a short reason.
+pub fn ws_close(code: u16, reason: &str) -> Bytes {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    ws_frame(OpCode::Control(tungstenite::protocol::frame::coding::Control::Close), &payload)
+}
+
+/// A text frame `{"error":"..."}` telling a `/ws` client what was wrong with
+/// what it sent; the connection stays open.
+pub fn ws_error(reason: &str) -> Bytes {
+    let text = serde_json::json!({ "error": reason }).to_string();
+    ws_frame(OpCode::Data(Data::Text), text.as_bytes())
+}
+
+// ANCHOR: missed
+/// The "you missed messages" signal: ids `from..=to` are gone for this client,
+/// either because they fell out of the topic's retention before it asked, or
+/// because the drop-oldest policy discarded them from its outbox.
+///
+/// * SSE: an event named `missed` (no `id:` line, so `Last-Event-ID` is kept):
+///   `event: missed` / `data: {"from":F,"to":T}`.
+/// * WebSocket: a text frame `{"missed":{"from":F,"to":T}}`.
+/// * Poll: a `"missed":{"from":F,"to":T}` member of the response object.
+pub fn missed(transport: Transport, from: u64, to: u64) -> Bytes {
+    let range = format!("{{\"from\":{from},\"to\":{to}}}");
+    match transport {
+        Transport::Sse => {
+            let mut buf = BytesMut::new();
+            put_sse_event(&mut buf, None, Some("missed"), &range);
+            buf.freeze()
+        }
+        Transport::Ws | Transport::LongPoll => {
+            ws_frame(OpCode::Data(Data::Text), format!("{{\"missed\":{range}}}").as_bytes())
+        }
+    }
+}
+// ANCHOR_END: missed
+
+/// The SSE keep-alive comment.
+pub const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
+
+/// A poll response body: `{"messages":[...],"last_id":L}` plus `"missed"` when
+/// the client asked for ids older than the topic retains.
+pub fn poll_body(messages: &[Message], last_id: u64, missed: Option<(u64, u64)>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(32 + messages.iter().map(|m| m.json.len() + 1).sum::<usize>());
+    body.extend_from_slice(b"{\"messages\":[");
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&m.json);
+    }
+    body.extend_from_slice(format!("],\"last_id\":{last_id}").as_bytes());
+    if let Some((from, to)) = missed {
+        body.extend_from_slice(format!(",\"missed\":{{\"from\":{from},\"to\":{to}}}").as_bytes());
+    }
+    body.push(b'}');
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_splits_lines() {
+        let m = Message::encode(7, "one\ntwo\r\nthree\rfour");
+        assert_eq!(&m.sse[..], b"id: 7\ndata: one\ndata: two\ndata: three\ndata: four\n\n");
+        let m = Message::encode(1, "");
+        assert_eq!(&m.sse[..], b"id: 1\ndata: \n\n");
+        let m = Message::encode(2, "end\n");
+        assert_eq!(&m.sse[..], b"id: 2\ndata: end\ndata: \n\n");
+    }
+
+    #[test]
+    fn ws_and_json_share_one_buffer() {
+        let m = Message::encode(3, "hi \"you\"");
+        assert_eq!(&m.json[..], br#"{"id":3,"data":"hi \"you\""}"#);
+        let v: serde_json::Value = serde_json::from_slice(&m.json).unwrap();
+        assert_eq!(v["id"], 3);
+        assert_eq!(v["data"], "hi \"you\"");
+        // Text frame, FIN set, unmasked, 7-bit length.
+        assert_eq!(m.ws[0], 0x81);
+        assert_eq!(m.ws[1] as usize, m.json.len());
+        assert_eq!(&m.ws[2..], &m.json[..]);
+    }
+
+    #[test]
+    fn long_frames_use_extended_lengths() {
+        let f = ws_frame(OpCode::Data(Data::Binary), &[0u8; 300]);
+        assert_eq!(&f[..4], &[0x82, 126, 1, 44]);
+        let f = ws_frame(OpCode::Data(Data::Binary), &vec![0u8; 70000]);
+        assert_eq!(f[1], 127);
+        assert_eq!(f.len(), 70000 + 10);
+    }
+
+    #[test]
+    fn poll_body_is_json() {
+        let msgs = [Message::encode(4, "a"), Message::encode(5, "b\nc")];
+        let body = poll_body(&msgs, 5, Some((1, 3)));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["messages"][1]["data"], "b\nc");
+        assert_eq!(v["last_id"], 5);
+        assert_eq!(v["missed"]["from"], 1);
+        assert_eq!(v["missed"]["to"], 3);
+    }
+
+    #[test]
+    fn missed_markers() {
+        assert_eq!(&missed(Transport::Sse, 2, 9)[..], b"event: missed\ndata: {\"from\":2,\"to\":9}\n\n");
+        let ws = missed(Transport::Ws, 2, 9);
+        assert_eq!(&ws[2..], br#"{"missed":{"from":2,"to":9}}"#);
+    }
+}

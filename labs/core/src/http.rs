@@ -1,0 +1,489 @@
+//! HTTP/1.1 requests in, typed routes out; typed errors and response bytes.
+//!
+//! Parsing is `httparse`'s job. This module decides what a parsed request
+//! *means* under the contract: which endpoint, which topic, which ids, and
+//! which status code when something is wrong.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+/// Most headers a request may carry before it is refused with `431`.
+const MAX_HEADERS: usize = 48;
+
+/// A contract endpoint with its validated parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /publish?topic=T`; the body (of `content_length` bytes) is the message.
+    Publish { topic: String },
+    /// `GET /poll?topic=T&after=N[&wait=S]`.
+    Poll { topic: String, after: u64, wait: Option<u32> },
+    /// `GET /sse?topic=T`, resuming after `Last-Event-ID` / `lastEventId` if given.
+    Sse { topic: String, resume: Option<u64> },
+    /// `GET /ws?topic=T[&after=N]`, a WebSocket upgrade.
+    Ws { topic: String, resume: Option<u64>, accept: String },
+    /// `GET /echo`, a WebSocket upgrade.
+    Echo { accept: String },
+    /// `GET /`, the demo page.
+    Index,
+    /// `GET /stats`.
+    Stats,
+}
+
+/// A request whose head has been fully received and routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Where the request goes.
+    pub route: Route,
+    /// Bytes of body that follow the head.
+    pub content_length: usize,
+    /// Whether the connection stays open after the response.
+    pub keep_alive: bool,
+    /// The client sent `Expect: 100-continue` and waits for a go-ahead.
+    pub expect_continue: bool,
+}
+
+/// Why a request cannot be served: each maps to one status code and a
+/// one-line plain-text reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// `400`: malformed HTTP or invalid parameters.
+    BadRequest(String),
+    /// `404`: no such path.
+    NotFound,
+    /// `405`: the path exists, the method does not; `allow` lists the right one.
+    MethodNotAllowed { allow: &'static str },
+    /// `411`: a body without `Content-Length` (chunked uploads are not accepted).
+    LengthRequired,
+    /// `413`: the message is larger than the server's limit.
+    PayloadTooLarge { limit: usize },
+    /// `426`: a WebSocket upgrade with a version other than 13.
+    UpgradeRequired,
+    /// `431`: the request head is larger than the server's limit.
+    HeadersTooLarge,
+}
+
+impl HttpError {
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::BadRequest(_) => 400,
+            HttpError::NotFound => 404,
+            HttpError::MethodNotAllowed { .. } => 405,
+            HttpError::LengthRequired => 411,
+            HttpError::PayloadTooLarge { .. } => 413,
+            HttpError::UpgradeRequired => 426,
+            HttpError::HeadersTooLarge => 431,
+        }
+    }
+
+    /// Whether the connection must close after the error response: after a
+    /// malformed or oversized request we cannot tell where the next one starts.
+    pub fn closes(&self) -> bool {
+        matches!(
+            self,
+            HttpError::BadRequest(_)
+                | HttpError::HeadersTooLarge
+                | HttpError::PayloadTooLarge { .. }
+                | HttpError::LengthRequired
+        )
+    }
+
+    /// The complete response: status line, headers and the reason as body.
+    pub fn response(&self) -> Bytes {
+        let mut extra = String::new();
+        match self {
+            HttpError::MethodNotAllowed { allow } => extra = format!("Allow: {allow}\r\n"),
+            HttpError::UpgradeRequired => extra.push_str("Sec-WebSocket-Version: 13\r\n"),
+            _ => {}
+        }
+        if self.closes() {
+            extra.push_str("Connection: close\r\n");
+        }
+        response_with(self.status(), "text/plain; charset=utf-8", &extra, format!("{self}\n").as_bytes())
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::BadRequest(why) => write!(f, "bad request: {why}"),
+            HttpError::NotFound => write!(f, "not found"),
+            HttpError::MethodNotAllowed { allow } => write!(f, "method not allowed (use {allow})"),
+            HttpError::LengthRequired => write!(f, "a request body needs a Content-Length header"),
+            HttpError::PayloadTooLarge { limit } => write!(f, "message larger than {limit} bytes"),
+            HttpError::UpgradeRequired => write!(f, "WebSocket version 13 required"),
+            HttpError::HeadersTooLarge => write!(f, "request header fields too large"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Parses and routes the request head at the start of `buf`.
+///
+/// * `Ok(None)`: the head is incomplete; read more (unless `buf` is already
+///   `max_head` long, which is `431`).
+/// * `Ok(Some((request, head_len)))`: the body, if any, starts at `head_len`.
+/// * `Err(e)`: answer with `e.response()`.
+///
+/// `max_message` is checked against `Content-Length` here, before any body
+/// byte is read, so an oversized upload costs nothing.
+pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<Option<(Request, usize)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(HttpError::HeadersTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
+        Err(e) => return Err(HttpError::BadRequest(format!("malformed HTTP ({e})"))),
+    };
+    if head_len > max_head {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let version = req.version.unwrap_or(1);
+
+    let h = Headers::collect(req.headers)?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = Query::parse(query)?;
+
+    let content_length = match (h.content_length, h.chunked) {
+        (_, true) => return Err(HttpError::LengthRequired),
+        (Some(n), false) => n,
+        (None, false) => 0,
+    };
+    let keep_alive = match (version, h.connection_close, h.connection_keep_alive) {
+        (_, true, _) => false,
+        (0, _, keep) => keep,
+        _ => true,
+    };
+
+    let get = |allow: &'static str| {
+        if method == "GET" { Ok(()) } else { Err(HttpError::MethodNotAllowed { allow }) }
+    };
+    let route = match path {
+        "/publish" => {
+            if method != "POST" {
+                return Err(HttpError::MethodNotAllowed { allow: "POST" });
+            }
+            if content_length > max_message {
+                return Err(HttpError::PayloadTooLarge { limit: max_message });
+            }
+            Route::Publish { topic: query.topic()? }
+        }
+        "/poll" => {
+            get("GET")?;
+            let wait = match query.get("wait") {
+                None => None,
+                Some(s) => match s.parse::<u32>() {
+                    Ok(w @ 1..=60) => Some(w),
+                    _ => return Err(HttpError::BadRequest("wait must be a whole number of seconds from 1 to 60".into())),
+                },
+            };
+            Route::Poll { topic: query.topic()?, after: query.id("after")?.unwrap_or(0), wait }
+        }
+        "/sse" => {
+            get("GET")?;
+            let resume = match h.last_event_id {
+                Some(v) => Some(parse_id("Last-Event-ID", v)?),
+                None => query.id("lastEventId")?,
+            };
+            Route::Sse { topic: query.topic()?, resume }
+        }
+        "/ws" => {
+            get("GET")?;
+            let topic = query.topic()?;
+            Route::Ws { topic, resume: query.id("after")?, accept: h.websocket_accept()? }
+        }
+        "/echo" => {
+            get("GET")?;
+            Route::Echo { accept: h.websocket_accept()? }
+        }
+        "/" | "/index.html" => {
+            get("GET")?;
+            Route::Index
+        }
+        "/stats" => {
+            get("GET")?;
+            Route::Stats
+        }
+        _ => return Err(HttpError::NotFound),
+    };
+    if content_length > 0 && !matches!(route, Route::Publish { .. }) {
+        // A body we would have to skip: refuse rather than guess.
+        return Err(HttpError::BadRequest("this endpoint takes no request body".into()));
+    }
+    Ok(Some((Request { route, content_length, keep_alive, expect_continue: h.expect_continue }, head_len)))
+}
+
+/// The few headers the contract cares about.
+#[derive(Default)]
+struct Headers<'a> {
+    content_length: Option<usize>,
+    chunked: bool,
+    connection_close: bool,
+    connection_keep_alive: bool,
+    connection_upgrade: bool,
+    upgrade_websocket: bool,
+    expect_continue: bool,
+    ws_key: Option<&'a [u8]>,
+    ws_version: Option<&'a [u8]>,
+    last_event_id: Option<&'a [u8]>,
+}
+
+impl<'a> Headers<'a> {
+    fn collect(headers: &[httparse::Header<'a>]) -> Result<Self, HttpError> {
+        let mut h = Headers::default();
+        for header in headers {
+            let name = header.name;
+            let value = header.value;
+            let has_token = |token: &str| {
+                std::str::from_utf8(value)
+                    .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                    .unwrap_or(false)
+            };
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .ok_or_else(|| HttpError::BadRequest("invalid Content-Length".into()))?;
+                if h.content_length.is_some_and(|m| m != n) {
+                    return Err(HttpError::BadRequest("conflicting Content-Length headers".into()));
+                }
+                h.content_length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                h.chunked = true;
+            } else if name.eq_ignore_ascii_case("connection") {
+                h.connection_close |= has_token("close");
+                h.connection_keep_alive |= has_token("keep-alive");
+                h.connection_upgrade |= has_token("upgrade");
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                h.upgrade_websocket |= has_token("websocket");
+            } else if name.eq_ignore_ascii_case("expect") {
+                h.expect_continue |= has_token("100-continue");
+            } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+                h.ws_key = Some(value);
+            } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+                h.ws_version = Some(value);
+            } else if name.eq_ignore_ascii_case("last-event-id") {
+                h.last_event_id = Some(value);
+            }
+        }
+        Ok(h)
+    }
+
+    /// Checks the RFC 6455 §4.2.1 opening handshake and derives the accept key.
+    fn websocket_accept(&self) -> Result<String, HttpError> {
+        if !self.upgrade_websocket || !self.connection_upgrade {
+            return Err(HttpError::BadRequest(
+                "expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)".into(),
+            ));
+        }
+        if self.ws_version.map(|v| v.trim_ascii()) != Some(b"13") {
+            return Err(HttpError::UpgradeRequired);
+        }
+        match self.ws_key.map(|k| k.trim_ascii()) {
+            // A valid key is 16 random bytes in base64: 24 characters.
+            Some(key) if key.len() == 24 => Ok(tungstenite::handshake::derive_accept_key(key)),
+            _ => Err(HttpError::BadRequest("missing or invalid Sec-WebSocket-Key".into())),
+        }
+    }
+}
+
+/// The query string as `name=value` pairs (no percent-decoding is needed:
+/// every value the contract accepts is made of unreserved characters).
+struct Query<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Query<'a> {
+    fn parse(query: &'a str) -> Result<Self, HttpError> {
+        let pairs = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .collect();
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+
+    fn topic(&self) -> Result<String, HttpError> {
+        let topic = self
+            .get("topic")
+            .ok_or_else(|| HttpError::BadRequest("missing topic parameter".into()))?;
+        validate_topic(topic)?;
+        Ok(topic.to_owned())
+    }
+
+    fn id(&self, name: &str) -> Result<Option<u64>, HttpError> {
+        self.get(name).map(|v| parse_id(name, v.as_bytes())).transpose()
+    }
+}
+
+/// The contract's topic rule: 1 to 64 bytes of `A-Z a-z 0-9 . _ -`.
+pub fn validate_topic(topic: &str) -> Result<(), HttpError> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    if topic.is_empty() || topic.len() > 64 || !topic.bytes().all(ok_char) {
+        return Err(HttpError::BadRequest(
+            "topic must be 1 to 64 characters of A-Z a-z 0-9 . _ -".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_id(name: &str, value: &[u8]) -> Result<u64, HttpError> {
+    std::str::from_utf8(value)
+        .ok()
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| HttpError::BadRequest(format!("{name} must be a message id (a whole number)")))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// A complete response with a body and `Content-Length`.
+pub fn response(status: u16, content_type: &str, body: &[u8]) -> Bytes {
+    response_with(status, content_type, "", body)
+}
+
+/// A complete response; `extra` holds additional `Name: value\r\n` lines.
+pub fn response_with(status: u16, content_type: &str, extra: &str, body: &[u8]) -> Bytes {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{extra}\r\n",
+        reason(status),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out.into()
+}
+
+/// The interim response that lets an `Expect: 100-continue` client send its body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The head of an event stream. It has no length: the stream ends when the
+/// connection does.
+pub const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n";
+
+/// The `101 Switching Protocols` answer to a valid WebSocket upgrade.
+pub fn websocket_accept(accept: &str) -> Bytes {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Option<(Request, usize)>, HttpError> {
+        parse_request(raw.as_bytes(), 8192, 65536)
+    }
+
+    fn route(raw: &str) -> Result<Route, HttpError> {
+        parse(raw).map(|r| r.expect("complete").0.route)
+    }
+
+    #[test]
+    fn routes_every_endpoint() {
+        assert_eq!(
+            route("POST /publish?topic=a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi").unwrap(),
+            Route::Publish { topic: "a".into() }
+        );
+        assert_eq!(
+            route("GET /poll?topic=a.b_c-D&after=7&wait=3 HTTP/1.1\r\n\r\n").unwrap(),
+            Route::Poll { topic: "a.b_c-D".into(), after: 7, wait: Some(3) }
+        );
+        assert_eq!(
+            route("GET /poll?topic=a HTTP/1.1\r\n\r\n").unwrap(),
+            Route::Poll { topic: "a".into(), after: 0, wait: None }
+        );
+        assert_eq!(
+            route("GET /sse?topic=t HTTP/1.1\r\nLast-Event-ID: 12\r\n\r\n").unwrap(),
+            Route::Sse { topic: "t".into(), resume: Some(12) }
+        );
+        assert_eq!(
+            route("GET /sse?topic=t&lastEventId=5 HTTP/1.1\r\n\r\n").unwrap(),
+            Route::Sse { topic: "t".into(), resume: Some(5) }
+        );
+        let ws = "GET /ws?topic=t&after=3 HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        assert_eq!(
+            route(ws).unwrap(),
+            // The RFC 6455 §1.3 example key and answer.
+            Route::Ws { topic: "t".into(), resume: Some(3), accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() }
+        );
+        assert_eq!(route("GET / HTTP/1.1\r\n\r\n").unwrap(), Route::Index);
+        assert_eq!(route("GET /stats HTTP/1.1\r\n\r\n").unwrap(), Route::Stats);
+    }
+
+    #[test]
+    fn errors_map_to_contract_statuses() {
+        let status = |raw: &str| route(raw).unwrap_err().status();
+        assert_eq!(status("GET /nope HTTP/1.1\r\n\r\n"), 404);
+        assert_eq!(status("GET /publish?topic=a HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("POST /sse?topic=a HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("GET /poll HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /poll?topic= HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /poll?topic=a/b HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status(&format!("GET /poll?topic={} HTTP/1.1\r\n\r\n", "x".repeat(65))), 400);
+        assert_eq!(status("GET /poll?topic=a&after=-1 HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /poll?topic=a&wait=0 HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /poll?topic=a&wait=61 HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("POST /publish?topic=a HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"), 413);
+        assert_eq!(status("POST /publish?topic=a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 411);
+        assert_eq!(status("GET /ws?topic=a HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET /echo HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
+            426
+        );
+        assert_eq!(status("GARBAGE\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn incomplete_and_oversized_heads() {
+        assert_eq!(parse("GET /stats HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+        let big = format!("GET /stats HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(9000));
+        assert_eq!(parse(&big), Err(HttpError::HeadersTooLarge));
+        let many: String = (0..60).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(parse(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Err(HttpError::HeadersTooLarge));
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection_header() {
+        let ka = |raw: &str| parse(raw).unwrap().unwrap().0.keep_alive;
+        assert!(ka("GET /stats HTTP/1.1\r\n\r\n"));
+        assert!(!ka("GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!ka("GET /stats HTTP/1.0\r\n\r\n"));
+        assert!(ka("GET /stats HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn error_response_is_one_plain_line() {
+        let r = HttpError::NotFound.response();
+        let text = std::str::from_utf8(&r).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.ends_with("\r\n\r\nnot found\n"));
+    }
+}
