@@ -36,6 +36,10 @@ pub struct Config {
     /// client that sends but never reads cannot make the server buffer without
     /// bound.
     pub read_pause: usize,
+    /// `SO_SNDBUF` for every accepted socket (0: the kernel's autotuning).
+    /// Without it a stalled peer lets the kernel buffer grow to megabytes per
+    /// socket; with it, backpressure reaches the outbox quickly.
+    pub socket_send_buffer: usize,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             policy: Policy::Disconnect,
             close_linger: Duration::from_secs(2),
             read_pause: 64 * 1024,
+            socket_send_buffer: 64 * 1024,
         }
     }
 }

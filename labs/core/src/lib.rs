@@ -20,6 +20,7 @@
 //! | [`heartbeat`] | SSE keep-alive and WebSocket ping/pong deadlines |
 //! | [`conn`] | one [`Connection`] as a state machine: bytes and time in, bytes and deadlines out |
 //! | [`stats`] | the `/stats` counters |
+//! | [`stop`] | a runtime-neutral stop request (graceful shutdown) |
 //! | [`config`] | every server option ([`Config`]) |
 //!
 //! ## How a runtime uses it
@@ -52,6 +53,7 @@ pub mod hub;
 pub mod outbox;
 pub mod page;
 pub mod stats;
+pub mod stop;
 pub mod ws;
 
 pub use bytes::Bytes;
@@ -62,3 +64,4 @@ pub use http::{HttpError, Route};
 pub use hub::{Hub, Wake};
 pub use outbox::Policy;
 pub use stats::{Kind, Stats};
+pub use stop::Stop;
