@@ -1,0 +1,186 @@
+//! `rtlab`: the one binary of the workspace.
+//!
+//! `rtlab serve --runtime <lab> --addr 127.0.0.1:8080` serves the contract
+//! (`../shared/CONTRACT.md`) on one runtime lab. Every lab gets the same
+//! listening socket, the same [`rtlab_core::Config`] and the same stop signal,
+//! so that the only difference between two servers is the runtime.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rtlab_core::{Config, Policy, Server, Stop};
+
+/// rtlab: real-time web transports (polling, long polling, SSE, WebSockets)
+/// on several Rust runtimes, behind one HTTP contract.
+#[derive(Debug, Parser)]
+#[command(name = "rtlab", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the contract on one runtime until SIGINT or SIGTERM.
+    ///
+    /// The first line on stdout is `listening on ADDR` (with the real port
+    /// when --addr ends in :0); logs go to stderr (RUST_LOG sets the level).
+    Serve(ServeArgs),
+}
+
+/// The runtime labs. Adding a lab adds a variant and a line in [`serve`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Runtime {
+    /// One tokio task per connection on a multi-threaded runtime.
+    Tokio,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Which runtime lab serves.
+    #[arg(long)]
+    runtime: Runtime,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Messages each topic retains for replay.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    retention: u64,
+    /// Largest message a publish may carry, in bytes (larger: 413).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_message: usize,
+    /// Largest message /echo accepts, in bytes (larger: close 1009).
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_echo_message: usize,
+    /// Seconds between SSE keep-alive comments (decimals allowed).
+    #[arg(long, default_value = "15", value_parser = seconds)]
+    keepalive: Duration,
+    /// Seconds between WebSocket pings on /ws; no pong for two intervals closes (decimals allowed).
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    ping_interval: Duration,
+    /// Bytes a subscriber may have waiting in the server before the policy acts.
+    #[arg(long, default_value_t = 256 * 1024)]
+    outbox_budget: usize,
+    /// What happens to a subscriber over its budget: disconnect it; drop its
+    /// oldest messages and tell it; or unbounded (a demonstration of the
+    /// failure: memory grows without limit).
+    #[arg(long, default_value_t = Policy::Disconnect)]
+    policy: Policy,
+    /// Seconds a closing connection may take to flush and let the peer finish.
+    #[arg(long, default_value = "2", value_parser = seconds)]
+    close_linger: Duration,
+    /// SO_SNDBUF for accepted sockets, in bytes (0: the kernel's autotuning).
+    #[arg(long, default_value_t = 64 * 1024)]
+    send_buffer: usize,
+}
+
+/// Parses a positive number of seconds, decimals allowed ("15", "0.3").
+fn seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("'{s}' is not a number of seconds between 0 and 86400")),
+    }
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        Config {
+            retention: self.retention as usize,
+            max_message: self.max_message,
+            max_echo_message: self.max_echo_message,
+            keepalive: self.keepalive,
+            ping_interval: self.ping_interval,
+            outbox_budget: self.outbox_budget,
+            policy: self.policy,
+            close_linger: self.close_linger,
+            socket_send_buffer: self.send_buffer,
+            ..Config::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line: clap's message without its usage block.
+            let rendered = e.render().to_string();
+            let line = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect::<Vec<_>>().join(" ");
+            eprintln!("{line} (see rtlab --help)");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match cli.command {
+        Command::Serve(args) => match serve(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: &ServeArgs) -> std::io::Result<()> {
+    let listener = listen(args.addr)?;
+    let addr = listener.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(runtime = ?args.runtime, %addr, "serving");
+
+    let stop = Stop::new();
+    watch_signals(stop.clone())?;
+    let server = Server::new(args.config());
+    match args.runtime {
+        Runtime::Tokio => rtlab_tokio::serve(listener, server, stop)?,
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds with a deep accept backlog: the benchmarks open thousands of
+/// connections at once, and std's default backlog (128) would make clients
+/// wait for SYN retransmits.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// The first SIGINT/SIGTERM requests a graceful stop; a second one exits at once.
+fn watch_signals(stop: Arc<Stop>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut forever = signals.forever();
+        if let Some(signal) = forever.next() {
+            tracing::info!(signal, "stop requested");
+            stop.stop();
+        }
+        if forever.next().is_some() {
+            std::process::exit(130);
+        }
+    })?;
+    Ok(())
+}
