@@ -30,6 +30,9 @@ enum Command {
     /// The first line on stdout is `listening on ADDR` (with the real port
     /// when --addr ends in :0); logs go to stderr (RUST_LOG sets the level).
     Serve(ServeArgs),
+    /// Print the names of the runtime labs, one per line (for scripts).
+    #[command(hide = true)]
+    Runtimes,
 }
 
 /// The runtime labs. Adding a lab adds a variant and a line in [`serve`].
@@ -127,6 +130,14 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
+        Command::Runtimes => {
+            for runtime in Runtime::value_variants() {
+                if let Some(name) = runtime.to_possible_value() {
+                    println!("{}", name.get_name());
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

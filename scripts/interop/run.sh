@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Run: scripts/interop/run.sh [path/to/rtlab]   (after scripts/test.sh has installed the clients)
+#
+# Checks every runtime lab from the outside, with clients that were not
+# written for rtlab: curl (SSE and HTTP), Python's `websockets` library (an
+# independent RFC 6455 implementation) and headless Chromium (the demo page's
+# real EventSource and WebSocket). One fresh server per runtime.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+rtlab="${1:-$here/../../target/debug/rtlab}"
+fail() { echo "interop: FAILED: $*" >&2; exit 1; }
+
+for runtime in $("$rtlab" runtimes); do
+  echo "== interop: $runtime"
+  out="$(mktemp)"
+  "$rtlab" serve --runtime "$runtime" --addr 127.0.0.1:0 >"$out" 2>/dev/null &
+  pid=$!
+  trap 'kill $pid 2>/dev/null || true' EXIT
+  for _ in $(seq 50); do grep -q listening "$out" && break; sleep 0.1; done
+  addr="$(awk '/listening on/ {print $3; exit}' "$out")"
+  [ -n "$addr" ] || fail "$runtime did not start"
+
+  # curl: publish, then an SSE stream that replays from the start.
+  [ "$(curl -s -d 'first' "http://$addr/publish?topic=curl")" = '{"id":1}' ] || fail "curl publish"
+  printf 'two\nlines' | curl -s --data-binary @- "http://$addr/publish?topic=curl" >/dev/null
+  sse="$(curl -sN --max-time 1 -H 'Last-Event-ID: 0' "http://$addr/sse?topic=curl" || true)"
+  expected=$'id: 1\ndata: first\n\nid: 2\ndata: two\ndata: lines'
+  [[ "$sse" == "$expected"* ]] || fail "curl -N SSE replay, got: $sse"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/publish?topic=bad/topic" -d x)" = 400 ] || fail "400"
+  echo "curl: ok"
+
+  python3 "$here/ws_client.py" "$addr"
+  node "$here/browser.mjs" "$addr"
+
+  kill -TERM "$pid"
+  wait "$pid" || fail "$runtime did not exit 0 on SIGTERM"
+  trap - EXIT
+  rm -f "$out"
+done
