@@ -30,6 +30,12 @@ enum Command {
     /// The first line on stdout is `listening on ADDR` (with the real port
     /// when --addr ends in :0); logs go to stderr (RUST_LOG sets the level).
     Serve(ServeArgs),
+    /// Measure labs: each scenario starts a fresh server process.
+    #[command(subcommand)]
+    Bench(rtlab_bench::Scenario),
+    /// A load-generator worker process (started by `rtlab bench`).
+    #[command(hide = true)]
+    BenchWorker(rtlab_bench::worker::WorkerArgs),
     /// Print the names of the runtime labs, one per line (for scripts).
     #[command(hide = true)]
     Runtimes,
@@ -138,6 +144,21 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Bench(scenario) => match rtlab_bench::run(&scenario) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("rtlab bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::BenchWorker(args) => match rtlab_bench::worker::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-worker: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

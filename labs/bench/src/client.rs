@@ -1,0 +1,340 @@
+//! The load generator's clients: opening connections of each transport,
+//! publishing, and reading pushed messages with the kernel's receive time.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+/// The transports a client can hold open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Server-Sent Events.
+    Sse,
+    /// WebSocket (`/ws`).
+    Ws,
+    /// A held long poll (`/poll?wait=60`).
+    LongPoll,
+}
+
+impl Transport {
+    /// The name used on the command line and in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::Ws => "ws",
+            Transport::LongPoll => "long-poll",
+        }
+    }
+
+    /// The `/stats` connection counter for this transport.
+    pub fn stats_key(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::Ws => "ws",
+            Transport::LongPoll => "long_poll",
+        }
+    }
+}
+
+/// Connects from `source` (an address in 127.0.0.0/8, so that many source
+/// addresses multiply the ephemeral ports available) to `addr`.
+pub fn connect_from(source: IpAddr, addr: SocketAddr, rcvbuf: Option<usize>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket.into())
+}
+
+/// The request that opens a subscription of `transport` to `topic`.
+pub fn subscribe_request(transport: Transport, topic: &str) -> String {
+    match transport {
+        Transport::Sse => format!("GET /sse?topic={topic} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"),
+        Transport::Ws => format!(
+            "GET /ws?topic={topic} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: cnRsYWItYmVuY2gta2V5IQ==\r\n\r\n"
+        ),
+        Transport::LongPoll => format!("GET /poll?topic={topic}&after=0&wait=60 HTTP/1.1\r\nHost: bench\r\n\r\n"),
+    }
+}
+
+/// Sends the subscription request and, for SSE and WebSocket, reads the
+/// response head (a held long poll has no answer yet). Returns bytes that
+/// arrived after the head.
+pub fn subscribe(stream: &mut TcpStream, transport: Transport, topic: &str) -> io::Result<Vec<u8>> {
+    stream.write_all(subscribe_request(transport, topic).as_bytes())?;
+    if transport == Transport::LongPoll {
+        return Ok(Vec::new());
+    }
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during handshake"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let expected: &[u8] = if transport == Transport::Ws { b"HTTP/1.1 101" } else { b"HTTP/1.1 200" };
+            if !buf.starts_with(expected) {
+                return Err(io::Error::other(format!(
+                    "unexpected answer: {}",
+                    String::from_utf8_lossy(&buf[..end])
+                )));
+            }
+            stream.set_read_timeout(None)?;
+            return Ok(buf.split_off(end + 4));
+        }
+    }
+}
+
+/// A keep-alive HTTP connection that publishes.
+#[derive(Debug)]
+pub struct Publisher {
+    stream: TcpStream,
+    topic: String,
+    buf: Vec<u8>,
+}
+
+impl Publisher {
+    /// Connects to `addr` to publish to `topic`.
+    pub fn connect(addr: SocketAddr, topic: &str) -> io::Result<Publisher> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Publisher { stream, topic: topic.to_owned(), buf: Vec::new() })
+    }
+
+    /// Publishes `data`; returns the id the server assigned.
+    pub fn publish(&mut self, data: &[u8]) -> io::Result<u64> {
+        let head = format!(
+            "POST /publish?topic={} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+            self.topic,
+            data.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(data);
+        self.stream.write_all(&request)?;
+        // Read one response: head, then Content-Length bytes.
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let body: Vec<u8> = self.buf[end + 4..end + 4 + len].to_vec();
+                    self.buf.drain(..end + 4 + len);
+                    if !head.starts_with("HTTP/1.1 200") {
+                        return Err(io::Error::other(format!("publish failed: {head}")));
+                    }
+                    let v: serde_json::Value = serde_json::from_slice(&body).map_err(io::Error::other)?;
+                    return v["id"].as_u64().ok_or_else(|| io::Error::other("no id in publish response"));
+                }
+            }
+            let mut chunk = [0u8; 1024];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "publisher connection closed"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// `CLOCK_REALTIME` now, in nanoseconds: the clock the kernel's receive
+/// timestamps (`SO_TIMESTAMPNS`) use, shared by every process on the machine.
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The payload of a benchmark message: its sequence number and the
+/// publisher's clock when it was sent, padded to `size` bytes.
+pub fn bench_payload(seq: u64, sent_ns: u64, size: usize) -> Vec<u8> {
+    let mut data = format!("{seq} {sent_ns} ").into_bytes();
+    data.resize(size.max(data.len()), b'x');
+    data
+}
+
+/// Parses [`bench_payload`].
+pub fn parse_payload(data: &str) -> Option<(u64, u64)> {
+    let mut it = data.split(' ');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Asks the kernel to timestamp received data (`SO_TIMESTAMPNS`).
+pub fn enable_rx_timestamps(stream: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: valid fd, option and a c_int value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Reads like `read(2)`, and returns the kernel's receive timestamp of the
+/// data (CLOCK_REALTIME ns) when `SO_TIMESTAMPNS` is on. The timestamp is
+/// taken when the data reached the socket, so a client that is slow to get
+/// around to reading does not inflate the latency it measures.
+pub fn recv_timestamped(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg points to live buffers for the duration of the call.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+/// One pushed message as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The message id.
+    pub id: u64,
+    /// The message data.
+    pub data: String,
+}
+
+/// Splits a stream of pushed bytes into messages (SSE events or WebSocket
+/// text frames); keeps partial input between calls.
+#[derive(Debug, Default)]
+pub struct PushParser {
+    buf: Vec<u8>,
+}
+
+impl PushParser {
+    /// Appends `input` and returns every complete message.
+    pub fn feed(&mut self, transport: Transport, input: &[u8]) -> Vec<Pushed> {
+        self.buf.extend_from_slice(input);
+        let mut out = Vec::new();
+        let used = match transport {
+            Transport::Ws => parse_ws(&self.buf, &mut out),
+            Transport::Sse => parse_sse(&self.buf, &mut out),
+            Transport::LongPoll => 0,
+        };
+        self.buf.drain(..used);
+        out
+    }
+}
+
+fn parse_ws(buf: &[u8], out: &mut Vec<Pushed>) -> usize {
+    let mut at = 0;
+    while buf.len() >= at + 2 {
+        let opcode = buf[at] & 0x0f;
+        let (len, head) = match buf[at + 1] & 0x7f {
+            126 if buf.len() >= at + 4 => (u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize, 4),
+            127 if buf.len() >= at + 10 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&buf[at + 2..at + 10]);
+                (u64::from_be_bytes(b) as usize, 10)
+            }
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        if buf.len() < at + head + len {
+            break;
+        }
+        let payload = &buf[at + head..at + head + len];
+        if opcode == 1 {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) {
+                if let (Some(id), Some(data)) = (v["id"].as_u64(), v["data"].as_str()) {
+                    out.push(Pushed { id, data: data.to_owned() });
+                }
+            }
+        }
+        at += head + len;
+    }
+    at
+}
+
+fn parse_sse(buf: &[u8], out: &mut Vec<Pushed>) -> usize {
+    let mut at = 0;
+    while let Some(end) = buf[at..].windows(2).position(|w| w == b"\n\n") {
+        let event = String::from_utf8_lossy(&buf[at..at + end]);
+        let mut id = None;
+        let mut data: Option<String> = None;
+        for line in event.lines() {
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = v.parse().ok();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(match data {
+                    Some(d) => d + "\n" + v,
+                    None => v.to_owned(),
+                });
+            }
+        }
+        if let (Some(id), Some(data)) = (id, data) {
+            out.push(Pushed { id, data });
+        }
+        at += end + 2;
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_split_ws_frames_and_sse_events() {
+        let json = br#"{"id":7,"data":"3 1000 xx"}"#;
+        let mut frame = vec![0x81, json.len() as u8];
+        frame.extend_from_slice(json);
+        frame.extend_from_slice(&[0x89, 0]); // a ping, ignored
+        let mut p = PushParser::default();
+        assert!(p.feed(Transport::Ws, &frame[..5]).is_empty());
+        let got = p.feed(Transport::Ws, &frame[5..]);
+        assert_eq!(got, vec![Pushed { id: 7, data: "3 1000 xx".into() }]);
+        assert_eq!(parse_payload(&got[0].data), Some((3, 1000)));
+
+        let mut p = PushParser::default();
+        let sse = b": keep-alive\n\nid: 1\ndata: a\ndata: b\n\nid: 2\nda";
+        let got = p.feed(Transport::Sse, sse);
+        assert_eq!(got, vec![Pushed { id: 1, data: "a\nb".into() }]);
+        assert_eq!(p.feed(Transport::Sse, b"ta: c\n\n"), vec![Pushed { id: 2, data: "c".into() }]);
+    }
+
+    #[test]
+    fn payload_round_trip_and_size() {
+        let p = bench_payload(12, 34, 64);
+        assert_eq!(p.len(), 64);
+        assert_eq!(parse_payload(std::str::from_utf8(&p).unwrap()), Some((12, 34)));
+    }
+}

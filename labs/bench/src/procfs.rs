@@ -1,0 +1,117 @@
+//! What the kernel says about a process and about TCP, from `/proc`.
+
+use std::fs;
+
+/// Memory and CPU of one process, from `/proc/<pid>/status` and `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessSample {
+    /// Resident set size, bytes (`VmRSS`).
+    pub rss: u64,
+    /// Resident anonymous memory, bytes (`RssAnon`): heap, stacks, anonymous
+    /// mappings — the user-space memory a connection costs. File-backed pages
+    /// (the binary's code) are excluded.
+    pub rss_anon: u64,
+    /// Threads of the process.
+    pub threads: u64,
+    /// Memory mappings (lines of `/proc/<pid>/maps`): a coroutine or thread
+    /// stack is one (or two, with its guard page).
+    pub mappings: u64,
+    /// User plus system CPU time consumed so far, seconds.
+    pub cpu_secs: f64,
+}
+
+/// Kernel memory attributable to sockets, system-wide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KernelSample {
+    /// TCP sockets in use (`/proc/net/sockstat`).
+    pub tcp_inuse: u64,
+    /// Pages of TCP buffer memory, in bytes (`/proc/net/sockstat` "mem", pages × page size).
+    pub tcp_mem: u64,
+    /// Slab memory, bytes (`/proc/meminfo` "Slab"): socket structures, dentries
+    /// and inodes for each socket file, and everything else the kernel caches.
+    pub slab: u64,
+}
+
+fn kb_field(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as u64 } else { 4096 }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// Samples process `pid`; `None` if it is gone.
+pub fn process(pid: u32) -> Option<ProcessSample> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after ')'.
+    let cpu_secs = (ticks(11) + ticks(12)) as f64 / clock_ticks();
+    Some(ProcessSample {
+        rss: kb_field(&status, "VmRSS:"),
+        rss_anon: kb_field(&status, "RssAnon:"),
+        threads: status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:")?.trim().parse().ok())
+            .unwrap_or(0),
+        mappings: maps.lines().count() as u64,
+        cpu_secs,
+    })
+}
+
+/// Samples the kernel's socket memory.
+pub fn kernel() -> KernelSample {
+    let sockstat = fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let tcp = sockstat.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
+    let field = |name: &str| {
+        let mut it = tcp.split_whitespace();
+        while let Some(word) = it.next() {
+            if word == name {
+                return it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        0
+    };
+    KernelSample { tcp_inuse: field("inuse"), tcp_mem: field("mem") * page_size(), slab: kb_field(&meminfo, "Slab:") }
+}
+
+/// CPU steal so far, in seconds (from the `cpu` line of `/proc/stat`): time a
+/// hypervisor gave this machine's virtual CPUs to someone else.
+pub fn steal_secs() -> f64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find(|l| l.starts_with("cpu "))
+        .and_then(|l| l.split_whitespace().nth(8))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0.0, |t| t as f64 / clock_ticks())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process() {
+        let me = process(std::process::id()).expect("own /proc entry");
+        assert!(me.rss > 0 && me.rss_anon > 0 && me.rss_anon <= me.rss);
+        assert!(me.threads >= 1);
+        assert!(me.mappings > 5);
+        assert!(kernel().slab > 0);
+    }
+}
