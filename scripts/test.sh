@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The test command of rtlab: lints, unit + conformance tests, benches in test
+# mode, and the book. Needs only a Rust toolchain (cargo, clippy); installs
+# mdbook 0.5.4 if it is missing. Run from anywhere: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MDBOOK_VERSION=0.5.4
+step() { printf '\n==> %s\n' "$*"; }
+
+# 1. mdbook, pinned: the book's include syntax and output depend on it.
+step "mdbook $MDBOOK_VERSION"
+MDBOOK=mdbook
+if [[ "$(mdbook --version 2>/dev/null || true)" == "mdbook v$MDBOOK_VERSION" ]]; then
+    echo "mdbook v$MDBOOK_VERSION already installed"
+else
+    cargo install --locked mdbook --version "$MDBOOK_VERSION"
+    # Where cargo installs, whatever else is on PATH.
+    MDBOOK="${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin/mdbook"
+fi
+
+# 2. Lints on every target (libs, bins, tests, benches); warnings are errors.
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# 3. Unit tests, doc tests and the conformance suite (labs/rtlab/tests).
+step "cargo test --workspace"
+cargo test --workspace
+
+# 4. Criterion benches, each benchmark run once as a test: `cargo bench` passes
+#    `--bench` to a bench binary, and without it criterion runs in test mode
+#    (criterion 0.8 docs: "cargo test --benches"). `cargo test` builds
+#    them with the test profile, reusing step 3's artifacts (`cargo bench --
+#    --test` would rebuild everything optimized). `--bench '*'` selects only
+#    bench targets (`--benches` would rerun the unit tests) but fails when
+#    there are none, hence the check.
+step "criterion benches in test mode: cargo test --workspace --bench '*'"
+metadata="$(cargo metadata --no-deps --format-version 1)"
+if grep -q '"kind":\["bench"\]' <<<"$metadata"; then
+    cargo test --workspace --bench '*'
+else
+    echo "no bench targets in the workspace: skipped"
+fi
+
+# 5. Every lab from the outside, with clients not written for rtlab: curl,
+#    Python's `websockets` (an independent RFC 6455 implementation) and
+#    headless Chromium driving the demo page (real EventSource/WebSocket).
+#    Installs what is missing: Debian's chromium, websockets from PyPI,
+#    playwright-core from npm (pinned in scripts/interop/package-lock.json).
+step "interop: curl, python websockets, headless chromium against every runtime"
+if ! command -v chromium >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore websockets==17.4
+(cd scripts/interop && [[ -d node_modules/playwright-core ]] || npm ci --no-audit --no-fund --silent)
+cargo build -q -p rtlab
+scripts/interop/run.sh target/debug/rtlab
+
+# 6. The book. mdbook 0.5 exits 0 on an unreadable include (it only logs an
+#    error) and renders a missing anchor as an empty listing without a word,
+#    so both are checked here.
+step "mdbook build book"
+missing=0
+while IFS= read -r include; do
+    file="${include%:*}" anchor="${include##*:}"
+    if ! grep -Eq "ANCHOR: ${anchor}[[:space:]]*\$" "book/src/$file" 2>/dev/null; then
+        echo "error: {{#include $include}}: no 'ANCHOR: $anchor' in book/src/$file"
+        missing=1
+    fi
+done < <(grep -ohE '\{\{#include [^}:]+:[A-Za-z0-9_-]+\}\}' book/src/*.md |
+    sed -E 's/^\{\{#include (.*)\}\}$/\1/' | sort -u)
+output="$("$MDBOOK" build book 2>&1)" || { echo "$output"; exit 1; }
+echo "$output"
+if grep -Eq 'ERROR|WARN' <<<"$output"; then missing=1; fi
+[[ $missing == 0 ]] || { echo "error: the book has broken includes (see above)"; exit 1; }
+
+step "all checks passed"
