@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::outbox::Policy;
 
+// ANCHOR: config
 /// Every tunable of a lab server. The same struct drives every runtime, so a
 /// benchmark that changes one option changes it for all labs alike.
 ///
@@ -59,3 +60,4 @@ impl Default for Config {
         }
     }
 }
+// ANCHOR_END: config

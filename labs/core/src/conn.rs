@@ -36,6 +36,7 @@ impl Server {
     }
 }
 
+// ANCHOR: status
 /// What the runtime should do with the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -51,6 +52,7 @@ pub enum Status {
     /// Drop the socket now.
     Closed,
 }
+// ANCHOR_END: status
 
 // ANCHOR: state
 /// Where a connection is in its life.
@@ -134,7 +136,9 @@ impl Connection {
     /// too much output is waiting (a client that sends requests or echo
     /// messages without reading the answers is slowed down by TCP itself).
     pub fn wants_read(&self) -> bool {
-        !self.eof && !self.closed && self.peer.outbox().pending() < self.server.config.read_pause
+        // Requests pipelined behind a held long poll wait unparsed: they count too.
+        let held = if let State::LongPoll { buf, .. } = &self.state { buf.len() } else { 0 };
+        !self.eof && !self.closed && self.peer.outbox().pending() + held < self.server.config.read_pause
     }
 
     /// What kind of connection this is now.
@@ -208,8 +212,10 @@ impl Connection {
     pub fn on_eof(&mut self, now: Instant) {
         self.eof = true;
         match &self.state {
-            // A complete request may still be answered; a partial one never will.
-            State::Http { .. } => self.close(now),
+            // A complete request may still be answered; a partial one never
+            // will. A connection already closing still flushes its last
+            // response or close frame.
+            State::Http { .. } | State::Done => self.close(now),
             // Streams and WebSockets end with their peer.
             _ => {
                 self.closed = true;
@@ -218,6 +224,7 @@ impl Connection {
         }
     }
 
+    // ANCHOR: on_tick
     /// The waker fired or a deadline passed: check the outbox, heartbeats,
     /// the long poll and the closing linger.
     pub fn on_tick(&mut self, now: Instant) {
@@ -258,7 +265,9 @@ impl Connection {
             State::Http { .. } | State::Echo { .. } | State::Done => {}
         }
     }
+    // ANCHOR_END: on_tick
 
+    // ANCHOR: shutdown
     /// The server is shutting down: say goodbye the way each transport
     /// expects, then close.
     pub fn shutdown(&mut self, now: Instant) {
@@ -277,6 +286,7 @@ impl Connection {
             _ => self.close(now),
         }
     }
+    // ANCHOR_END: shutdown
 
     /// Starts closing: no more input is processed, subscriptions end, the
     /// output is flushed within the linger time.
@@ -284,6 +294,7 @@ impl Connection {
         self.close_with(None, now);
     }
 
+    // ANCHOR: close_with
     /// Closes after a last frame. The subscription ends *before* the frame
     /// is queued, so that no message can follow a WebSocket close frame.
     /// Messages already queued are still flushed.
@@ -297,6 +308,7 @@ impl Connection {
             self.closing = Some(now + self.server.config.close_linger);
         }
     }
+    // ANCHOR_END: close_with
 
     fn leave_topic(&mut self) {
         if let State::LongPoll { sub, .. } | State::Sse { sub, .. } | State::Ws { sub, .. } = &self.state {
@@ -355,6 +367,7 @@ impl Connection {
         self.close(now);
     }
 
+    // ANCHOR: dispatch
     fn route(&mut self, req: Request, body: Vec<u8>, now: Instant) {
         let server = self.server.clone();
         match req.route {
@@ -369,7 +382,7 @@ impl Connection {
                 let replay = server.hub.poll(&topic, after);
                 match wait {
                     Some(secs) if replay.messages.is_empty() => {
-                        self.hold_long_poll(topic, after, now + std::time::Duration::from_secs(secs.into()), req.keep_alive)
+                        self.hold_long_poll(topic, after, now + std::time::Duration::from_secs(secs.into()), req.keep_alive, now)
                     }
                     _ => self.answer_poll(replay),
                 }
@@ -397,6 +410,7 @@ impl Connection {
             Route::Stats => self.respond(http::response(200, "application/json", server.stats.to_json().as_bytes())),
         }
     }
+    // ANCHOR_END: dispatch
 
     /// Switches to a WebSocket state; frames the client sent right behind
     /// its handshake are decoded at once.
@@ -423,7 +437,7 @@ impl Connection {
     }
 
     // ANCHOR: long_poll
-    fn hold_long_poll(&mut self, topic: String, after: u64, deadline: Instant, keep_alive: bool) {
+    fn hold_long_poll(&mut self, topic: String, after: u64, deadline: Instant, keep_alive: bool, now: Instant) {
         let State::Http { buf, .. } = &mut self.state else { return };
         let buf = std::mem::take(buf);
         self.set_kind(Kind::LongPoll);
@@ -434,7 +448,7 @@ impl Connection {
         if let State::LongPoll { topic, after, .. } = &self.state {
             let replay = self.server.hub.poll(topic, *after);
             if !replay.messages.is_empty() {
-                self.answer_long_poll(replay, deadline);
+                self.answer_long_poll(replay, now);
             }
         }
     }
@@ -484,6 +498,7 @@ impl Connection {
     }
     // ANCHOR_END: ws_event
 
+    // ANCHOR: ws_publish
     /// A `/ws` client frame: `{"op":"publish","data":"..."}`.
     fn ws_publish(&mut self, text: &str) {
         let State::Ws { sub, .. } = &self.state else { return };
@@ -504,6 +519,7 @@ impl Connection {
         let topic = sub.topic.clone();
         self.server.hub.publish_to(&topic, data, &self.server.stats);
     }
+    // ANCHOR_END: ws_publish
 
     fn ws_fail(&mut self, e: WsError, now: Instant) {
         if self.closing.is_none() {

@@ -68,6 +68,7 @@ impl Message {
 }
 // ANCHOR_END: message
 
+// ANCHOR: sse_event
 /// Writes one SSE event. The SSE format ends a line at `\n`, `\r` or `\r\n`,
 /// so each of them starts a new `data:` line; the reader joins the lines with
 /// `\n` (a message's `\r\n` line ends therefore arrive as `\n`).
@@ -94,6 +95,7 @@ fn put_sse_event(buf: &mut BytesMut, id: Option<u64>, event: Option<&str>, data:
     }
     buf.put_u8(b'\n');
 }
+// ANCHOR_END: sse_event
 
 fn put_ws_header(buf: &mut BytesMut, opcode: OpCode, len: usize) {
     let header = FrameHeader { opcode, ..FrameHeader::default() };
@@ -154,6 +156,7 @@ pub fn missed(transport: Transport, from: u64, to: u64) -> Bytes {
 /// The SSE keep-alive comment.
 pub const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
+// ANCHOR: poll_body
 /// A poll response body: `{"messages":[...],"last_id":L}` plus `"missed"` when
 /// the client asked for ids older than the topic retains.
 pub fn poll_body(messages: &[Message], last_id: u64, missed: Option<(u64, u64)>) -> Vec<u8> {
@@ -172,6 +175,7 @@ pub fn poll_body(messages: &[Message], last_id: u64, missed: Option<(u64, u64)>)
     body.push(b'}');
     body
 }
+// ANCHOR_END: poll_body
 
 #[cfg(test)]
 mod tests {

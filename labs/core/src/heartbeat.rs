@@ -56,6 +56,7 @@ impl Pinger {
 }
 // ANCHOR_END: pinger
 
+// ANCHOR: keepalive
 /// SSE keep-alive comments: proxies and browsers drop a stream that is silent
 /// for too long, so a comment line goes out every `interval`.
 #[derive(Debug, Clone)]
@@ -85,6 +86,7 @@ impl KeepAlive {
         self.next
     }
 }
+// ANCHOR_END: keepalive
 
 #[cfg(test)]
 mod tests {

@@ -43,6 +43,7 @@ pub struct Request {
     pub expect_continue: bool,
 }
 
+// ANCHOR: errors
 /// Why a request cannot be served: each maps to one status code and a
 /// one-line plain-text reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +63,10 @@ pub enum HttpError {
     /// `431`: the request head is larger than the server's limit.
     HeadersTooLarge,
 }
+// ANCHOR_END: errors
 
 impl HttpError {
+    // ANCHOR: status
     /// The status code.
     pub fn status(&self) -> u16 {
         match self {
@@ -88,6 +91,7 @@ impl HttpError {
                 | HttpError::LengthRequired
         )
     }
+    // ANCHOR_END: status
 
     /// The complete response: status line, headers and the reason as body.
     pub fn response(&self) -> Bytes {
@@ -97,9 +101,10 @@ impl HttpError {
             HttpError::UpgradeRequired => extra.push_str("Sec-WebSocket-Version: 13\r\n"),
             _ => {}
         }
-        if self.closes() {
-            extra.push_str("Connection: close\r\n");
-        }
+        // The connection closes after every error response (the body of a
+        // refused request is never read), so say so, or a keep-alive client
+        // would send its next request into a closing socket.
+        extra.push_str("Connection: close\r\n");
         response_with(self.status(), "text/plain; charset=utf-8", &extra, format!("{self}\n").as_bytes())
     }
 }
@@ -164,6 +169,7 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
     let get = |allow: &'static str| {
         if method == "GET" { Ok(()) } else { Err(HttpError::MethodNotAllowed { allow }) }
     };
+    // ANCHOR: route
     let route = match path {
         "/publish" => {
             if method != "POST" {
@@ -216,6 +222,7 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
         // A body we would have to skip: refuse rather than guess.
         return Err(HttpError::BadRequest("this endpoint takes no request body".into()));
     }
+    // ANCHOR_END: route
     Ok(Some((Request { route, content_length, keep_alive, expect_continue: h.expect_continue }, head_len)))
 }
 
@@ -275,6 +282,7 @@ impl<'a> Headers<'a> {
         Ok(h)
     }
 
+    // ANCHOR: handshake
     /// Checks the RFC 6455 §4.2.1 opening handshake and derives the accept key.
     fn websocket_accept(&self) -> Result<String, HttpError> {
         if !self.upgrade_websocket || !self.connection_upgrade {
@@ -291,6 +299,7 @@ impl<'a> Headers<'a> {
             _ => Err(HttpError::BadRequest("missing or invalid Sec-WebSocket-Key".into())),
         }
     }
+    // ANCHOR_END: handshake
 }
 
 /// The query string as `name=value` pairs (no percent-decoding is needed:
@@ -324,6 +333,7 @@ impl<'a> Query<'a> {
     }
 }
 
+// ANCHOR: topic
 /// The contract's topic rule: 1 to 64 bytes of `A-Z a-z 0-9 . _ -`.
 pub fn validate_topic(topic: &str) -> Result<(), HttpError> {
     let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
@@ -334,6 +344,7 @@ pub fn validate_topic(topic: &str) -> Result<(), HttpError> {
     }
     Ok(())
 }
+// ANCHOR_END: topic
 
 fn parse_id(name: &str, value: &[u8]) -> Result<u64, HttpError> {
     std::str::from_utf8(value)
@@ -381,9 +392,11 @@ pub fn response_with(status: u16, content_type: &str, extra: &str, body: &[u8]) 
 /// The interim response that lets an `Expect: 100-continue` client send its body.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+// ANCHOR: sse_head
 /// The head of an event stream. It has no length: the stream ends when the
 /// connection does.
 pub const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n";
+// ANCHOR_END: sse_head
 
 /// The `101 Switching Protocols` answer to a valid WebSocket upgrade.
 pub fn websocket_accept(accept: &str) -> Bytes {

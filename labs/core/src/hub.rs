@@ -10,6 +10,7 @@ use crate::encode::{Message, Transport};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 
+// ANCHOR: wake
 /// How a runtime is told that a connection has work: new output in its
 /// outbox, a held long poll to answer, or a slow consumer to close.
 ///
@@ -22,6 +23,7 @@ pub trait Wake: Send + Sync {
     /// Connection `token` has work; make sure it runs soon. Must not block.
     fn wake(&self, token: usize);
 }
+// ANCHOR_END: wake
 
 /// The part of a connection that publishers reach: its outbox and how to
 /// wake it. Shared between the connection and the topics it subscribes to.
@@ -82,6 +84,7 @@ impl Topic {
         Topic { last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new() }
     }
 
+    // ANCHOR: replay
     /// Retained messages with id > `after`, and the gap if some are gone.
     fn replay(&self, after: u64) -> Replay {
         let first = self.retained.front().map_or(self.last_id + 1, |m| m.id);
@@ -93,6 +96,7 @@ impl Topic {
             last_id: self.last_id,
         }
     }
+    // ANCHOR_END: replay
 }
 
 /// Every topic of one server.

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::encode::{self, Transport};
 
+// ANCHOR: policy
 /// What to do with a subscriber whose outbox would exceed its byte budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -25,6 +26,7 @@ pub enum Policy {
     /// backpressure benchmark to show why the other two exist.
     Unbounded,
 }
+// ANCHOR_END: policy
 
 impl FromStr for Policy {
     type Err = String;
@@ -200,6 +202,7 @@ impl Outbox {
         });
     }
 
+    // ANCHOR: take
     /// Moves queued output into `out` for the writer, up to about `max` bytes
     /// (at least one chunk). Returns the number of bytes taken.
     pub fn take(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
@@ -227,6 +230,7 @@ impl Outbox {
     pub fn written(&mut self, n: usize) {
         self.in_flight = self.in_flight.saturating_sub(n);
     }
+    // ANCHOR_END: take
 
     /// Discards everything queued (the connection is closing). Returns the
     /// number of published messages discarded.

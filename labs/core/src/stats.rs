@@ -27,6 +27,7 @@ const KINDS: [(&str, Kind); 5] = [
     ("echo", Kind::Echo),
 ];
 
+// ANCHOR: stats
 /// Process-wide counters, updated with relaxed atomics on the hot paths.
 ///
 /// * `published`: accepted publishes.
@@ -44,6 +45,7 @@ pub struct Stats {
     pub(crate) dropped: AtomicU64,
     pub(crate) slow_disconnects: AtomicU64,
 }
+// ANCHOR_END: stats
 
 impl Stats {
     pub(crate) fn open(&self, kind: Kind) {
@@ -66,6 +68,7 @@ impl Stats {
         self.open[kind as usize].load(Relaxed)
     }
 
+    // ANCHOR: stats_json
     /// The `/stats` document.
     pub fn to_json(&self) -> String {
         let mut conns = serde_json::Map::new();
@@ -85,4 +88,5 @@ impl Stats {
         })
         .to_string()
     }
+    // ANCHOR_END: stats_json
 }

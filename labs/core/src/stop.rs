@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 type Callback = Box<dyn FnOnce() + Send>;
 
+// ANCHOR: stop
 /// A one-shot "stop serving" request, shared by whoever asks (the binary's
 /// signal handler, a test) and the lab that serves.
 ///
@@ -18,6 +19,7 @@ pub struct Stop {
     stopped: AtomicBool,
     callbacks: Mutex<Vec<Callback>>,
 }
+// ANCHOR_END: stop
 
 impl fmt::Debug for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

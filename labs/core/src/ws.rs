@@ -218,6 +218,7 @@ fn emit(partial: Partial, on_event: &mut dyn FnMut(WsEvent)) {
     }
 }
 
+// ANCHOR: utf8
 /// Validates the UTF-8 received so far. An incomplete code point at the end is
 /// fine unless this is the final fragment; an invalid sequence fails at once.
 fn check_utf8(partial: &mut Partial, fin: bool) -> Result<(), WsError> {
@@ -229,6 +230,7 @@ fn check_utf8(partial: &mut Partial, fin: bool) -> Result<(), WsError> {
     }
     Ok(())
 }
+// ANCHOR_END: utf8
 
 /// A close payload is empty, or a valid code followed by a UTF-8 reason.
 fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, WsError> {
@@ -247,6 +249,7 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, WsError> {
     }
 }
 
+// ANCHOR: close_codes
 /// Codes a peer may send (RFC 6455 §7.4): defined ones except 1004-1006 and
 /// 1015, and the 3000-4999 ranges for libraries and applications.
 fn is_valid_close_code(code: u16) -> bool {
@@ -257,6 +260,7 @@ fn is_valid_close_code(code: u16) -> bool {
         _ => false,
     }
 }
+// ANCHOR_END: close_codes
 
 #[cfg(test)]
 mod tests {
