@@ -80,17 +80,6 @@ impl HttpError {
         }
     }
 
-    /// Whether the connection must close after the error response: after a
-    /// malformed or oversized request we cannot tell where the next one starts.
-    pub fn closes(&self) -> bool {
-        matches!(
-            self,
-            HttpError::BadRequest(_)
-                | HttpError::HeadersTooLarge
-                | HttpError::PayloadTooLarge { .. }
-                | HttpError::LengthRequired
-        )
-    }
     // ANCHOR_END: status
 
     /// The complete response: status line, headers and the reason as body.
