@@ -1,0 +1,16 @@
+//! Every conformance case, as `pub fn case(runtime: &str)`. Each starts its
+//! own server and panics on any deviation from the contract.
+
+mod echo;
+mod http;
+mod lifecycle;
+mod load;
+mod sse;
+mod ws;
+
+pub use echo::*;
+pub use http::*;
+pub use lifecycle::*;
+pub use load::*;
+pub use sse::*;
+pub use ws::*;
