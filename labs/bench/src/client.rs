@@ -16,8 +16,11 @@ pub enum Transport {
     Sse,
     /// WebSocket (`/ws`).
     Ws,
-    /// A held long poll (`/poll?wait=60`).
+    /// A held long poll (`/poll?wait=60`), asked again as soon as it is answered.
     LongPoll,
+    /// Short polling: `GET /poll?after=N` every few seconds on a keep-alive
+    /// connection (the polling-cost scenario only; nothing is held open).
+    ShortPoll,
 }
 
 impl Transport {
@@ -27,7 +30,21 @@ impl Transport {
             Transport::Sse => "sse",
             Transport::Ws => "ws",
             Transport::LongPoll => "long-poll",
+            Transport::ShortPoll => "short-poll",
         }
+    }
+
+    /// Parses [`Transport::name`].
+    pub fn from_name(name: &str) -> Option<Transport> {
+        [Transport::Sse, Transport::Ws, Transport::LongPoll, Transport::ShortPoll]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+
+    /// Whether the server pushes on a connection that stays open (SSE,
+    /// WebSocket), as opposed to answering requests (polls).
+    pub fn is_push(self) -> bool {
+        matches!(self, Transport::Sse | Transport::Ws)
     }
 
     /// The `/stats` connection counter for this transport.
@@ -36,6 +53,7 @@ impl Transport {
             Transport::Sse => "sse",
             Transport::Ws => "ws",
             Transport::LongPoll => "long_poll",
+            Transport::ShortPoll => "http",
         }
     }
 }
@@ -53,7 +71,8 @@ pub fn connect_from(source: IpAddr, addr: SocketAddr, rcvbuf: Option<usize>) -> 
     Ok(socket.into())
 }
 
-/// The request that opens a subscription of `transport` to `topic`.
+/// The request that opens a subscription of `transport` to `topic` (for
+/// short polling: the first poll).
 pub fn subscribe_request(transport: Transport, topic: &str) -> String {
     match transport {
         Transport::Sse => format!("GET /sse?topic={topic} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"),
@@ -61,23 +80,53 @@ pub fn subscribe_request(transport: Transport, topic: &str) -> String {
             "GET /ws?topic={topic} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: cnRsYWItYmVuY2gta2V5IQ==\r\n\r\n"
         ),
-        Transport::LongPoll => format!("GET /poll?topic={topic}&after=0&wait=60 HTTP/1.1\r\nHost: bench\r\n\r\n"),
+        Transport::LongPoll => poll_request(topic, 0, true),
+        Transport::ShortPoll => poll_request(topic, 0, false),
     }
 }
 
+/// `GET /poll?topic=T&after=N`, held up to 60 s when `long`.
+pub fn poll_request(topic: &str, after: u64, long: bool) -> String {
+    let wait = if long { "&wait=60" } else { "" };
+    format!("GET /poll?topic={topic}&after={after}{wait} HTTP/1.1\r\nHost: bench\r\n\r\n")
+}
+
+/// A subscription as opened by [`subscribe`].
+#[derive(Debug)]
+pub struct Subscribed {
+    /// Bytes that arrived after the response head (already pushed data).
+    pub rest: Vec<u8>,
+    /// Bytes written: the request.
+    pub sent: usize,
+    /// Bytes read: the response head and `rest`.
+    pub received: usize,
+}
+
 /// Sends the subscription request and, for SSE and WebSocket, reads the
-/// response head (a held long poll has no answer yet). Returns bytes that
-/// arrived after the head.
-pub fn subscribe(stream: &mut TcpStream, transport: Transport, topic: &str) -> io::Result<Vec<u8>> {
-    stream.write_all(subscribe_request(transport, topic).as_bytes())?;
-    if transport == Transport::LongPoll {
-        return Ok(Vec::new());
+/// response head within `timeout` (a held long poll has no answer yet; a
+/// short-polling client sends nothing until its first poll is due).
+pub fn subscribe(stream: &mut TcpStream, transport: Transport, topic: &str, timeout: Duration) -> io::Result<Subscribed> {
+    if transport == Transport::ShortPoll {
+        return Ok(Subscribed { rest: Vec::new(), sent: 0, received: 0 });
     }
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let request = subscribe_request(transport, topic);
+    stream.write_all(request.as_bytes())?;
+    if transport == Transport::LongPoll {
+        return Ok(Subscribed { rest: Vec::new(), sent: request.len(), received: 0 });
+    }
+    stream.set_read_timeout(Some(timeout))?;
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 512];
     loop {
-        let n = stream.read(&mut chunk)?;
+        let n = match stream.read(&mut chunk) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer to the {} handshake within {timeout:?}", transport.name()),
+                ));
+            }
+            other => other?,
+        };
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during handshake"));
         }
@@ -87,11 +136,12 @@ pub fn subscribe(stream: &mut TcpStream, transport: Transport, topic: &str) -> i
             if !buf.starts_with(expected) {
                 return Err(io::Error::other(format!(
                     "unexpected answer: {}",
-                    String::from_utf8_lossy(&buf[..end])
+                    String::from_utf8_lossy(&buf[..end]).lines().next().unwrap_or("")
                 )));
             }
             stream.set_read_timeout(None)?;
-            return Ok(buf.split_off(end + 4));
+            let received = buf.len();
+            return Ok(Subscribed { rest: buf.split_off(end + 4), sent: request.len(), received });
         }
     }
 }
@@ -190,6 +240,7 @@ pub fn enable_rx_timestamps(stream: &impl AsRawFd) -> io::Result<()> {
     if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+// ANCHOR: rx_timestamp
 /// Reads like `read(2)`, and returns the kernel's receive timestamp of the
 /// data (CLOCK_REALTIME ns) when `SO_TIMESTAMPNS` is on. The timestamp is
 /// taken when the data reached the socket, so a client that is slow to get
@@ -222,6 +273,7 @@ pub fn recv_timestamped(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize,
     }
     Ok((n as usize, stamp))
 }
+// ANCHOR_END: rx_timestamp
 
 /// One pushed message as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,29 +284,69 @@ pub struct Pushed {
     pub data: String,
 }
 
-/// Splits a stream of pushed bytes into messages (SSE events or WebSocket
-/// text frames); keeps partial input between calls.
+/// What a subscriber receives besides messages: the server's signals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// A message.
+    Message(Pushed),
+    /// "You missed ids `from..=to`" (the drop-oldest policy, or a replay
+    /// older than retention): an SSE `event: missed`, a WebSocket
+    /// `{"missed":...}` frame, or a poll response's `missed` member.
+    Missed { from: u64, to: u64 },
+    /// A WebSocket ping with its payload: the client must answer with a pong
+    /// or the server closes the connection after two ping intervals.
+    Ping(Vec<u8>),
+    /// A WebSocket close frame: the server is closing.
+    Close,
+}
+
+/// Splits a stream of pushed bytes into [`Signal`]s (SSE events or
+/// WebSocket frames); keeps partial input between calls.
 #[derive(Debug, Default)]
 pub struct PushParser {
     buf: Vec<u8>,
 }
 
 impl PushParser {
-    /// Appends `input` and returns every complete message.
+    /// Appends `input` and returns every complete message, ignoring signals.
     pub fn feed(&mut self, transport: Transport, input: &[u8]) -> Vec<Pushed> {
+        self.feed_signals(transport, input)
+            .into_iter()
+            .filter_map(|s| match s {
+                Signal::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Appends `input` and returns every complete message and signal, in order.
+    pub fn feed_signals(&mut self, transport: Transport, input: &[u8]) -> Vec<Signal> {
         self.buf.extend_from_slice(input);
         let mut out = Vec::new();
         let used = match transport {
             Transport::Ws => parse_ws(&self.buf, &mut out),
             Transport::Sse => parse_sse(&self.buf, &mut out),
-            Transport::LongPoll => 0,
+            Transport::LongPoll | Transport::ShortPoll => 0,
         };
         self.buf.drain(..used);
         out
     }
 }
 
-fn parse_ws(buf: &[u8], out: &mut Vec<Pushed>) -> usize {
+/// A client's pong to a ping: a masked frame (clients must mask), here with
+/// the all-zero key, which leaves the payload as it is.
+pub fn pong_frame(payload: &[u8]) -> Vec<u8> {
+    let len = payload.len().min(125);
+    let mut frame = vec![0x8A, 0x80 | len as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(&payload[..len]);
+    frame
+}
+
+fn missed_of(v: &serde_json::Value) -> Option<Signal> {
+    Some(Signal::Missed { from: v["from"].as_u64()?, to: v["to"].as_u64()? })
+}
+
+fn parse_ws(buf: &[u8], out: &mut Vec<Signal>) -> usize {
     let mut at = 0;
     while buf.len() >= at + 2 {
         let opcode = buf[at] & 0x0f;
@@ -272,27 +364,37 @@ fn parse_ws(buf: &[u8], out: &mut Vec<Pushed>) -> usize {
             break;
         }
         let payload = &buf[at + head..at + head + len];
-        if opcode == 1 {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) {
-                if let (Some(id), Some(data)) = (v["id"].as_u64(), v["data"].as_str()) {
-                    out.push(Pushed { id, data: data.to_owned() });
+        match opcode {
+            1 => {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) {
+                    if let (Some(id), Some(data)) = (v["id"].as_u64(), v["data"].as_str()) {
+                        out.push(Signal::Message(Pushed { id, data: data.to_owned() }));
+                    } else if let Some(missed) = missed_of(&v["missed"]) {
+                        out.push(missed);
+                    }
                 }
             }
+            8 => out.push(Signal::Close),
+            9 => out.push(Signal::Ping(payload.to_vec())),
+            _ => {}
         }
         at += head + len;
     }
     at
 }
 
-fn parse_sse(buf: &[u8], out: &mut Vec<Pushed>) -> usize {
+fn parse_sse(buf: &[u8], out: &mut Vec<Signal>) -> usize {
     let mut at = 0;
     while let Some(end) = buf[at..].windows(2).position(|w| w == b"\n\n") {
         let event = String::from_utf8_lossy(&buf[at..at + end]);
         let mut id = None;
+        let mut name = None;
         let mut data: Option<String> = None;
         for line in event.lines() {
             if let Some(v) = line.strip_prefix("id: ") {
                 id = v.parse().ok();
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                name = Some(v.to_owned());
             } else if let Some(v) = line.strip_prefix("data: ") {
                 data = Some(match data {
                     Some(d) => d + "\n" + v,
@@ -300,12 +402,73 @@ fn parse_sse(buf: &[u8], out: &mut Vec<Pushed>) -> usize {
                 });
             }
         }
-        if let (Some(id), Some(data)) = (id, data) {
-            out.push(Pushed { id, data });
+        match (name.as_deref(), id, data) {
+            (Some("missed"), _, Some(data)) => {
+                if let Some(missed) = serde_json::from_str(&data).ok().as_ref().and_then(missed_of) {
+                    out.push(missed);
+                }
+            }
+            (None, Some(id), Some(data)) => out.push(Signal::Message(Pushed { id, data })),
+            _ => {}
         }
         at += end + 2;
     }
     at
+}
+
+/// One answered poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The messages, oldest first, and a `missed` signal if there was one.
+    pub signals: Vec<Signal>,
+    /// The server will close the connection after this response.
+    pub close: bool,
+}
+
+/// Splits a keep-alive connection's input into poll responses (a head with
+/// `Content-Length`, then the JSON body); keeps partial input between calls.
+#[derive(Debug, Default)]
+pub struct PollParser {
+    buf: Vec<u8>,
+}
+
+impl PollParser {
+    /// Appends `input` and returns every complete response.
+    pub fn feed(&mut self, input: &[u8]) -> Vec<PollAnswer> {
+        self.buf.extend_from_slice(input);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some(end) = self.buf[at..].windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&self.buf[at..at + end]).to_ascii_lowercase();
+            let header = |name: &str| {
+                head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            };
+            let len: usize = header("content-length:").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let body_at = at + end + 4;
+            if self.buf.len() < body_at + len {
+                break;
+            }
+            let status = head.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let close = header("connection:").is_some_and(|v| v.contains("close"));
+            let mut signals = Vec::new();
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.buf[body_at..body_at + len]) {
+                if let Some(missed) = missed_of(&v["missed"]) {
+                    signals.push(missed);
+                }
+                for m in v["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                    if let (Some(id), Some(data)) = (m["id"].as_u64(), m["data"].as_str()) {
+                        signals.push(Signal::Message(Pushed { id, data: data.to_owned() }));
+                    }
+                }
+            }
+            out.push(PollAnswer { status, signals, close });
+            at = body_at + len;
+        }
+        self.buf.drain(..at);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +492,37 @@ mod tests {
         let got = p.feed(Transport::Sse, sse);
         assert_eq!(got, vec![Pushed { id: 1, data: "a\nb".into() }]);
         assert_eq!(p.feed(Transport::Sse, b"ta: c\n\n"), vec![Pushed { id: 2, data: "c".into() }]);
+    }
+
+    #[test]
+    fn parses_signals_and_poll_answers() {
+        let mut p = PushParser::default();
+        let sse = b"event: missed\ndata: {\"from\":2,\"to\":9}\n\nid: 10\ndata: x\n\n";
+        assert_eq!(
+            p.feed_signals(Transport::Sse, sse),
+            vec![Signal::Missed { from: 2, to: 9 }, Signal::Message(Pushed { id: 10, data: "x".into() })]
+        );
+        let json = br#"{"missed":{"from":1,"to":3}}"#;
+        let mut frames = vec![0x81, json.len() as u8];
+        frames.extend_from_slice(json);
+        frames.extend_from_slice(&[0x89, 2, b'h', b'i', 0x88, 0]);
+        assert_eq!(
+            p.feed_signals(Transport::Ws, &frames),
+            vec![Signal::Missed { from: 1, to: 3 }, Signal::Ping(b"hi".to_vec()), Signal::Close]
+        );
+        assert_eq!(pong_frame(b"hi"), vec![0x8A, 0x82, 0, 0, 0, 0, b'h', b'i']);
+
+        let body = r#"{"messages":[{"id":4,"data":"a"},{"id":5,"data":"b"}],"last_id":5}"#;
+        let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let mut p = PollParser::default();
+        let (first, second) = response.as_bytes().split_at(30);
+        assert!(p.feed(first).is_empty());
+        let got = p.feed(second);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].status, 200);
+        assert!(!got[0].close);
+        assert_eq!(got[0].signals.len(), 2);
+        assert_eq!(Transport::from_name("long-poll"), Some(Transport::LongPoll));
     }
 
     #[test]

@@ -1,5 +1,16 @@
 //! The fan-out scenario: one publish, many subscribers — how long until the
 //! last one has it?
+//!
+//! M subscribers (SSE, WebSocket, or long polls asked again as soon as they
+//! are answered) on one topic; one publisher sends K messages, each carrying
+//! its sequence number and the publisher's `CLOCK_REALTIME` at sending. A
+//! subscriber's latency for a message is the kernel's receive timestamp of
+//! the bytes that completed it minus that send time: the kernel stamps data
+//! when it reaches the socket, so a worker busy with other connections does
+//! not add its own delay to what it measures.
+//!
+//! With `--interval-ms 0` the publisher sends as fast as the server answers,
+//! and messages delivered per second is the saturation throughput.
 
 use std::time::Duration;
 
@@ -7,15 +18,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{self, Publisher, Transport};
 use crate::server::ServerProcess;
-use crate::workers::{Plan, Workers};
-use crate::{Common, Percentiles, Placement};
+use crate::worker::Report;
+use crate::workers::{Mode, Plan, Workers};
+use crate::{died_prefix, Common, EnvProbe, Outcome, Percentiles, RunEnv};
 
 /// Options of one fan-out run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Transport of the subscribers.
+    /// Transport of the subscribers (sse, ws or long-poll).
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
     /// Subscribers.
@@ -53,25 +65,27 @@ pub struct FanoutResult {
     /// Messages delivered per second, first publish to last receipt
     /// (a saturation figure only with `--interval-ms 0`).
     pub delivered_per_sec: Option<f64>,
+    /// Seconds from the first publish to the last receipt.
+    pub span_secs: Option<f64>,
+    /// Server CPU seconds (user + system) per second of that span.
+    pub server_cpu_per_sec: Option<f64>,
     /// The server exited 0 on SIGTERM afterwards.
     pub clean_exit: bool,
+    pub env: RunEnv,
 }
 
 /// Runs the fan-out scenario once against a fresh server.
 pub fn run(args: &FanoutArgs) -> std::io::Result<FanoutResult> {
+    if args.transport == Transport::ShortPoll {
+        return Err(std::io::Error::other("fanout: short polling is measured by the polling scenario"));
+    }
+    let probe = EnvProbe::begin();
+    let place = probe.placement();
     let exe = args.common.exe()?;
-    let place = Placement::detect();
     let server = ServerProcess::start(&exe, &args.common.runtime, &args.common.server_args, place.server)?;
-    let plan = Plan {
-        exe: &exe,
-        addr: server.addr,
-        transport: args.transport,
-        topic: "fanout",
-        connections: args.subscribers,
-        listen: Some(args.messages),
-        rcvbuf: None,
-        cpu: place.clients,
-    };
+    let mut plan = Plan::new(&exe, server.addr, args.transport, "fanout", args.subscribers);
+    plan.mode = Mode::Listen(args.messages);
+    plan.cpu = place.clients;
     let (mut workers, ready) = Workers::start(&plan)?;
     let key = args.transport.stats_key();
     let mut result = FanoutResult {
@@ -86,16 +100,22 @@ pub fn run(args: &FanoutArgs) -> std::io::Result<FanoutResult> {
         all_pairs_us: None,
         last_subscriber_us: None,
         delivered_per_sec: None,
+        span_secs: None,
+        server_cpu_per_sec: None,
         clean_exit: false,
+        env: RunEnv::default(),
     };
     if ready.opened != args.subscribers {
         result.failure = Some(format!("opened {}/{} subscribers: {:?}", ready.opened, args.subscribers, ready.error));
+        result.env = probe.end();
         return Ok(result);
     }
     if !server.wait_stats(Duration::from_secs(30), |s| s["connections"][key].as_u64() == Some(args.subscribers as u64)) {
         result.failure = Some("the server never counted every subscriber".into());
+        result.env = probe.end();
         return Ok(result);
     }
+    let cpu_before = server.sample().cpu_secs;
     let mut publisher = Publisher::connect(server.addr, "fanout")?;
     let mut sent_ns = Vec::with_capacity(args.messages as usize);
     for seq in 0..args.messages {
@@ -106,22 +126,19 @@ pub fn run(args: &FanoutArgs) -> std::io::Result<FanoutResult> {
             std::thread::sleep(Duration::from_millis(args.interval_ms));
         }
     }
-    let all_done = workers.wait_done(Duration::from_secs(30));
+    let deliveries = args.messages * args.subscribers as u64;
+    let all_done = workers.wait_done(Duration::from_secs(30 + deliveries / 50_000));
+    let cpu_after = server.sample().cpu_secs;
     let reports = workers.reports()?;
-    result.clean_exit = server.stop(Duration::from_secs(10));
-
-    let received: u64 = reports.iter().map(|r| r.received).sum();
-    let order_errors: u64 = reports.iter().map(|r| r.order_errors).sum();
-    let min = reports.iter().map(|r| r.min_per_connection).min().unwrap_or(0);
-    let max = reports.iter().map(|r| r.max_per_connection).max().unwrap_or(0);
-    let closed: u64 = reports.iter().map(|r| r.closed_by_server).sum();
-    if !all_done || order_errors > 0 || min != args.messages || max != args.messages || closed > 0 {
-        result.failure = Some(format!(
-            "delivery not verified: {received} received of {}, per connection {min}..={max}, {order_errors} out of order, {closed} closed by the server",
-            args.messages * args.subscribers as u64
-        ));
+    drop(publisher);
+    let died = server.died();
+    result.clean_exit = server.stop(Duration::from_secs(20));
+    result.env = probe.end();
+    if let Err(failure) = verify(&reports, args.messages, args.subscribers, all_done) {
+        result.failure = Some(died_prefix(died) + &failure);
         return Ok(result);
     }
+    let received: u64 = reports.iter().map(|r| r.received).sum();
     let mut all = Vec::with_capacity(received as usize);
     let mut last = Vec::with_capacity(args.messages as usize);
     let mut last_receipt_ns = 0;
@@ -141,25 +158,82 @@ pub fn run(args: &FanoutArgs) -> std::io::Result<FanoutResult> {
     result.all_pairs_us = Some(Percentiles::of(&mut all));
     result.last_subscriber_us = Some(Percentiles::of(&mut last));
     result.delivered_per_sec = (span_secs > 0.0).then(|| received as f64 / span_secs);
+    result.span_secs = Some(span_secs);
+    result.server_cpu_per_sec = (span_secs > 0.0).then(|| (cpu_after - cpu_before) / span_secs);
     Ok(result)
 }
 
-impl FanoutResult {
-    /// One line for a terminal.
-    pub fn summary(&self) -> String {
+// ANCHOR: verify
+/// Delivery is verified when every subscriber received every one of the
+/// `messages`, each exactly once and in order (the workers check each id
+/// against the previous one), none was announced missed, the server closed
+/// no subscriber, and every worker said it was done before the deadline.
+pub fn verify(reports: &[Report], messages: u64, subscribers: usize, all_done: bool) -> Result<(), String> {
+    let received: u64 = reports.iter().map(|r| r.received).sum();
+    let order_errors: u64 = reports.iter().map(|r| r.order_errors).sum();
+    let missed: u64 = reports.iter().map(|r| r.missed).sum();
+    let min = reports.iter().map(|r| r.min_per_connection).min().unwrap_or(0);
+    let max = reports.iter().map(|r| r.max_per_connection).max().unwrap_or(0);
+    let closed: u64 = reports.iter().map(|r| r.closed_by_server).sum();
+    if !all_done || order_errors > 0 || missed > 0 || min != messages || max != messages || closed > 0 {
+        return Err(format!(
+            "delivery not verified: {received} received of {}, per connection {min}..={max}, {order_errors} out of order, {missed} announced missed, {closed} closed by the server{}",
+            messages * subscribers as u64,
+            if all_done { "" } else { ", deadline passed" }
+        ));
+    }
+    Ok(())
+}
+// ANCHOR_END: verify
+
+impl Outcome for FanoutResult {
+    fn verified(&self) -> bool {
+        self.verified
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.clone()
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let mut m = Vec::new();
+        if let (Some(all), Some(last)) = (&self.all_pairs_us, &self.last_subscriber_us) {
+            m.extend([
+                ("all_p50_us", all.p50 as f64),
+                ("all_p99_us", all.p99 as f64),
+                ("all_max_us", all.max as f64),
+                ("last_p50_us", last.p50 as f64),
+                ("last_p99_us", last.p99 as f64),
+                ("last_max_us", last.max as f64),
+            ]);
+        }
+        m.extend(self.delivered_per_sec.map(|v| ("delivered_per_sec", v)));
+        m.extend(self.server_cpu_per_sec.map(|v| ("server_cpu_per_sec", v)));
+        m
+    }
+
+    fn summary(&self) -> String {
         match (&self.all_pairs_us, &self.last_subscriber_us) {
             (Some(all), Some(last)) => format!(
-                "fanout {:<8} {:<4} {:>6} subs × {} msgs of {} B: all pairs p50 {} µs p99 {} µs max {} µs | last subscriber p50 {} µs p99 {} µs max {} µs",
-                self.runtime, self.transport.name(), self.subscribers, self.messages, self.size,
-                all.p50, all.p99, all.max, last.p50, last.p99, last.max
+                "fanout {:<8} {:<9} {:>6} subs × {} msgs of {} B every {} ms: all pairs p50 {} µs p99 {} µs max {} µs | last subscriber p50 {} µs p99 {} µs max {} µs | {:.0} delivered/s",
+                self.runtime, self.transport.name(), self.subscribers, self.messages, self.size, self.interval_ms,
+                all.p50, all.p99, all.max, last.p50, last.p99, last.max, self.delivered_per_sec.unwrap_or(0.0)
             ),
             _ => format!(
-                "fanout {:<8} {:<4} {:>6} subs: FAILED: {}",
+                "fanout {:<8} {:<9} {:>6} subs: FAILED: {}",
                 self.runtime,
                 self.transport.name(),
                 self.subscribers,
                 self.failure.as_deref().unwrap_or("unknown")
             ),
         }
+    }
+
+    fn env(&self) -> &RunEnv {
+        &self.env
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        crate::json_of(self)
     }
 }

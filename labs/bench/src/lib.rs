@@ -1,4 +1,4 @@
-//! # rtlab-bench: the load generator and its scenarios
+//! # rtlab-bench: the load generator, its scenarios, and their report
 //!
 //! Every measurement starts a **fresh server process** (`rtlab serve`): a
 //! server that already served a run keeps its allocator's high-water mark and
@@ -6,32 +6,47 @@
 //! bench-worker`), never in the server's process, each with its own source
 //! address in 127.0.0.0/8 so that neither the per-process open-files limit
 //! nor the ephemeral port range caps a run. Where the machine has two or more
-//! cores, the server is pinned to one and the clients to another.
+//! cores, the server is pinned to one and the clients to another. Every run
+//! records the CPU steal and the load average it ran under.
 //!
 //! ## Map
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`idle`] | N idle connections: server memory per connection, kernel share apart, release after close |
-//! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber |
+//! | [`idle`] | N idle connections: server memory per connection, kernel share apart, time to open, release after close |
+//! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
+//! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
+//! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
+//! | [`matrix`] | `rtlab bench` without a scenario: every lab × transport × scenario, repeated, into one results document |
+//! | [`results`] | the results document: machine, toolchain, versions, commit, parameters, per-run values and their spread, failures |
+//! | [`report`] | `rtlab report`: SVG plots (plotters) and markdown tables from a results document, also for the book |
+//! | [`compare`] | `rtlab compare`: the differences between two results documents |
 //! | [`server`] | starting, sampling and stopping a server process |
 //! | [`workers`] / [`worker`] | the orchestrator's side and the worker's side of the client processes |
-//! | [`client`] | opening connections, publishing, reading with kernel receive timestamps |
-//! | [`procfs`] | memory, CPU, mappings and kernel socket memory from `/proc` |
+//! | [`client`] | opening connections, publishing, polling, reading with kernel receive timestamps |
+//! | [`procfs`] | memory, CPU, mappings, steal and kernel socket memory from `/proc` |
 //!
-//! Every scenario **verifies before it measures**: a fan-out run in which any
+//! Every scenario **verifies before it measures**: a run in which any
 //! subscriber missed, duplicated or reordered a message reports a failure and
-//! no latency numbers.
+//! no numbers.
 
+pub mod backpressure;
 pub mod client;
+pub mod compare;
 pub mod fanout;
 pub mod idle;
+pub mod matrix;
+pub mod polling;
 pub mod procfs;
+pub mod report;
+pub mod results;
 pub mod server;
 pub mod worker;
 pub mod workers;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,41 +66,143 @@ pub struct Common {
 }
 
 impl Common {
+    /// Options for `runtime` with no extra server options and no JSON file.
+    pub fn new(runtime: &str) -> Common {
+        Common { runtime: runtime.to_owned(), server_args: Vec::new(), json: None }
+    }
+
     /// The rtlab binary that serves and runs workers: this one.
     pub fn exe(&self) -> std::io::Result<PathBuf> {
         std::env::current_exe()
     }
 }
 
+// ANCHOR: scenario
 /// The scenarios, as `rtlab bench <scenario>`.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum Scenario {
     /// Idle connections: the server's memory per connection.
     Idle(idle::IdleArgs),
     /// Fan-out: publish-to-receive latency across many subscribers.
     Fanout(fanout::FanoutArgs),
+    /// Backpressure: fast and stalled subscribers under an outbox policy.
+    Backpressure(backpressure::BackpressureArgs),
+    /// Polling cost: what one transport costs to deliver an update stream.
+    Polling(polling::PollingArgs),
+}
+// ANCHOR_END: scenario
+
+/// `rtlab bench`: one scenario, or without one the matrix of every lab ×
+/// transport × scenario.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub scenario: Option<Scenario>,
+    #[command(flatten)]
+    pub matrix: matrix::MatrixArgs,
 }
 
-/// Runs a scenario, prints its summary line, and writes its JSON if asked.
-/// Returns false if the run failed verification.
-pub fn run(scenario: &Scenario) -> std::io::Result<bool> {
-    let (common, summary, ok, json) = match scenario {
-        Scenario::Idle(args) => {
-            let r = idle::run(args)?;
-            let ok = r.opened == r.requested && r.sockets_released;
-            (&args.common, r.summary(), ok, serde_json::to_value(&r))
-        }
-        Scenario::Fanout(args) => {
-            let r = fanout::run(args)?;
-            (&args.common, r.summary(), r.verified, serde_json::to_value(&r))
-        }
-    };
-    println!("{summary}");
-    if let Some(path) = &common.json {
-        let json = json.map_err(std::io::Error::other)?;
-        std::fs::write(path, serde_json::to_vec_pretty(&json).map_err(std::io::Error::other)?)?;
+/// What every scenario's result offers the matrix and the report (object
+/// safe, so that the matrix can hold any scenario's result).
+pub trait Outcome: std::fmt::Debug {
+    /// Delivery (or, for idle, the connection counts) verified: only then
+    /// are [`Outcome::metrics`] reported.
+    fn verified(&self) -> bool;
+    /// Why verification failed.
+    fn failure(&self) -> Option<String>;
+    /// The named numbers of a verified run, for tables, plots and spread.
+    fn metrics(&self) -> Vec<(&'static str, f64)>;
+    /// One line for a terminal.
+    fn summary(&self) -> String;
+    /// The conditions it ran under.
+    fn env(&self) -> &RunEnv;
+    /// The whole result, as JSON.
+    fn to_json(&self) -> serde_json::Value;
+}
+
+/// Serializes a result for [`Outcome::to_json`].
+pub(crate) fn json_of(value: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+impl Scenario {
+    /// Runs the scenario once; returns the result as an [`Outcome`].
+    pub fn run(&self) -> std::io::Result<Box<dyn Outcome>> {
+        Ok(match self {
+            Scenario::Idle(args) => Box::new(idle::run(args)?),
+            Scenario::Fanout(args) => Box::new(fanout::run(args)?),
+            Scenario::Backpressure(args) => Box::new(backpressure::run(args)?),
+            Scenario::Polling(args) => Box::new(polling::run(args)?),
+        })
     }
-    Ok(ok)
+
+    /// The options every scenario shares.
+    pub fn common(&self) -> &Common {
+        match self {
+            Scenario::Idle(a) => &a.common,
+            Scenario::Fanout(a) => &a.common,
+            Scenario::Backpressure(a) => &a.common,
+            Scenario::Polling(a) => &a.common,
+        }
+    }
+}
+
+/// `rtlab bench ...`: runs one scenario (printing its summary line and
+/// writing its JSON if asked) or the matrix. Returns false if anything failed
+/// verification.
+pub fn run_cli(args: &BenchArgs) -> std::io::Result<bool> {
+    raise_nofile_limit();
+    match &args.scenario {
+        Some(scenario) => {
+            let result = scenario.run()?;
+            println!("{}", result.summary());
+            if let Some(path) = &scenario.common().json {
+                std::fs::write(path, serde_json::to_vec_pretty(&result.to_json()).map_err(std::io::Error::other)?)?;
+            }
+            Ok(result.verified())
+        }
+        None => matrix::run(&args.matrix),
+    }
+}
+
+/// The progress bars of a run share one terminal area, so that a scenario's
+/// "opening connections" bar and the matrix's bar do not overwrite each
+/// other. Hidden when stderr is not a terminal.
+pub fn progress() -> &'static indicatif::MultiProgress {
+    static BARS: OnceLock<indicatif::MultiProgress> = OnceLock::new();
+    BARS.get_or_init(indicatif::MultiProgress::new)
+}
+
+/// "the server process died during the run: " when it did, for a failure.
+pub(crate) fn died_prefix(died: bool) -> String {
+    if died { "the server process died during the run (its stderr is above): ".into() } else { String::new() }
+}
+
+/// Prints a line to stdout above the progress bars (also when they are
+/// hidden, unlike `MultiProgress::println`).
+pub fn say(line: &str) {
+    progress().suspend(|| println!("{line}"));
+}
+
+/// Raises this process's soft open-files limit to its hard limit. Servers
+/// and workers started from here inherit it.
+pub fn raise_nofile_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// The hard open-files limit a server started from here gets.
+pub fn nofile_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit with a valid resource and a valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_max } else { 1024 }
 }
 
 /// Where the server and the clients run.
@@ -108,6 +225,63 @@ impl Placement {
             Placement { server: Some(0), clients: Some(1) }
         } else {
             Placement::default()
+        }
+    }
+}
+
+// ANCHOR: run_env
+/// The conditions one run ran under. The machine is shared: another
+/// process's load, or a hypervisor giving the virtual CPUs to another guest
+/// (steal), slows a run down without any fault of the lab measured, so every
+/// run records both and the report shows them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct RunEnv {
+    /// Where the server and the clients ran.
+    pub placement: Placement,
+    /// CPU steal during the run, seconds (all CPUs together).
+    pub steal_secs: f64,
+    /// One-minute load average when the run started.
+    pub load_before: f64,
+    /// One-minute load average when it ended.
+    pub load_after: f64,
+    /// Wall-clock seconds of the whole run (server start to stop).
+    pub wall_secs: f64,
+}
+// ANCHOR_END: run_env
+
+/// Measures a [`RunEnv`] from its creation to [`EnvProbe::end`].
+#[derive(Debug)]
+pub struct EnvProbe {
+    placement: Placement,
+    steal: f64,
+    load: f64,
+    start: Instant,
+}
+
+impl EnvProbe {
+    /// Starts measuring; also decides the placement.
+    pub fn begin() -> EnvProbe {
+        EnvProbe {
+            placement: Placement::detect(),
+            steal: procfs::steal_secs(),
+            load: procfs::loadavg(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Where the server and the clients go.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// The conditions from [`EnvProbe::begin`] until now.
+    pub fn end(&self) -> RunEnv {
+        RunEnv {
+            placement: self.placement,
+            steal_secs: (procfs::steal_secs() - self.steal).max(0.0),
+            load_before: self.load,
+            load_after: procfs::loadavg(),
+            wall_secs: self.start.elapsed().as_secs_f64(),
         }
     }
 }

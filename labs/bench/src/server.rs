@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::procfs::{self, ProcessSample};
@@ -14,6 +15,10 @@ pub struct ServerProcess {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// A keep-alive connection for `/stats`, opened before any client: a
+    /// server that holds as many connections as its descriptor limit allows
+    /// cannot accept one more, but still answers on this one.
+    stats_conn: Mutex<Option<KeepAlive>>,
 }
 
 impl ServerProcess {
@@ -32,7 +37,9 @@ impl ServerProcess {
         };
         cmd.args(["serve", "--runtime", runtime, "--addr", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            // Errors only: a server at its descriptor limit warns about every
+            // refused accept, which is the expected outcome of that run.
+            .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -45,7 +52,16 @@ impl ServerProcess {
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| std::io::Error::other(format!("{runtime}: unexpected first line {line:?}")))?;
-        Ok(ServerProcess { child, addr })
+        let server = ServerProcess { child, addr, stats_conn: Mutex::new(None) };
+        // Opens the keep-alive /stats connection (and checks the server answers).
+        let end = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = server.stats() {
+            if Instant::now() > end {
+                return Err(std::io::Error::other(format!("{runtime}: /stats does not answer: {e}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
     }
 
     /// The server's process id.
@@ -53,21 +69,59 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// The server process has exited (crashed: nothing here stops it but
+    /// [`ServerProcess::stop`]). It stays a zombie until reaped by `stop`.
+    pub fn died(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .map_or(true, |stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
+    }
+
     /// Samples the server's memory and CPU.
     pub fn sample(&self) -> ProcessSample {
         procfs::process(self.pid()).unwrap_or_default()
     }
 
-    /// `GET /stats`, parsed.
+    /// `GET /stats`, parsed, on the keep-alive connection (opened again if
+    /// the server closed it).
     pub fn stats(&self) -> std::io::Result<serde_json::Value> {
-        let body = http_get(self.addr, "/stats")?;
+        let mut conn = self.stats_conn.lock().unwrap_or_else(|e| e.into_inner());
+        let body = match conn.as_mut().map(|c| c.get("/stats")) {
+            Some(Ok(body)) => body,
+            _ => {
+                let mut fresh = KeepAlive::connect(self.addr)?;
+                let body = fresh.get("/stats")?;
+                *conn = Some(fresh);
+                body
+            }
+        };
         serde_json::from_slice(&body).map_err(std::io::Error::other)
+    }
+
+    /// Polls `/stats` until the open-connection count of `key` has not
+    /// changed for `quiet`, or `timeout` passes; returns the last count.
+    pub fn wait_stable(&self, key: &str, quiet: Duration, timeout: Duration) -> Option<u64> {
+        let end = Instant::now() + timeout;
+        let mut last: Option<(u64, Instant)> = None;
+        while Instant::now() < end && !self.died() {
+            if let Some(n) = self.stats().ok().and_then(|s| s["connections"][key].as_u64()) {
+                match last {
+                    Some((m, since)) if m == n => {
+                        if since.elapsed() >= quiet {
+                            return Some(n);
+                        }
+                    }
+                    _ => last = Some((n, Instant::now())),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        last.map(|(n, _)| n)
     }
 
     /// Polls `/stats` until `check` holds or `timeout` passes.
     pub fn wait_stats(&self, timeout: Duration, check: impl Fn(&serde_json::Value) -> bool) -> bool {
         let end = Instant::now() + timeout;
-        while Instant::now() < end {
+        while Instant::now() < end && !self.died() {
             if self.stats().is_ok_and(|s| check(&s)) {
                 return true;
             }
@@ -79,6 +133,9 @@ impl ServerProcess {
     /// SIGTERM, then wait (up to `timeout`) for a clean exit; kills otherwise.
     /// Returns whether it exited 0 on its own.
     pub fn stop(mut self, timeout: Duration) -> bool {
+        // Our own /stats connection would otherwise hold the server in its
+        // close linger, waiting for the peer to finish.
+        drop(self.stats_conn.lock().unwrap_or_else(|e| e.into_inner()).take());
         // SAFETY: kill(2) with a pid we own and a valid signal number.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let end = Instant::now() + timeout;
@@ -97,6 +154,46 @@ impl Drop for ServerProcess {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection for `GET`s.
+#[derive(Debug)]
+struct KeepAlive {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    fn connect(addr: SocketAddr) -> std::io::Result<KeepAlive> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_nodelay(true)?;
+        Ok(KeepAlive { stream, buf: Vec::new() })
+    }
+
+    fn get(&mut self, path: &str) -> std::io::Result<Vec<u8>> {
+        write!(self.stream, "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse().ok()))
+                    .ok_or_else(|| std::io::Error::other("no Content-Length"))?;
+                if self.buf.len() >= end + 4 + len {
+                    let body = self.buf[end + 4..end + 4 + len].to_vec();
+                    self.buf.drain(..end + 4 + len);
+                    return Ok(body);
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 }

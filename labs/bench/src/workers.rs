@@ -24,6 +24,17 @@ pub struct Worker {
     lines: Receiver<serde_json::Value>,
 }
 
+/// What the workers do once their connections are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Hold the connections open, quietly (idle).
+    Hold,
+    /// Read every message and expect this many per connection.
+    Listen(u64),
+    /// Never read until the report, then drain; this many were published.
+    Stall(u64),
+}
+
 /// What to start workers for.
 #[derive(Debug, Clone)]
 pub struct Plan<'a> {
@@ -37,12 +48,41 @@ pub struct Plan<'a> {
     pub topic: &'a str,
     /// Connections in total.
     pub connections: usize,
-    /// Listen for messages (fan-out) and expect this many per connection.
-    pub listen: Option<u64>,
+    /// What the workers do.
+    pub mode: Mode,
     /// SO_RCVBUF for the client sockets.
     pub rcvbuf: Option<usize>,
     /// Pin the workers to this core.
     pub cpu: Option<usize>,
+    /// The first worker binds to 127.0.0.`first_source`, the next to the
+    /// next address: two groups of workers in one run use different ranges.
+    pub first_source: u8,
+    /// Short polling: milliseconds between a client's polls.
+    pub poll_every_ms: Option<u64>,
+    /// Stop opening at the first failure (finding the server's limit).
+    pub stop_at_failure: bool,
+    /// Milliseconds an SSE or WebSocket handshake may take.
+    pub handshake_timeout_ms: Option<u64>,
+}
+
+impl<'a> Plan<'a> {
+    /// A plan with the defaults: hold, no pinning, sources from 127.0.0.10.
+    pub fn new(exe: &'a Path, addr: SocketAddr, transport: Transport, topic: &'a str, connections: usize) -> Plan<'a> {
+        Plan {
+            exe,
+            addr,
+            transport,
+            topic,
+            connections,
+            mode: Mode::Hold,
+            rcvbuf: None,
+            cpu: None,
+            first_source: 10,
+            poll_every_ms: None,
+            stop_at_failure: false,
+            handshake_timeout_ms: None,
+        }
+    }
 }
 
 /// The workers of one scenario run.
@@ -68,13 +108,16 @@ impl Workers {
                     }
                 }),
         );
-        if plan.connections < 2000 {
+        let bar = if plan.connections < 2000 {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+            bar
+        } else {
+            crate::progress().add(bar)
+        };
         let mut workers = Vec::new();
         for i in 0..count {
             let n = (plan.connections - i * PER_WORKER).min(PER_WORKER);
-            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + i as u8));
+            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, plan.first_source.saturating_add(i as u8)));
             let mut cmd = match plan.cpu {
                 Some(core) => {
                     let mut c = Command::new("taskset");
@@ -86,11 +129,26 @@ impl Workers {
             cmd.arg("bench-worker")
                 .args(["--addr", &plan.addr.to_string(), "--transport", plan.transport.name(), "--topic", plan.topic])
                 .args(["--connections", &n.to_string(), "--source", &source.to_string()]);
-            if let Some(expect) = plan.listen {
-                cmd.args(["--listen", "--expect", &expect.to_string()]);
+            match plan.mode {
+                Mode::Hold => {}
+                Mode::Listen(expect) => {
+                    cmd.args(["--listen", "--expect", &expect.to_string()]);
+                }
+                Mode::Stall(expect) => {
+                    cmd.args(["--stall", "--expect", &expect.to_string()]);
+                }
             }
             if let Some(size) = plan.rcvbuf {
                 cmd.args(["--rcvbuf", &size.to_string()]);
+            }
+            if let Some(ms) = plan.poll_every_ms {
+                cmd.args(["--poll-every-ms", &ms.to_string()]);
+            }
+            if let Some(ms) = plan.handshake_timeout_ms {
+                cmd.args(["--handshake-timeout-ms", &ms.to_string()]);
+            }
+            if plan.stop_at_failure {
+                cmd.arg("--stop-at-failure");
             }
             let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
             let stdout = child.stdout.take().expect("piped");
@@ -143,6 +201,20 @@ impl Workers {
         true
     }
 
+    /// Starts the measured window: every worker zeroes its request and byte
+    /// counters (what came before is reported as setup).
+    pub fn mark(&mut self) -> std::io::Result<()> {
+        for w in &mut self.workers {
+            if let Some(stdin) = w.stdin.as_mut() {
+                writeln!(stdin, "mark")?;
+            }
+        }
+        for w in &mut self.workers {
+            while w.next(Duration::from_secs(30))?.get("marked").is_none() {}
+        }
+        Ok(())
+    }
+
     /// Asks listening workers for their reports.
     pub fn reports(mut self) -> std::io::Result<Vec<Report>> {
         let mut reports = Vec::new();
@@ -153,12 +225,18 @@ impl Workers {
         }
         for w in &mut self.workers {
             loop {
-                let line = w.next(Duration::from_secs(60))?;
+                let line = w.next(Duration::from_secs(120))?;
                 if let Some(report) = line.get("report") {
                     reports.push(serde_json::from_value(report.clone()).map_err(std::io::Error::other)?);
                     break;
                 }
             }
+        }
+        // The workers exit after reporting: wait, so that their connections
+        // are closed before the server is stopped.
+        for w in &mut self.workers {
+            drop(w.stdin.take());
+            let _ = w.child.wait();
         }
         Ok(reports)
     }

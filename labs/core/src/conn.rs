@@ -60,16 +60,31 @@ pub enum Status {
 enum State {
     /// Waiting for (the rest of) a request. `buf` holds unprocessed input.
     Http { buf: Vec<u8>, continue_sent: bool },
-    /// A long poll held until a message arrives or `deadline` passes.
-    LongPoll { sub: Subscription, topic: String, after: u64, deadline: Instant, keep_alive: bool, buf: Vec<u8> },
+    /// A long poll held until a message arrives or its deadline passes.
+    LongPoll(Box<HeldPoll>),
     /// An event stream.
     Sse { sub: Subscription, keepalive: KeepAlive },
     /// A `/ws` WebSocket subscribed to a topic.
     Ws { sub: Subscription, decoder: WsDecoder, pinger: Pinger },
     /// An `/echo` WebSocket.
     Echo { decoder: WsDecoder },
-    /// Closing or closed: input is discarded.
-    Done,
+    /// Closing or closed: input is discarded, and the socket is dropped at
+    /// `linger` at the latest.
+    Done { linger: Instant },
+}
+
+/// A held long poll. Boxed in [`State`]: it is the largest state, and an enum
+/// is as big as its largest variant — inline, it would make every connection,
+/// idle event streams and WebSockets included, pay for it.
+#[derive(Debug)]
+struct HeldPoll {
+    sub: Subscription,
+    topic: String,
+    after: u64,
+    deadline: Instant,
+    keep_alive: bool,
+    /// Requests pipelined behind the poll, unparsed until it is answered.
+    buf: Vec<u8>,
 }
 // ANCHOR_END: state
 
@@ -98,7 +113,6 @@ pub struct Connection {
     peer: Arc<Peer>,
     state: State,
     kind: Kind,
-    closing: Option<Instant>,
     eof: bool,
     closed: bool,
 }
@@ -115,7 +129,6 @@ impl Connection {
             peer,
             state: State::Http { buf: Vec::new(), continue_sent: false },
             kind: Kind::Http,
-            closing: None,
             eof: false,
             closed: false,
         }
@@ -123,9 +136,9 @@ impl Connection {
 
     /// What the runtime should do with the socket.
     pub fn status(&self) -> Status {
-        if self.closed || (self.closing.is_some() && self.eof && self.peer.outbox().pending() == 0) {
+        if self.closed || (self.is_closing() && self.eof && self.peer.outbox().pending() == 0) {
             Status::Closed
-        } else if self.closing.is_some() {
+        } else if self.is_closing() {
             Status::Closing
         } else {
             Status::Open
@@ -137,7 +150,7 @@ impl Connection {
     /// messages without reading the answers is slowed down by TCP itself).
     pub fn wants_read(&self) -> bool {
         // Requests pipelined behind a held long poll wait unparsed: they count too.
-        let held = if let State::LongPoll { buf, .. } = &self.state { buf.len() } else { 0 };
+        let held = if let State::LongPoll(poll) = &self.state { poll.buf.len() } else { 0 };
         !self.eof && !self.closed && self.peer.outbox().pending() + held < self.server.config.read_pause
     }
 
@@ -156,14 +169,12 @@ impl Connection {
         if self.closed {
             return None;
         }
-        if let Some(linger) = self.closing {
-            return Some(linger);
-        }
         match &self.state {
-            State::LongPoll { deadline, .. } => Some(*deadline),
+            State::Done { linger } => Some(*linger),
+            State::LongPoll(poll) => Some(poll.deadline),
             State::Sse { keepalive, .. } => Some(keepalive.deadline()),
-            State::Ws { pinger, .. } => Some(pinger.deadline()),
-            State::Http { .. } | State::Echo { .. } | State::Done => None,
+            State::Ws { pinger, .. } => Some(pinger.deadline(self.server.config.ping_interval)),
+            State::Http { .. } | State::Echo { .. } => None,
         }
     }
 
@@ -182,16 +193,16 @@ impl Connection {
     // ANCHOR: on_read
     /// Bytes arrived from the peer.
     pub fn on_read(&mut self, data: &[u8], now: Instant) {
-        if self.closing.is_some() || self.closed {
+        if self.is_closing() || self.closed {
             return; // Draining a closing connection: input is discarded.
         }
         match &mut self.state {
-            State::Http { buf, .. } | State::LongPoll { buf, .. } => {
+            State::Http { buf, .. } => {
                 buf.extend_from_slice(data);
-                if matches!(self.state, State::Http { .. }) {
-                    self.serve_requests(now);
-                }
+                self.serve_requests(now);
             }
+            // Pipelined behind a held long poll: parsed once it is answered.
+            State::LongPoll(poll) => poll.buf.extend_from_slice(data),
             State::Ws { decoder, .. } | State::Echo { decoder } => {
                 let mut events = Vec::new();
                 let result = decoder.feed(data, &mut |e| events.push(e));
@@ -203,7 +214,7 @@ impl Connection {
                 }
             }
             // An event stream ignores anything the client sends.
-            State::Sse { .. } | State::Done => {}
+            State::Sse { .. } | State::Done { .. } => {}
         }
     }
     // ANCHOR_END: on_read
@@ -215,7 +226,7 @@ impl Connection {
             // A complete request may still be answered; a partial one never
             // will. A connection already closing still flushes its last
             // response or close frame.
-            State::Http { .. } | State::Done => self.close(now),
+            State::Http { .. } | State::Done { .. } => self.close(now),
             // Streams and WebSockets end with their peer.
             _ => {
                 self.closed = true;
@@ -228,7 +239,7 @@ impl Connection {
     /// The waker fired or a deadline passed: check the outbox, heartbeats,
     /// the long poll and the closing linger.
     pub fn on_tick(&mut self, now: Instant) {
-        if let Some(linger) = self.closing {
+        if let State::Done { linger } = self.state {
             if now >= linger {
                 self.closed = true;
             }
@@ -241,28 +252,28 @@ impl Connection {
             return;
         }
         match &mut self.state {
-            State::LongPoll { topic, after, deadline, .. } => {
-                let replay = self.server.hub.poll(topic, *after);
-                if !replay.messages.is_empty() || now >= *deadline {
+            State::LongPoll(poll) => {
+                let replay = self.server.hub.poll(&poll.topic, poll.after);
+                if !replay.messages.is_empty() || now >= poll.deadline {
                     self.answer_long_poll(replay, now);
                 }
             }
             State::Sse { keepalive, .. } => {
-                if keepalive.due(now) {
+                if keepalive.due(now, self.server.config.keepalive) {
                     let mut outbox = self.peer.outbox();
                     if outbox.pending() == 0 {
                         outbox.push_control(Bytes::from_static(encode::SSE_KEEPALIVE));
                     }
                 }
             }
-            State::Ws { pinger, .. } => match pinger.tick(now) {
+            State::Ws { pinger, .. } => match pinger.tick(now, self.server.config.ping_interval) {
                 Beat::Idle => {}
                 Beat::Ping => {
                     self.peer.outbox().push_control(encode::ws_frame(OpCode::Control(Control::Ping), b"rtlab"));
                 }
                 Beat::Dead => self.close_with(Some(encode::ws_close(1008, "no pong")), now),
             },
-            State::Http { .. } | State::Echo { .. } | State::Done => {}
+            State::Http { .. } | State::Echo { .. } | State::Done { .. } => {}
         }
     }
     // ANCHOR_END: on_tick
@@ -271,15 +282,15 @@ impl Connection {
     /// The server is shutting down: say goodbye the way each transport
     /// expects, then close.
     pub fn shutdown(&mut self, now: Instant) {
-        if self.closing.is_some() || self.closed {
+        if self.is_closing() || self.closed {
             return;
         }
         match &self.state {
             State::Ws { .. } | State::Echo { .. } => {
                 self.close_with(Some(encode::ws_close(1001, "server shutting down")), now);
             }
-            State::LongPoll { topic, after, .. } => {
-                let replay = self.server.hub.poll(topic, *after);
+            State::LongPoll(poll) => {
+                let replay = self.server.hub.poll(&poll.topic, poll.after);
                 self.answer_long_poll(replay, now);
                 self.close(now);
             }
@@ -300,20 +311,29 @@ impl Connection {
     /// Messages already queued are still flushed.
     fn close_with(&mut self, last: Option<Bytes>, now: Instant) {
         self.leave_topic();
-        self.state = State::Done;
+        let linger = match self.state {
+            State::Done { linger } => linger, // Already closing: the first linger stands.
+            _ => now + self.server.config.close_linger,
+        };
+        self.state = State::Done { linger };
         if let Some(frame) = last {
             self.respond(frame);
-        }
-        if self.closing.is_none() {
-            self.closing = Some(now + self.server.config.close_linger);
         }
     }
     // ANCHOR_END: close_with
 
+    /// Whether the connection is closing (or closed).
+    fn is_closing(&self) -> bool {
+        matches!(self.state, State::Done { .. })
+    }
+
     fn leave_topic(&mut self) {
-        if let State::LongPoll { sub, .. } | State::Sse { sub, .. } | State::Ws { sub, .. } = &self.state {
-            self.server.hub.unsubscribe(sub);
-        }
+        let sub = match &self.state {
+            State::LongPoll(poll) => &poll.sub,
+            State::Sse { sub, .. } | State::Ws { sub, .. } => sub,
+            State::Http { .. } | State::Echo { .. } | State::Done { .. } => return,
+        };
+        self.server.hub.unsubscribe(sub);
     }
 
     fn set_kind(&mut self, kind: Kind) {
@@ -422,7 +442,6 @@ impl Connection {
     }
 
     fn subscribe(&mut self, topic: &str, transport: Transport, resume: Option<u64>) -> Subscription {
-        self.peer.outbox().set_transport(transport);
         self.server.hub.subscribe(topic, &self.peer, transport, resume, &self.server.stats)
     }
 
@@ -444,9 +463,9 @@ impl Connection {
         // Subscribe first, then look again: a message published between the
         // first look and the subscription would otherwise be slept through.
         let sub = self.server.hub.subscribe(&topic, &self.peer, Transport::LongPoll, None, &self.server.stats);
-        self.state = State::LongPoll { sub, topic, after, deadline, keep_alive, buf };
-        if let State::LongPoll { topic, after, .. } = &self.state {
-            let replay = self.server.hub.poll(topic, *after);
+        self.state = State::LongPoll(Box::new(HeldPoll { sub, topic, after, deadline, keep_alive, buf }));
+        if let State::LongPoll(poll) = &self.state {
+            let replay = self.server.hub.poll(&poll.topic, poll.after);
             if !replay.messages.is_empty() {
                 self.answer_long_poll(replay, now);
             }
@@ -454,9 +473,11 @@ impl Connection {
     }
 
     fn answer_long_poll(&mut self, replay: crate::hub::Replay, now: Instant) {
-        let State::LongPoll { sub, keep_alive, buf, .. } = std::mem::replace(&mut self.state, State::Done) else {
+        let placeholder = State::Http { buf: Vec::new(), continue_sent: false };
+        let State::LongPoll(poll) = std::mem::replace(&mut self.state, placeholder) else {
             return;
         };
+        let HeldPoll { sub, keep_alive, buf, .. } = *poll;
         self.server.hub.unsubscribe(&sub);
         self.set_kind(Kind::Http);
         self.answer_poll(replay);
@@ -471,7 +492,7 @@ impl Connection {
 
     // ANCHOR: ws_event
     fn on_ws_event(&mut self, event: WsEvent, now: Instant) {
-        if self.closing.is_some() {
+        if self.is_closing() {
             return;
         }
         let echo = matches!(self.state, State::Echo { .. });
@@ -522,7 +543,7 @@ impl Connection {
     // ANCHOR_END: ws_publish
 
     fn ws_fail(&mut self, e: WsError, now: Instant) {
-        if self.closing.is_none() {
+        if !self.is_closing() {
             self.close_with(Some(encode::ws_close(e.code, e.reason)), now);
         }
     }

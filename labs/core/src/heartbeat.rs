@@ -1,6 +1,7 @@
 //! Heartbeat deadlines. The core owns no clock: every method takes `now`, and
 //! the runtime asks [`Pinger::deadline`] / [`KeepAlive::deadline`] when to
-//! call back.
+//! call back. The intervals are server options, passed in rather than stored:
+//! every idle connection carries these structs, so they hold only instants.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,6 @@ pub enum Beat {
 /// (the client vanished without a FIN) is otherwise never noticed.
 #[derive(Debug, Clone)]
 pub struct Pinger {
-    interval: Duration,
     next_ping: Instant,
     last_pong: Instant,
 }
@@ -29,7 +29,7 @@ pub struct Pinger {
 impl Pinger {
     /// Starts the schedule at `now` (the upgrade).
     pub fn new(interval: Duration, now: Instant) -> Pinger {
-        Pinger { interval, next_ping: now + interval, last_pong: now }
+        Pinger { next_ping: now + interval, last_pong: now }
     }
 
     /// A pong arrived.
@@ -37,12 +37,12 @@ impl Pinger {
         self.last_pong = now;
     }
 
-    /// What to do at `now`.
-    pub fn tick(&mut self, now: Instant) -> Beat {
-        if now >= self.last_pong + 2 * self.interval {
+    /// What to do at `now`, pinging every `interval`.
+    pub fn tick(&mut self, now: Instant, interval: Duration) -> Beat {
+        if now >= self.last_pong + 2 * interval {
             Beat::Dead
         } else if now >= self.next_ping {
-            self.next_ping = now + self.interval;
+            self.next_ping = now + interval;
             Beat::Ping
         } else {
             Beat::Idle
@@ -50,8 +50,8 @@ impl Pinger {
     }
 
     /// When `tick` next has something to do.
-    pub fn deadline(&self) -> Instant {
-        self.next_ping.min(self.last_pong + 2 * self.interval)
+    pub fn deadline(&self, interval: Duration) -> Instant {
+        self.next_ping.min(self.last_pong + 2 * interval)
     }
 }
 // ANCHOR_END: pinger
@@ -61,20 +61,20 @@ impl Pinger {
 /// for too long, so a comment line goes out every `interval`.
 #[derive(Debug, Clone)]
 pub struct KeepAlive {
-    interval: Duration,
     next: Instant,
 }
 
 impl KeepAlive {
     /// Starts the schedule at `now`.
     pub fn new(interval: Duration, now: Instant) -> KeepAlive {
-        KeepAlive { interval, next: now + interval }
+        KeepAlive { next: now + interval }
     }
 
-    /// Whether a comment is due at `now` (and schedules the next one).
-    pub fn due(&mut self, now: Instant) -> bool {
+    /// Whether a comment is due at `now` (and schedules the next one,
+    /// `interval` later).
+    pub fn due(&mut self, now: Instant, interval: Duration) -> bool {
         if now >= self.next {
-            self.next = now + self.interval;
+            self.next = now + interval;
             true
         } else {
             false
@@ -97,16 +97,16 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let mut p = Pinger::new(30 * s, t0);
-        assert_eq!(p.tick(t0 + 29 * s), Beat::Idle);
-        assert_eq!(p.deadline(), t0 + 30 * s);
-        assert_eq!(p.tick(t0 + 30 * s), Beat::Ping);
-        assert_eq!(p.tick(t0 + 31 * s), Beat::Idle);
+        assert_eq!(p.tick(t0 + 29 * s, 30 * s), Beat::Idle);
+        assert_eq!(p.deadline(30 * s), t0 + 30 * s);
+        assert_eq!(p.tick(t0 + 30 * s, 30 * s), Beat::Ping);
+        assert_eq!(p.tick(t0 + 31 * s, 30 * s), Beat::Idle);
         p.pong(t0 + 31 * s);
-        assert_eq!(p.tick(t0 + 60 * s), Beat::Ping);
-        assert_eq!(p.tick(t0 + 90 * s), Beat::Ping);
+        assert_eq!(p.tick(t0 + 60 * s, 30 * s), Beat::Ping);
+        assert_eq!(p.tick(t0 + 90 * s, 30 * s), Beat::Ping);
         // Last pong at 31 s: dead at 91 s.
-        assert_eq!(p.deadline(), t0 + 91 * s);
-        assert_eq!(p.tick(t0 + 91 * s), Beat::Dead);
+        assert_eq!(p.deadline(30 * s), t0 + 91 * s);
+        assert_eq!(p.tick(t0 + 91 * s, 30 * s), Beat::Dead);
     }
 
     #[test]
@@ -114,9 +114,9 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let mut k = KeepAlive::new(15 * s, t0);
-        assert!(!k.due(t0 + 14 * s));
-        assert!(k.due(t0 + 15 * s));
+        assert!(!k.due(t0 + 14 * s, 15 * s));
+        assert!(k.due(t0 + 15 * s, 15 * s));
         assert_eq!(k.deadline(), t0 + 30 * s);
-        assert!(!k.due(t0 + 16 * s));
+        assert!(!k.due(t0 + 16 * s, 15 * s));
     }
 }

@@ -378,6 +378,13 @@ pub fn response_with(status: u16, content_type: &str, extra: &str, body: &[u8]) 
     out.into()
 }
 
+/// `503 Service Unavailable`, for a client a runtime has no room for (no
+/// thread, no coroutine stack): the runtime sends it instead of serving the
+/// connection, then closes it, and keeps serving everyone else.
+pub fn unavailable(reason: &str) -> Bytes {
+    response_with(503, "text/plain; charset=utf-8", "Connection: close\r\nRetry-After: 1\r\n", format!("{reason}\n").as_bytes())
+}
+
 /// The interim response that lets an `Expect: 100-continue` client send its body.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 

@@ -62,7 +62,9 @@ impl Peer {
 pub struct Topic {
     last_id: u64,
     retained: VecDeque<Arc<Message>>,
-    subscribers: HashMap<u64, (Arc<Peer>, Transport)>,
+    /// Live subscribers by key. Each peer's outbox knows its transport, so
+    /// an entry is just a key and a pointer: 16 bytes per idle subscriber.
+    subscribers: HashMap<u64, Arc<Peer>>,
 }
 
 /// A topic and its lock. Connections hold one to unsubscribe without a lookup.
@@ -169,12 +171,17 @@ impl Hub {
         let mut delivered = 0;
         let mut dropped = 0;
         let mut cut_off = Vec::new();
-        for (key, (peer, transport)) in &t.subscribers {
-            if *transport == Transport::LongPoll {
+        for (key, peer) in &t.subscribers {
+            let mut outbox = peer.outbox();
+            let transport = outbox.transport();
+            if transport == Transport::LongPoll {
+                // A held long poll answers from retention: only wake it.
+                drop(outbox);
                 peer.wake();
                 continue;
             }
-            let pushed = peer.outbox().push_message(message.bytes_for(*transport).clone(), message.id);
+            let pushed = outbox.push_message(message.bytes_for(transport).clone(), message.id);
+            drop(outbox);
             delivered += 1;
             dropped += pushed.dropped;
             if pushed.overflow {
@@ -196,10 +203,11 @@ impl Hub {
     // ANCHOR_END: publish
 
     // ANCHOR: subscribe
-    /// Subscribes `peer` to `topic`. With `resume = Some(id)` the retained
-    /// messages after `id` are queued first (preceded by a missed marker if
-    /// some are gone) under the same lock that publishes take, so nothing can
-    /// fall between the replay and the live stream.
+    /// Subscribes `peer` to `topic` with `transport` (which its outbox
+    /// remembers). With `resume = Some(id)` the retained messages after `id`
+    /// are queued first (preceded by a missed marker if some are gone) under
+    /// the same lock that publishes take, so nothing can fall between the
+    /// replay and the live stream.
     pub fn subscribe(
         &self,
         topic: &str,
@@ -212,9 +220,10 @@ impl Hub {
         let key = self.next_subscriber.fetch_add(1, Relaxed);
         {
             let mut t = lock(&topic);
+            let mut outbox = peer.outbox();
+            outbox.set_transport(transport);
             if let (Some(after), Transport::Sse | Transport::Ws) = (resume, transport) {
                 let replay = t.replay(after);
-                let mut outbox = peer.outbox();
                 if let Some((from, to)) = replay.missed {
                     outbox.push_control(crate::encode::missed(transport, from, to));
                 }
@@ -223,7 +232,8 @@ impl Hub {
                 }
                 stats.delivered.fetch_add(replay.messages.len() as u64, Relaxed);
             }
-            t.subscribers.insert(key, (peer.clone(), transport));
+            drop(outbox);
+            t.subscribers.insert(key, peer.clone());
         }
         Subscription { topic, key }
     }

@@ -21,6 +21,8 @@
 //! | [`conn`] | one [`Connection`] as a state machine: bytes and time in, bytes and deadlines out |
 //! | [`stats`] | the `/stats` counters |
 //! | [`stop`] | a runtime-neutral stop request (graceful shutdown) |
+//! | [`roster`] | the live connections' wakers, for runtimes with a coroutine or thread per connection |
+//! | [`unsent`] | output taken from a connection that the socket has not accepted yet (partial writes) |
 //! | [`config`] | every server option ([`Config`]) |
 //!
 //! ## How a runtime uses it
@@ -52,8 +54,10 @@ pub mod http;
 pub mod hub;
 pub mod outbox;
 pub mod page;
+pub mod roster;
 pub mod stats;
 pub mod stop;
+pub mod unsent;
 pub mod ws;
 
 pub use bytes::Bytes;
@@ -63,5 +67,7 @@ pub use encode::{Message, Transport};
 pub use http::{HttpError, Route};
 pub use hub::{Hub, Wake};
 pub use outbox::Policy;
+pub use roster::Roster;
 pub use stats::{Kind, Stats};
 pub use stop::Stop;
+pub use unsent::Unsent;

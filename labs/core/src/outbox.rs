@@ -82,19 +82,30 @@ pub struct Pushed {
 /// against the budget, so a writer stuck on a stalled socket cannot hide
 /// its backlog.
 ///
-/// An empty outbox allocates nothing: an idle subscriber costs the size of
-/// this struct.
+/// An empty outbox allocates nothing: the queue exists only while it holds
+/// something, and is given back as soon as the writer has taken it all. An
+/// idle subscriber costs the 24 bytes of this struct.
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<Chunk>,
-    queued: usize,
+    /// What is queued; `None` whenever nothing is.
+    queue: Option<Box<Queue>>,
     in_flight: usize,
-    budget: usize,
+    /// The byte budget (budgets of 4 GiB and more are clamped to 4 GiB).
+    budget: u32,
     policy: Policy,
     transport: Transport,
+    overflowed: bool,
+}
+
+/// The queued part of an outbox, allocated only while there is one: never
+/// empty (it holds a chunk or a missed range).
+#[derive(Debug, Default)]
+struct Queue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes in `chunks`.
+    bytes: usize,
     /// Ids discarded by drop-oldest that the client has not been told about.
     missed: Option<(u64, u64)>,
-    overflowed: bool,
 }
 // ANCHOR_END: outbox
 
@@ -102,31 +113,34 @@ impl Outbox {
     /// An empty outbox for a subscriber of `transport`.
     pub fn new(transport: Transport, budget: usize, policy: Policy) -> Outbox {
         Outbox {
-            queue: VecDeque::new(),
-            queued: 0,
+            queue: None,
             in_flight: 0,
-            budget,
+            budget: u32::try_from(budget).unwrap_or(u32::MAX),
             policy,
             transport,
-            missed: None,
             overflowed: false,
         }
     }
 
-    /// Changes the encoding used for missed markers (when a connection
-    /// becomes a subscriber after it was created).
+    /// Changes the transport: which encoding of a message is pushed and
+    /// how missed markers are written (set when a connection subscribes).
     pub fn set_transport(&mut self, transport: Transport) {
         self.transport = transport;
     }
 
+    /// The subscriber's transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     /// Bytes waiting or being written.
     pub fn pending(&self) -> usize {
-        self.queued + self.in_flight
+        self.queue.as_ref().map_or(0, |q| q.bytes) + self.in_flight
     }
 
     /// Nothing is queued (bytes may still be in flight).
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.missed.is_none()
+        self.queue.is_none()
     }
 
     /// The subscriber was cut off by [`Policy::Disconnect`].
@@ -134,12 +148,16 @@ impl Outbox {
         self.overflowed
     }
 
+    /// The queue, allocated if the outbox was empty.
+    fn queue(&mut self) -> &mut Queue {
+        self.queue.get_or_insert_with(Box::default)
+    }
+
     /// Queues output that is not a published message (a response, a control
     /// frame): it is never dropped and never triggers the policy.
     pub fn push_control(&mut self, bytes: Bytes) -> bool {
         let wake = self.is_empty();
-        self.queued += bytes.len();
-        self.queue.push_back(Chunk { bytes, id: 0 });
+        self.queue().push(Chunk { bytes, id: 0 });
         wake
     }
 
@@ -151,11 +169,11 @@ impl Outbox {
             return Pushed { wake: false, ..pushed };
         }
         let len = bytes.len();
-        if self.policy != Policy::Unbounded && self.pending() + len > self.budget {
+        let budget = self.budget as usize;
+        if self.policy != Policy::Unbounded && self.pending() + len > budget {
             match self.policy {
                 Policy::Disconnect => {
-                    pushed.dropped = self.queue.iter().filter(|c| c.id != 0).count() + 1;
-                    self.clear();
+                    pushed.dropped = self.clear() + 1;
                     self.overflowed = true;
                     pushed.overflow = true;
                     pushed.wake = true;
@@ -163,17 +181,18 @@ impl Outbox {
                 }
                 Policy::DropOldest => {
                     // Discard the oldest messages until the new one fits.
-                    while self.pending() + len > self.budget {
-                        let Some(pos) = self.queue.iter().position(|c| c.id != 0) else { break };
-                        let old = self.queue.remove(pos).expect("position is in range");
-                        self.queued -= old.bytes.len();
-                        self.note_missed(old.id);
+                    while self.pending() + len > budget {
+                        let Some(queue) = self.queue.as_mut() else { break };
+                        let Some(pos) = queue.chunks.iter().position(|c| c.id != 0) else { break };
+                        let old = queue.chunks.remove(pos).expect("position is in range");
+                        queue.bytes -= old.bytes.len();
+                        queue.note_missed(old.id);
                         pushed.dropped += 1;
                     }
-                    if self.pending() + len > self.budget {
+                    if self.pending() + len > budget {
                         // Still no room (the writer holds too much in flight):
                         // the new message is the one that is missed.
-                        self.note_missed(id);
+                        self.queue().note_missed(id);
                         pushed.dropped += 1;
                         return pushed;
                     }
@@ -181,8 +200,7 @@ impl Outbox {
                 Policy::Unbounded => unreachable!(),
             }
         }
-        self.queued += len;
-        self.queue.push_back(Chunk { bytes, id });
+        self.queue().push(Chunk { bytes, id });
         pushed
     }
     // ANCHOR_END: push
@@ -191,37 +209,30 @@ impl Outbox {
     /// the topic's retention, so they are queued regardless of the budget (but
     /// count against it for the live messages that follow).
     pub fn push_replay(&mut self, bytes: Bytes, id: u64) {
-        self.queued += bytes.len();
-        self.queue.push_back(Chunk { bytes, id });
-    }
-
-    fn note_missed(&mut self, id: u64) {
-        self.missed = Some(match self.missed {
-            None => (id, id),
-            Some((from, to)) => (from.min(id), to.max(id)),
-        });
+        self.queue().push(Chunk { bytes, id });
     }
 
     // ANCHOR: take
     /// Moves queued output into `out` for the writer, up to about `max` bytes
     /// (at least one chunk). Returns the number of bytes taken.
     pub fn take(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        let Some(queue) = self.queue.as_mut() else { return 0 };
         let mut taken = 0;
-        if let Some((from, to)) = self.missed.take() {
+        if let Some((from, to)) = queue.missed.take() {
             let marker = encode::missed(self.transport, from, to);
             taken += marker.len();
             out.push(marker);
         }
         while taken < max {
-            let Some(chunk) = self.queue.pop_front() else { break };
+            let Some(chunk) = queue.chunks.pop_front() else { break };
             taken += chunk.bytes.len();
-            self.queued -= chunk.bytes.len();
+            queue.bytes -= chunk.bytes.len();
             out.push(chunk.bytes);
         }
         self.in_flight += taken;
-        if self.queue.is_empty() && self.queue.capacity() > 16 {
-            // A burst is over: give its memory back, idle outboxes hold none.
-            self.queue = VecDeque::new();
+        if queue.chunks.is_empty() {
+            // Everything was taken: give the queue's memory back.
+            self.queue = None;
         }
         taken
     }
@@ -235,11 +246,21 @@ impl Outbox {
     /// Discards everything queued (the connection is closing). Returns the
     /// number of published messages discarded.
     pub fn clear(&mut self) -> usize {
-        let dropped = self.queue.iter().filter(|c| c.id != 0).count();
-        self.queue = VecDeque::new();
-        self.queued = 0;
-        self.missed = None;
-        dropped
+        self.queue.take().map_or(0, |q| q.chunks.iter().filter(|c| c.id != 0).count())
+    }
+}
+
+impl Queue {
+    fn push(&mut self, chunk: Chunk) {
+        self.bytes += chunk.bytes.len();
+        self.chunks.push_back(chunk);
+    }
+
+    fn note_missed(&mut self, id: u64) {
+        self.missed = Some(match self.missed {
+            None => (id, id),
+            Some((from, to)) => (from.min(id), to.max(id)),
+        });
     }
 }
 
@@ -256,6 +277,18 @@ mod tests {
         let n = o.take(&mut out, usize::MAX);
         o.written(n);
         out
+    }
+
+    #[test]
+    fn an_idle_outbox_holds_no_memory() {
+        let mut o = Outbox::new(Transport::Sse, 1000, Policy::DropOldest);
+        assert!(o.queue.is_none());
+        o.push_message(msg(1, 10), 1);
+        o.push_control(msg(0, 10));
+        assert!(o.queue.is_some());
+        assert_eq!(drain(&mut o).len(), 2);
+        assert!(o.queue.is_none(), "everything taken: the queue is given back");
+        assert!(size_of::<Outbox>() <= 24, "an idle subscriber's outbox is {} bytes", size_of::<Outbox>());
     }
 
     #[test]

@@ -58,22 +58,44 @@ struct Partial {
 /// An incremental frame decoder for one connection.
 ///
 /// Feed it whatever the socket produced; it keeps only the bytes of an
-/// unfinished frame (an idle connection keeps nothing) and emits complete
-/// events.
+/// unfinished frame or fragmented message, and emits complete events.
+/// Between messages it holds no allocation at all — an idle WebSocket's
+/// decoder is the 16 bytes of this struct.
 #[derive(Debug)]
 pub struct WsDecoder {
+    /// An unfinished frame or message; `None` between messages.
+    pending: Option<Box<Pending>>,
+    /// Messages over this many bytes are refused (at most 4 GiB).
+    max_message: u32,
+    closed: bool,
+}
+
+/// What a decoder holds in the middle of a frame or a fragmented message.
+#[derive(Debug, Default)]
+struct Pending {
     /// Bytes of a frame that has not fully arrived.
     buf: Vec<u8>,
+    /// A message being reassembled from fragments.
     partial: Option<Partial>,
-    max_message: usize,
-    closed: bool,
 }
 // ANCHOR_END: decoder
 
 impl WsDecoder {
     /// A decoder that refuses messages over `max_message` bytes with 1009.
     pub fn new(max_message: usize) -> WsDecoder {
-        WsDecoder { buf: Vec::new(), partial: None, max_message, closed: false }
+        WsDecoder { pending: None, max_message: u32::try_from(max_message).unwrap_or(u32::MAX), closed: false }
+    }
+
+    fn pending(&mut self) -> &mut Pending {
+        self.pending.get_or_insert_with(Box::default)
+    }
+
+    fn partial(&self) -> Option<&Partial> {
+        self.pending.as_ref().and_then(|p| p.partial.as_ref())
+    }
+
+    fn take_partial(&mut self) -> Option<Partial> {
+        self.pending.as_mut().and_then(|p| p.partial.take())
     }
 
     /// Decodes all complete frames in `input` (after what was buffered) and
@@ -83,19 +105,23 @@ impl WsDecoder {
         if self.closed {
             return Ok(());
         }
-        if self.buf.is_empty() {
+        let buffered = self.pending.as_mut().map(|p| std::mem::take(&mut p.buf)).unwrap_or_default();
+        if buffered.is_empty() {
             let used = self.decode(input, on_event)?;
-            if !self.closed {
-                self.buf.extend_from_slice(&input[used..]);
+            if !self.closed && used < input.len() {
+                self.pending().buf.extend_from_slice(&input[used..]);
             }
         } else {
-            let mut buf = std::mem::take(&mut self.buf);
+            let mut buf = buffered;
             buf.extend_from_slice(input);
             let used = self.decode(&buf, on_event)?;
             buf.drain(..used);
             if !self.closed && !buf.is_empty() {
-                self.buf = buf;
+                self.pending().buf = buf;
             }
+        }
+        if self.pending.as_ref().is_some_and(|p| p.buf.is_empty() && p.partial.is_none()) {
+            self.pending = None; // Between messages: hold nothing.
         }
         Ok(())
     }
@@ -106,8 +132,7 @@ impl WsDecoder {
         let result = self.decode_frames(input, &mut used, on_event);
         if result.is_err() {
             self.closed = true;
-            self.buf = Vec::new();
-            self.partial = None;
+            self.pending = None;
         }
         result.map(|()| used)
     }
@@ -137,8 +162,8 @@ impl WsDecoder {
             if is_control && (len > 125 || !header.is_final) {
                 return Err(protocol("control frames must be final and at most 125 bytes"));
             }
-            let already = self.partial.as_ref().map_or(0, |p| p.data.len() as u64);
-            if !is_control && already + len > self.max_message as u64 {
+            let already = self.partial().map_or(0, |p| p.data.len() as u64);
+            if !is_control && already + len > u64::from(self.max_message) {
                 return Err(WsError { code: TOO_BIG, reason: "message too big" });
             }
             // ANCHOR_END: checks
@@ -178,20 +203,21 @@ impl WsDecoder {
                 return Err(protocol("reserved opcode"));
             }
             OpCode::Data(Data::Continue) => {
-                let Some(partial) = self.partial.as_mut() else {
+                let Some(mut partial) = self.take_partial() else {
                     return Err(protocol("continuation frame without a message to continue"));
                 };
                 partial.data.extend_from_slice(&payload);
                 if partial.text {
-                    check_utf8(partial, fin)?;
+                    check_utf8(&mut partial, fin)?;
                 }
                 if fin {
-                    let partial = self.partial.take().expect("checked above");
                     emit(partial, on_event);
+                } else {
+                    self.pending().partial = Some(partial);
                 }
             }
             OpCode::Data(kind @ (Data::Text | Data::Binary)) => {
-                if self.partial.is_some() {
+                if self.partial().is_some() {
                     return Err(protocol("new message before the previous one was finished"));
                 }
                 let mut partial = Partial { text: kind == Data::Text, data: payload, valid: 0 };
@@ -201,7 +227,7 @@ impl WsDecoder {
                 if fin {
                     emit(partial, on_event);
                 } else {
-                    self.partial = Some(partial);
+                    self.pending().partial = Some(partial);
                 }
             }
         }
@@ -325,7 +351,7 @@ mod tests {
             d.feed(std::slice::from_ref(b), &mut |e| events.push(e)).unwrap();
         }
         assert_eq!(events, vec![WsEvent::Ping(b"x".to_vec()), WsEvent::Text("héllo wörld".into())]);
-        assert!(d.buf.is_empty(), "an idle decoder holds no bytes");
+        assert!(d.pending.is_none(), "an idle decoder holds nothing");
     }
 
     #[test]

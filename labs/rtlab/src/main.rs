@@ -30,15 +30,32 @@ enum Command {
     /// The first line on stdout is `listening on ADDR` (with the real port
     /// when --addr ends in :0); logs go to stderr (RUST_LOG sets the level).
     Serve(ServeArgs),
-    /// Measure labs: each scenario starts a fresh server process.
-    #[command(subcommand)]
-    Bench(rtlab_bench::Scenario),
+    /// Measure labs: without a scenario, the quick matrix of every lab ×
+    /// transport × scenario (--full: the committed run); each run starts a
+    /// fresh server process. Writes bench-results/<date>-<host>/.
+    Bench(rtlab_bench::BenchArgs),
+    /// Render a results directory's plots (SVG) and tables (markdown).
+    Report(rtlab_bench::report::ReportArgs),
+    /// Print the differences between two results directories.
+    Compare(rtlab_bench::compare::CompareArgs),
     /// A load-generator worker process (started by `rtlab bench`).
     #[command(hide = true)]
     BenchWorker(rtlab_bench::worker::WorkerArgs),
     /// Print the names of the runtime labs, one per line (for scripts).
+    ///
+    /// Only the labs that serve the whole contract (the conformance suite
+    /// and the interop checks iterate this list); `--baselines` prints the
+    /// baselines instead.
     #[command(hide = true)]
-    Runtimes,
+    Runtimes(RuntimesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RuntimesArgs {
+    /// Print the baselines instead: servers of publish, SSE and WebSocket
+    /// only, not of the whole contract (for the benchmarks of those).
+    #[arg(long)]
+    baselines: bool,
 }
 
 /// The runtime labs. Adding a lab adds a variant and a line in [`serve`].
@@ -46,6 +63,24 @@ enum Command {
 enum Runtime {
     /// One tokio task per connection on a multi-threaded runtime.
     Tokio,
+    /// Hand-written mio event loops, one per core: readiness, explicit state machines.
+    Mio,
+    /// One may stackful coroutine per connection, blocking-style code on a few threads.
+    May,
+    /// One OS thread per connection with a small stack (the baseline); 503 when threads run out.
+    Threads,
+    /// The framework baseline, not a full lab: publish, SSE and WebSocket
+    /// written first with axum and its defaults (see [`Runtime::is_baseline`]).
+    Axum,
+}
+
+impl Runtime {
+    /// A baseline serves only part of the contract (publish, SSE, WebSocket)
+    /// and is left out of `rtlab runtimes`, so that the conformance suite
+    /// and the interop checks only meet full labs.
+    fn is_baseline(self) -> bool {
+        matches!(self, Runtime::Axum)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,19 +167,34 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // may logs every socket it registers at info: keep it to warnings.
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,may=warn".into()),
         )
         .init();
     match cli.command {
-        Command::Runtimes => {
-            for runtime in Runtime::value_variants() {
+        Command::Runtimes(args) => {
+            for runtime in Runtime::value_variants().iter().filter(|r| r.is_baseline() == args.baselines) {
                 if let Some(name) = runtime.to_possible_value() {
                     println!("{}", name.get_name());
                 }
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(scenario) => match rtlab_bench::run(&scenario) {
+        Command::Report(args) => match rtlab_bench::report::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab report: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Compare(args) => match rtlab_bench::compare::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab compare: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Bench(args) => match rtlab_bench::run_cli(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
@@ -183,6 +233,10 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
     let server = Server::new(args.config());
     match args.runtime {
         Runtime::Tokio => rtlab_tokio::serve(listener, server, stop)?,
+        Runtime::Mio => rtlab_mio::serve(listener, server, stop)?,
+        Runtime::May => rtlab_may::serve(listener, server, stop)?,
+        Runtime::Threads => rtlab_threads::serve(listener, server, stop)?,
+        Runtime::Axum => rtlab_axum::serve(listener, server.config.clone(), stop)?,
     }
     tracing::info!("stopped");
     Ok(())

@@ -78,6 +78,6 @@ macro_rules! conformance {
 }
 
 conformance!(tokio);
-// conformance!(mio);
-// conformance!(may);
-// conformance!(threads);
+conformance!(mio);
+conformance!(may);
+conformance!(threads);

@@ -1,0 +1,143 @@
+//! One connection, one OS thread: the loop that moves bytes between a socket
+//! and the core, and sleeps in `ppoll` when there is nothing to do.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rtlab_core::{Connection, Status, Unsent};
+
+use crate::Shared;
+use crate::wake::ThreadWaker;
+
+/// Bytes read from a socket at once, into a buffer on the thread's stack.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The connection thread: attaches its waker, runs the loop, leaves.
+pub(crate) fn run(stream: &TcpStream, waker: &Arc<ThreadWaker>, key: u64, shared: &Shared) {
+    match (waker.attach(), stream.set_nonblocking(true)) {
+        (Ok(sleep_mask), Ok(())) => {
+            let conn = Connection::new(shared.server.clone(), waker.clone(), 0);
+            drive(stream, conn, waker, &sleep_mask, shared);
+        }
+        (Err(e), _) | (_, Err(e)) => tracing::warn!("connection setup failed: {e}"),
+    }
+    waker.detach();
+    shared.roster.leave(key);
+}
+
+// ANCHOR: connection
+/// Moves bytes between the socket and the core until the connection closes.
+///
+/// The socket is non-blocking; the loop does every piece of work that is
+/// possible without waiting — a wake, a passed deadline, writing, reading —
+/// and only when none is left sleeps in `ppoll`, which returns when the
+/// socket is readable (if the core wants input) or writable (if output is
+/// waiting), when the next deadline comes, or when a wake's signal arrives.
+fn drive(stream: &TcpStream, mut conn: Connection, waker: &ThreadWaker, sleep_mask: &libc::sigset_t, shared: &Shared) {
+    let mut unsent = Unsent::new();
+    let mut write_closed = false;
+    let mut stop_seen = false;
+    let mut buf = [0u8; READ_CHUNK];
+    loop {
+        let now = Instant::now();
+        if !stop_seen && shared.stopping.load(Ordering::SeqCst) {
+            stop_seen = true;
+            conn.shutdown(now);
+        }
+        let due = conn.next_deadline().is_some_and(|d| d <= now);
+        if waker.take() || due {
+            conn.on_tick(now);
+        }
+
+        // Write until everything is out or the socket is full.
+        while unsent.refill(&mut conn) {
+            match unsent.write_to(&mut conn, &mut &*stream) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+        match conn.status() {
+            Status::Closed => return,
+            Status::Closing if unsent.is_empty() && !write_closed => {
+                // Everything is written: send FIN, then drain input until the
+                // peer closes too (or the linger deadline passes).
+                write_closed = true;
+                if stream.shutdown(Shutdown::Write).is_err() {
+                    return;
+                }
+            }
+            _ => {}
+        }
+
+        // Read once; if anything came, go round again (answer it, read more).
+        if conn.wants_read() {
+            match (&*stream).read(&mut buf) {
+                Ok(0) => {
+                    conn.on_eof(Instant::now());
+                    continue;
+                }
+                Ok(n) => {
+                    conn.on_read(&buf[..n], Instant::now());
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+
+        // Nothing left to do now: sleep until the socket, the deadline or a wake.
+        let deadline = conn.next_deadline();
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            continue;
+        }
+        if !matches!(sleep(stream, conn.wants_read(), !unsent.is_empty(), deadline, sleep_mask), Ok(true)) {
+            return;
+        }
+    }
+}
+// ANCHOR_END: connection
+
+// ANCHOR: sleep
+/// One `ppoll` on the socket: for input if `read`, for room if `write`, until
+/// `deadline`, with the wake signal unblocked. Returns `false` if the socket
+/// has an error or hang-up that neither a read nor a write would notice.
+fn sleep(
+    stream: &TcpStream,
+    read: bool,
+    write: bool,
+    deadline: Option<Instant>,
+    mask: &libc::sigset_t,
+) -> io::Result<bool> {
+    let mut events = 0;
+    if read {
+        events |= libc::POLLIN;
+    }
+    if write {
+        events |= libc::POLLOUT;
+    }
+    let mut fds = [libc::pollfd { fd: stream.as_raw_fd(), events, revents: 0 }];
+    let timeout = deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        libc::timespec { tv_sec: left.as_secs() as libc::time_t, tv_nsec: left.subsec_nanos().into() }
+    });
+    let timeout_ptr = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: one valid pollfd, a valid or null timeout and a valid mask,
+    // all outliving the call.
+    let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 1, timeout_ptr, mask) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        // EINTR: the wake signal (or any other) arrived. The loop looks.
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(true) } else { Err(e) };
+    }
+    let broken = fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
+    Ok(!broken || read || write)
+}
+// ANCHOR_END: sleep

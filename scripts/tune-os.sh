@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Run: sudo scripts/tune-os.sh [--dry-run]
+#
+# Raises the Linux limits that rtlab's labs and benchmarks run into when they
+# hold tens of thousands of connections in one process. Each setting below
+# says which lab hits it and why. It only ever *raises* a limit (a value that
+# is already high enough is left alone), so running it twice changes nothing
+# the second time; it prints every setting with its old and new value.
+#
+# The changes last until the next reboot. To keep them, copy the printed
+# `key = value` lines into /etc/sysctl.d/90-rtlab.conf.
+#
+# One limit is not a sysctl: the number of open files per process
+# (RLIMIT_NOFILE, `ulimit -n`). Every connection is one descriptor in the
+# server and one in a client, so 20,000 connections need a limit above
+# 20,000 for the server process. Raise it in the shell that starts the server
+# (`ulimit -n 1048576`, allowed up to the hard limit; root may raise the hard
+# limit too, up to fs.nr_open below) or for a user in
+# /etc/security/limits.conf. The benchmarks spread their client sockets over
+# several worker processes for this reason.
+set -euo pipefail
+
+dry_run=0
+[[ "${1:-}" == "--dry-run" ]] && dry_run=1
+if [[ $dry_run == 0 && $EUID -ne 0 ]]; then
+    echo "tune-os: run as root (or with --dry-run to see what would change)" >&2
+    exit 1
+fi
+
+changed=0
+# raise KEY MINIMUM: sets KEY to MINIMUM if it is lower (or absent: skipped).
+raise() {
+    local key="$1" want="$2" path="/proc/sys/${1//.//}"
+    if [[ ! -e "$path" ]]; then
+        printf '%-34s (not available on this kernel: skipped)\n' "$key"
+        return
+    fi
+    local have
+    have="$(<"$path")"
+    if (( have >= want )); then
+        printf '%-34s = %-10s (already enough)\n' "$key" "$have"
+    elif [[ $dry_run == 1 ]]; then
+        printf '%-34s = %-10s (would raise from %s)\n' "$key" "$want" "$have"
+    else
+        echo "$want" >"$path"
+        printf '%-34s = %-10s (raised from %s)\n' "$key" "$want" "$have"
+        changed=$((changed + 1))
+    fi
+}
+
+# --- memory mappings -------------------------------------------------------
+# vm.max_map_count: memory mappings (VMAs) per process; default 65530.
+# may: every coroutine stack is one mmap plus an mprotect'ed guard page, two
+# mappings, so the default caps a may server near 32,000 connections; past
+# it, creating a stack fails and the lab answers 503.
+# threads: every thread stack is a mapping plus a guard page too: the same
+# cap of ~32,000 threads.
+raise vm.max_map_count 1048576
+
+# --- threads and processes ---------------------------------------------------
+# kernel.pid_max: every thread takes a process id, system-wide; the default
+# 32768 caps the whole machine near 32,000 threads. Hit by the threads lab
+# (one thread per connection). 4194304 is the 64-bit maximum.
+raise kernel.pid_max 4194304
+# kernel.threads-max: threads system-wide (default: a fraction of RAM). Hit
+# by the threads lab on small machines.
+raise kernel.threads-max 1000000
+
+# --- files and descriptors -----------------------------------------------------
+# fs.file-max: open files system-wide: server and client sockets of every
+# lab and benchmark count here.
+raise fs.file-max 2097152
+# fs.nr_open: the highest RLIMIT_NOFILE any process may be given (see the
+# note on `ulimit -n` above).
+raise fs.nr_open 1048576
+# fs.epoll.max_user_watches: descriptors one user may register with epoll.
+# Hit by every event-loop lab (tokio, mio and may all register each socket);
+# the default is a share of RAM and rarely too low, but a small VM can get
+# below 100,000.
+raise fs.epoll.max_user_watches 1048576
+
+# --- accepting bursts of connections -------------------------------------------
+# net.core.somaxconn: the cap on any listen() backlog. rtlab listens with a
+# backlog of 4096; a benchmark that opens thousands of connections at once
+# overflows a smaller queue, and clients then wait for SYN retransmits (1 s,
+# 3 s, ...) — which looks like a slow server. Every lab.
+raise net.core.somaxconn 65535
+# net.ipv4.tcp_max_syn_backlog: half-open connections waiting for their
+# handshake to finish; same burst, same symptom. Every lab.
+raise net.ipv4.tcp_max_syn_backlog 65535
+
+# --- the clients' side --------------------------------------------------------
+# net.ipv4.ip_local_port_range: ephemeral ports for outgoing connections.
+# Each client socket to one server address takes one port per source
+# address; the default 32768-60999 (28,232 ports) is below 2 x 10,000 plus
+# the sockets left in TIME_WAIT by the previous run. The benchmarks also
+# spread clients over several 127.0.0.x source addresses.
+read -r low high </proc/sys/net/ipv4/ip_local_port_range
+if (( low <= 1024 && high >= 65535 )); then
+    printf '%-34s = %-10s (already enough)\n' net.ipv4.ip_local_port_range "$low $high"
+elif [[ $dry_run == 1 ]]; then
+    printf '%-34s = %-10s (would widen from %s)\n' net.ipv4.ip_local_port_range "1024 65535" "$low $high"
+else
+    echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range
+    printf '%-34s = %-10s (widened from %s)\n' net.ipv4.ip_local_port_range "1024 65535" "$low $high"
+    changed=$((changed + 1))
+fi
+# net.netfilter.nf_conntrack_max: if connection tracking is loaded (a
+# firewall, Docker), every loopback connection takes an entry too; a full
+# table drops new connections silently. Every lab, under load.
+raise net.netfilter.nf_conntrack_max 1048576
+
+echo
+if [[ $dry_run == 1 ]]; then
+    echo "tune-os: dry run, nothing changed"
+else
+    echo "tune-os: $changed setting(s) changed (until reboot)"
+fi
+echo "tune-os: open files for this shell: soft $(ulimit -Sn), hard $(ulimit -Hn) (raise with ulimit -n, see the top of this script)"
