@@ -19,18 +19,17 @@
 //!
 //! ## Where a connection's memory goes
 //!
-//! The task's future holds the [`Connection`] and a queue of handles to the
-//! bytes being written; there is no per-connection read buffer: the task
+//! The task's future holds the [`Connection`] and an [`Unsent`] list of
+//! handles to the bytes being written; there is no per-connection read buffer: the task
 //! waits for readability, then reads into a buffer on the worker thread's
 //! stack and hands the bytes to the core, which keeps only an unfinished
 //! request or frame.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtlab_core::{Bytes, Connection, Server, Status, Stop, WRITE_BATCH, Wake};
+use rtlab_core::{Connection, Server, Status, Stop, Unsent, Wake};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -38,9 +37,6 @@ use tokio::task::JoinSet;
 
 /// Bytes read from a socket at once, into a buffer on the stack.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// Most buffers handed to one vectored write.
-const MAX_IOV: usize = 64;
 
 /// How long shutdown waits for connections beyond the close linger.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -129,21 +125,17 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Rec
     let mut conn = Connection::new(server, waker.clone(), 0);
     let mut stream = stream;
     // Output taken from the core and not yet accepted by the socket.
-    let mut pending: VecDeque<Bytes> = VecDeque::new();
+    let mut unsent = Unsent::new();
     let mut stopping = *stop.borrow_and_update();
     let mut write_closed = false;
     if stopping {
         conn.shutdown(Instant::now());
     }
     loop {
-        if pending.is_empty() {
-            let mut out = Vec::new();
-            conn.take_output(&mut out, WRITE_BATCH);
-            pending.extend(out);
-        }
+        let has_output = unsent.refill(&mut conn);
         match conn.status() {
             Status::Closed => break,
-            Status::Closing if pending.is_empty() && !write_closed => {
+            Status::Closing if !has_output && !write_closed => {
                 // Everything is written: send FIN, then drain input until the
                 // peer closes too (or the linger deadline passes).
                 write_closed = true;
@@ -167,16 +159,12 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Rec
                     Err(_) => break,
                 }
             }
-            ready = stream.writable(), if !pending.is_empty() => {
+            ready = stream.writable(), if has_output => {
                 if ready.is_err() {
                     break;
                 }
-                let slices: Vec<IoSlice<'_>> = pending.iter().take(MAX_IOV).map(|b| IoSlice::new(b)).collect();
-                match stream.try_write_vectored(&slices) {
-                    Ok(n) => {
-                        advance(&mut pending, n);
-                        conn.written(n);
-                    }
+                match unsent.write_to(&mut conn, &mut TryWrite(&stream)) {
+                    Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
                 }
@@ -194,30 +182,23 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Rec
 }
 // ANCHOR_END: connection
 
-/// Drops the first `n` written bytes from the queue of pending buffers.
-fn advance(pending: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = pending.front_mut() else { return };
-        if n >= front.len() {
-            n -= front.len();
-            pending.pop_front();
-        } else {
-            let _ = front.split_to(n);
-            n = 0;
-        }
+// ANCHOR: try_write
+/// `std::io::Write` over tokio's non-blocking `try_write*`: a write that
+/// would block returns `WouldBlock` instead of waiting, so the core's
+/// [`Unsent`] can drive a tokio socket like any non-blocking one.
+struct TryWrite<'a>(&'a TcpStream);
+
+impl Write for TryWrite<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn advance_handles_partial_writes() {
-        let mut q: VecDeque<Bytes> = ["abc", "de", "fgh"].iter().map(|s| Bytes::from_static(s.as_bytes())).collect();
-        advance(&mut q, 4);
-        assert_eq!(q.iter().map(|b| &b[..]).collect::<Vec<_>>(), vec![&b"e"[..], &b"fgh"[..]]);
-        advance(&mut q, 4);
-        assert!(q.is_empty());
-    }
-}
+// ANCHOR_END: try_write
