@@ -64,9 +64,13 @@ impl Unsent {
     /// Returns the number of bytes written; `WouldBlock` means "wait until
     /// the socket is writable".
     pub fn write_to(&mut self, conn: &mut Connection, w: &mut impl Write) -> io::Result<usize> {
-        let slices: Vec<IoSlice<'_>> = self.bufs[self.done..].iter().take(MAX_IOV).map(|b| IoSlice::new(b)).collect();
-        let n = w.write_vectored(&slices)?;
-        drop(slices);
+        // The `iovec` array lives on the stack: a write allocates nothing.
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let count = (self.bufs.len() - self.done).min(MAX_IOV);
+        for (slice, buf) in slices.iter_mut().zip(&self.bufs[self.done..]) {
+            *slice = IoSlice::new(buf);
+        }
+        let n = w.write_vectored(&slices[..count])?;
         self.advance(n);
         conn.written(n);
         Ok(n)

@@ -2,17 +2,14 @@
 //! machine plus this lab's own I/O state, and the one function that moves
 //! bytes between them.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use rtlab_core::{Bytes, Connection, Status, WRITE_BATCH};
+use rtlab_core::{Connection, Status, Unsent};
 
 use crate::timers::NOT_FILED;
-
-/// Most buffers handed to one vectored write (one `iovec` array for `writev`).
-const MAX_IOV: usize = 64;
 
 /// Reads one connection may do per turn of the loop before the others get
 /// theirs: a client that sends without pause cannot starve its neighbours.
@@ -65,14 +62,15 @@ pub(crate) struct Scratch {
     /// Every read lands here first; the core copies out only what it must
     /// keep (an unfinished request head or frame).
     pub(crate) read_buf: Box<[u8]>,
-    /// Output taken from the core for one vectored write.
-    pub(crate) batch: Vec<Bytes>,
+    /// Output taken from the core for a vectored write, while it is written;
+    /// a connection takes it over only if the kernel refuses part of it.
+    pub(crate) unsent: Unsent,
 }
 
 impl Scratch {
-    /// A read buffer of `read_size` bytes and an empty batch.
+    /// A read buffer of `read_size` bytes, nothing unsent.
     pub(crate) fn new(read_size: usize) -> Scratch {
-        Scratch { read_buf: vec![0; read_size].into_boxed_slice(), batch: Vec::new() }
+        Scratch { read_buf: vec![0; read_size].into_boxed_slice(), unsent: Unsent::new() }
     }
 }
 
@@ -103,10 +101,9 @@ pub(crate) struct Conn {
     /// No write has hit `WouldBlock` since the last writable event.
     writable: bool,
     /// Bytes taken from the core that the kernel's send buffer refused: the
-    /// *pending write*. `None` (and no allocation) whenever everything taken
-    /// was written, i.e. nearly always.
-    #[expect(clippy::box_collection, reason = "a thin pointer: 8 bytes in every connection, not a Vec's 24")]
-    unsent: Option<Box<Vec<Bytes>>>,
+    /// *pending write*. `None` (and no allocation: a box is one pointer)
+    /// whenever everything taken was written, i.e. nearly always.
+    unsent: Option<Box<Unsent>>,
     /// The core must be told that time passed or a publisher woke it
     /// ([`Connection::on_tick`]) before the next write.
     pub(crate) tick: bool,
@@ -159,7 +156,7 @@ impl Conn {
         let mut reads = 0;
         loop {
             // 1. Write what the core has, in as few system calls as possible.
-            let flushed = match self.flush(&mut scratch.batch) {
+            let flushed = match self.flush(&mut scratch.unsent) {
                 Ok(flushed) => flushed,
                 Err(_) => return Next::Drop, // Reset by the peer: nothing more can be sent.
             };
@@ -204,66 +201,93 @@ impl Conn {
     ///
     /// Everything the core has queued for this connection — a response, ten
     /// fan-out frames, a ping — leaves in one `writev`: the core hands out
-    /// up to [`WRITE_BATCH`] bytes as shared buffers, and the loop passes them
+    /// up to a batch of shared buffers, and [`Unsent::write_to`] passes them
     /// to the kernel as one `iovec` array, without copying them together.
-    fn flush(&mut self, batch: &mut Vec<Bytes>) -> io::Result<bool> {
-        while self.writable {
-            batch.clear();
-            match self.unsent.take() {
-                Some(mut unsent) => batch.append(&mut unsent),
-                None => {
-                    self.conn.take_output(batch, WRITE_BATCH);
-                }
+    /// The batch is the loop's (`scratch`); it becomes the connection's own
+    /// only if the kernel refuses part of it.
+    fn flush(&mut self, scratch: &mut Unsent) -> io::Result<bool> {
+        debug_assert!(scratch.is_empty(), "the loop's batch holds another connection's bytes");
+        // A pending write goes first: it is older than anything in the core.
+        let mut own = self.unsent.take();
+        let unsent = own.as_deref_mut().unwrap_or(scratch);
+        let result = loop {
+            if !self.writable {
+                break Ok(false);
             }
-            if batch.is_empty() {
-                return Ok(true);
+            if !unsent.refill(&mut self.conn) {
+                break Ok(true);
             }
-            let mut first = 0; // batch[first..] is not written yet.
-            while first < batch.len() {
-                let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                let count = (batch.len() - first).min(MAX_IOV);
-                for (slice, bytes) in iov.iter_mut().zip(&batch[first..first + count]) {
-                    *slice = IoSlice::new(bytes);
-                }
-                match self.stream.write_vectored(&iov[..count]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.conn.written(n);
-                        first = consume(batch, first, n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.writable = false;
-                        self.unsent = Some(Box::new(batch.drain(first..).collect()));
-                        return Ok(false);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+            match unsent.write_to(&mut self.conn, &mut self.stream) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if !unsent.is_empty() {
+            // Whatever is left leaves the loop's batch, which the next
+            // connection will use: kept until the kernel says writable again,
+            // or dropped with the connection after an error.
+            let rest = own.unwrap_or_else(|| Box::new(std::mem::take(scratch)));
+            if result.is_ok() {
+                self.unsent = Some(rest);
             }
         }
-        Ok(false)
+        result
     }
     // ANCHOR_END: flush
-}
-
-/// Marks `n` more bytes of `batch[first..]` as written; returns the index of
-/// the first buffer not completely written (trimming a partly written one).
-fn consume(batch: &mut [Bytes], mut first: usize, mut n: usize) -> usize {
-    while n > 0 {
-        let len = batch[first].len();
-        if n < len {
-            batch[first] = batch[first].slice(n..);
-            break;
-        }
-        n -= len;
-        first += 1;
-    }
-    first
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtlab_core::{Config, Server, Wake};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A connected pair: the server's end as the loop holds it, and a
+    /// blocking client end.
+    fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        (TcpStream::from_std(server), client)
+    }
+
+    /// A connection that has been sent `request` and has its answer queued.
+    fn answered(request: &[u8]) -> Connection {
+        struct NoWake;
+        impl Wake for NoWake {
+            fn wake(&self, _token: usize) {}
+        }
+        let mut conn = Connection::new(Server::new(Config::default()), Arc::new(NoWake), 0);
+        conn.on_read(request, Instant::now());
+        conn
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_in_the_loops_batch() {
+        let mut scratch = Scratch::new(1024);
+        // Connection a: its client has reset the connection, so writing fails.
+        let (stream, client) = pair();
+        socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).expect("linger");
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut a = Conn::new(answered(b"GET /poll?topic=a HTTP/1.1\r\n\r\n"), stream);
+        assert!(a.flush(&mut scratch.unsent).is_err());
+        assert!(scratch.unsent.is_empty(), "a's answer must not stay in the loop's batch");
+        // Connection b, driven next with the same scratch, gets its own answer only.
+        let (stream, mut client) = pair();
+        let mut b = Conn::new(answered(b"GET /stats HTTP/1.1\r\n\r\n"), stream);
+        assert!(b.flush(&mut scratch.unsent).expect("write"));
+        client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut got = vec![0u8; 4096];
+        let n = client.read(&mut got).expect("read");
+        let got = String::from_utf8_lossy(&got[..n]);
+        assert!(got.contains("\"connections\"") && !got.contains("\"messages\""), "{got}");
+    }
 
     /// `cargo test --release -p rtlab-mio --lib sizes -- --nocapture`
     /// prints what one connection occupies in the loop's slab.
@@ -276,16 +300,5 @@ mod tests {
         // The core's Connection plus the socket and 24 bytes of I/O state.
         let bound = size_of::<Connection>() + size_of::<TcpStream>() + 24;
         assert!(size_of::<Conn>() <= bound, "Conn is {} bytes", size_of::<Conn>());
-    }
-
-    #[test]
-    fn consume_handles_partial_writes() {
-        let mut batch: Vec<Bytes> = ["abc", "de", "fgh"].map(|s| Bytes::from_static(s.as_bytes())).into();
-        let first = consume(&mut batch, 0, 4);
-        assert_eq!(first, 1);
-        assert_eq!(&batch[1][..], b"e");
-        let first = consume(&mut batch, first, 1);
-        assert_eq!(first, 2);
-        assert_eq!(consume(&mut batch, first, 3), 3);
     }
 }
