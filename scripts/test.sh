@@ -23,7 +23,9 @@ fi
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-# 3. Unit tests, doc tests and the conformance suite (labs/rtlab/tests).
+# 3. Unit tests, doc tests, the conformance suite (labs/rtlab/tests) and the
+#    benchmark harness at a tiny scale against the tokio lab
+#    (labs/rtlab/tests/harness.rs: a test of the harness, not a measurement).
 step "cargo test --workspace"
 cargo test --workspace
 

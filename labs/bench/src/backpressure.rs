@@ -36,9 +36,10 @@ use crate::{died_prefix, Common, EnvProbe, Outcome, Percentiles, RunEnv};
 pub struct BackpressureArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The server's outbox policy: disconnect, drop-oldest or unbounded.
-    #[arg(long, default_value = "disconnect")]
-    pub policy: String,
+    /// The server's outbox policy: disconnect, drop-oldest or unbounded
+    /// (absent: the server's default, or a baseline lab's own behaviour).
+    #[arg(long)]
+    pub policy: Option<String>,
     /// Transport of every subscriber (sse or ws).
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
@@ -171,12 +172,12 @@ pub fn run(args: &BackpressureArgs) -> std::io::Result<BackpressureResult> {
     let probe = EnvProbe::begin();
     let place = probe.placement();
     let exe = args.common.exe()?;
-    let mut server_args = vec!["--policy".to_owned(), args.policy.clone()];
+    let mut server_args: Vec<String> = args.policy.iter().flat_map(|p| ["--policy".to_owned(), p.clone()]).collect();
     server_args.extend(args.common.server_args.iter().cloned());
     let server = ServerProcess::start(&exe, &args.common.runtime, &server_args, place.server)?;
     let mut result = BackpressureResult {
         runtime: args.common.runtime.clone(),
-        policy: args.policy.clone(),
+        policy: args.policy.clone().unwrap_or_else(|| "(server default)".to_owned()),
         transport: args.transport,
         fast: args.fast,
         stalled: args.stalled,

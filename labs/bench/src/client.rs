@@ -60,10 +60,32 @@ impl Transport {
 
 /// Connects from `source` (an address in 127.0.0.0/8, so that many source
 /// addresses multiply the ephemeral ports available) to `addr`.
+///
+/// The source port is chosen at `connect`, not at `bind`
+/// (`IP_BIND_ADDRESS_NO_PORT`): a port bound without a destination must be
+/// free for every destination, so the TIME_WAIT remnants of the previous
+/// run's 10,000 connections would exhaust the source address's ports; chosen
+/// at connect, a port only has to be free towards this server's address.
 pub fn connect_from(source: IpAddr, addr: SocketAddr, rcvbuf: Option<usize>) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if let Some(size) = rcvbuf {
         socket.set_recv_buffer_size(size)?;
+    }
+    if source.is_ipv4() {
+        let on: libc::c_int = 1;
+        // SAFETY: valid fd, option and a c_int value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     socket.bind(&SocketAddr::new(source, 0).into())?;
     socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;

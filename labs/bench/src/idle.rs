@@ -149,6 +149,7 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
         plan.stop_at_failure = true;
         plan.handshake_timeout_ms = Some(3000);
     }
+    let opening = std::time::Instant::now();
     let (workers, ready) = Workers::start(&plan)?;
     let key = args.transport.stats_key();
     let opened = ready.opened;
@@ -162,6 +163,9 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
     std::thread::sleep(Duration::from_millis(500));
     let server_after = server.sample();
     let kernel_after = procfs::kernel();
+    // A held long poll is answered after 60 s (`wait=60`): sampled later, the
+    // first ones are no longer held.
+    let too_slow = args.transport == Transport::LongPoll && opening.elapsed() > Duration::from_secs(55);
 
     workers.close();
     let sockets_released = server.wait_stats(Duration::from_secs(30), |s| s["connections"][key].as_u64() == Some(0));
@@ -180,6 +184,10 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
     // ANCHOR_END: per_connection
     let failure = if died {
         Some("the server process died during the run (its stderr is above)".to_owned())
+    } else if too_slow {
+        Some("opening took longer than the 60 s a long poll is held: the first ones were answered".to_owned())
+    } else if max && ready.client_limit {
+        Some(format!("the clients, not the server, ran out: {}", ready.error.clone().unwrap_or_default()))
     } else if max {
         (held == 0).then(|| format!("the server held no connection: {:?}", ready.error))
     } else if opened != attempted {

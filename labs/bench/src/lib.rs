@@ -50,6 +50,16 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+/// This process's own binary, as `/proc/<pid>/exe`: the file this process
+/// was started from even if `cargo build` has since replaced it, so that a
+/// run started before a rebuild runs every server and worker from the same
+/// binary to its end (a path like `target/release/rtlab` would start the new
+/// one half-way through).
+pub fn exe() -> std::io::Result<PathBuf> {
+    let own = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+    if own.exists() { Ok(own) } else { std::env::current_exe() }
+}
+
 /// Options every scenario shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
@@ -71,9 +81,9 @@ impl Common {
         Common { runtime: runtime.to_owned(), server_args: Vec::new(), json: None }
     }
 
-    /// The rtlab binary that serves and runs workers: this one.
+    /// The rtlab binary that serves and runs workers: this one. See [`exe`].
     pub fn exe(&self) -> std::io::Result<PathBuf> {
-        std::env::current_exe()
+        exe()
     }
 }
 

@@ -251,7 +251,9 @@ fn plan(sizes: &Sizes, labs: &[Lab], args: &MatrixArgs) -> Vec<Planned> {
                         }
                         "backpressure" => Scenario::Backpressure(BackpressureArgs {
                             common,
-                            policy: if variant == "baseline" || variant == "own" { "disconnect".into() } else { variant.clone() },
+                            // The baseline run (no stalled subscriber) and a baseline
+                            // lab's own behaviour pass no --policy.
+                            policy: (variant != "baseline" && variant != "own").then(|| variant.clone()),
                             transport,
                             fast: sizes.bp_fast,
                             stalled: if variant == "baseline" { 0 } else { sizes.bp_stalled },
@@ -386,7 +388,7 @@ fn probe_one(addr: SocketAddr, transport: Transport) -> std::io::Result<()> {
 pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
     let scale = args.scale();
     let sizes = Sizes::of(scale);
-    let exe = std::env::current_exe()?;
+    let exe = crate::exe()?;
     let started = Instant::now();
     let labs = discover(&exe, &args.runtimes)?;
     let (date, _) = crate::results::utc_now();

@@ -186,6 +186,11 @@ pub fn fmt_us(v: f64) -> String {
     }
 }
 
+/// A count for a short label: 100, 1k, 10k.
+pub fn fmt_count(n: u64) -> String {
+    if n >= 1000 && n % 1000 == 0 { format!("{}k", n / 1000) } else { n.to_string() }
+}
+
 /// A number with 3 significant digits.
 pub fn fmt_sig(v: f64) -> String {
     if v.abs() < 1e-9 {
@@ -214,6 +219,21 @@ pub fn table_text(head: &[&str], rows: &[Vec<String>]) -> String {
         let _ = writeln!(t, "| {} |", row.join(" | "));
     }
     t
+}
+
+/// One table per transport (the first column), under a bold transport name:
+/// a long table split where the reader's question changes.
+fn by_transport(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let transport = &rows[start][0];
+        let end = start + rows[start..].iter().take_while(|r| &r[0] == transport).count();
+        let body: Vec<Vec<String>> = rows[start..end].iter().map(|r| r[1..].to_vec()).collect();
+        let _ = write!(out, "\n**{transport}**\n\n{}", table_text(&head[1..], &body));
+        start = end;
+    }
+    out
 }
 
 /// The order of labels: numbers ascending, then words in `order`.
@@ -290,6 +310,15 @@ fn run_table(doc: &Document) -> String {
         vec!["memory".into(), fmt_bytes(m.memory_bytes as f64)],
         vec!["kernel".into(), m.kernel.clone()],
         vec!["open-files limit".into(), fmt_int(m.nofile_limit as f64)],
+        vec![
+            "kernel limits".into(),
+            format!(
+                "vm.max_map_count {}, kernel.pid_max {}, kernel.threads-max {}",
+                fmt_int(m.max_map_count as f64),
+                fmt_int(m.pid_max as f64),
+                fmt_int(m.threads_max as f64)
+            ),
+        ],
         vec!["placement".into(), place],
         vec!["CPU steal, whole run".into(), format!("{:.1} s", m.steal_secs)],
         vec!["load average (1 min), start → end".into(), format!("{:.2} → {:.2}", m.load_start, m.load_end)],
@@ -331,7 +360,7 @@ fn idle_table(doc: &Document) -> String {
     }
     spread_note(doc)
         + "\n"
-        + &table_text(
+        + &by_transport(
             &[
                 "transport",
                 "asked",
@@ -372,7 +401,7 @@ fn fanout_table(doc: &Document) -> String {
         "{} messages of 64 bytes, one every {} ms, to every subscriber. {}\n",
         p["fanout_messages"], p["fanout_interval_ms"], spread_note(doc)
     ) + "\n"
-        + &table_text(
+        + &by_transport(
             &[
                 "transport",
                 "subscribers",
@@ -407,7 +436,7 @@ fn saturation_table(doc: &Document) -> String {
         return "No saturation runs in this results document.\n".into();
     }
     format!("Messages published back to back (the next publish as soon as the server answered the last). {}\n", spread_note(doc))
-        + &table_text(
+        + &by_transport(
             &["transport", "subscribers", "lab", "messages", "delivered / s", "server CPU s / s", "last subscriber p99"],
             &rows,
         )
@@ -462,7 +491,7 @@ fn backpressure_table(doc: &Document) -> String {
     format!(
         "{} fast subscribers and {} stalled ones (receive buffer 4 KiB, never read); {} messages of {} bytes at {} per second. The stalled column adds up all stalled subscribers: how many the server closed / messages they received once they drained / messages the server told them they missed. {}\n",
         p["bp_fast"], p["bp_stalled"], p["bp_messages"], p["bp_size"], p["bp_rate"], spread_note(doc)
-    ) + &table_text(
+    ) + &by_transport(
         &[
             "transport",
             "lab",
@@ -578,12 +607,12 @@ fn idle_notes(doc: &Document) -> String {
         if let Some(((lo, lv), (hi, hv))) = extremes(&cells, "user_bytes_per_conn") {
             let _ = writeln!(
                 notes,
-                "* {t}, {} connections: the least user-space memory per connection is {}'s ({} B), the most {}'s ({} B){}.",
+                "* {t}, {} connections: the least user-space memory per connection is {} B ({}), the most {} B ({}){}.",
                 fmt_int(lo.label.parse().unwrap_or(0) as f64),
-                lo.runtime,
                 fmt_int(lv),
-                hi.runtime,
+                lo.runtime,
                 fmt_int(hv),
+                hi.runtime,
                 if lv > 0.0 { format!(", {:.1} times as much", hv / lv) } else { String::new() }
             );
         }
@@ -605,6 +634,25 @@ fn idle_notes(doc: &Document) -> String {
                 mc.transport
             );
         }
+    }
+    // Why each lab stopped at "max": the first connection it did not take.
+    let mut stops: Vec<String> = Vec::new();
+    for r in doc.runtimes() {
+        let errors: Vec<String> = doc
+            .cells_of("idle")
+            .filter(|c| c.label == "max" && c.runtime == r && c.transport != "long-poll")
+            .filter_map(|c| c.runs.first()?["first_error"].as_str().map(|e| format!("({}) {}", c.transport, e.trim())))
+            .collect();
+        if let Some(first) = errors.first() {
+            stops.push(format!("{r} {first}"));
+        }
+    }
+    if !stops.is_empty() {
+        let _ = writeln!(
+            notes,
+            "* What the first connection beyond \"max\" got (a held long poll has no answer to show): {}.",
+            stops.join("; ")
+        );
     }
     let unreleased: Vec<String> = doc
         .cells_of("idle")
@@ -659,15 +707,22 @@ fn backpressure_notes(doc: &Document) -> String {
         if let Some(((lo, lv), (hi, hv))) = extremes(&cells, "peak_user_growth") {
             let closed: f64 = cells.iter().filter_map(|c| c.mean("stalled_closed")).sum::<f64>();
             let missed: f64 = cells.iter().filter_map(|c| c.mean("stalled_missed")).sum::<f64>();
+            let range = if cells.len() == 1 {
+                format!("is {} ({} over {})", fmt_bytes(lv), lo.runtime, lo.transport)
+            } else {
+                format!(
+                    "ranges from {} ({} over {}) to {} ({} over {})",
+                    fmt_bytes(lv),
+                    lo.runtime,
+                    lo.transport,
+                    fmt_bytes(hv),
+                    hi.runtime,
+                    hi.transport
+                )
+            };
             let _ = writeln!(
                 notes,
-                "* {policy}: the server's peak user-space growth ranges from {} ({} over {}) to {} ({} over {}); summed over every lab and transport (each the mean of its runs), {} stalled subscribers were closed and {} messages announced missed.",
-                fmt_bytes(lv),
-                lo.runtime,
-                lo.transport,
-                fmt_bytes(hv),
-                hi.runtime,
-                hi.transport,
+                "* {policy}: the server's peak user-space growth {range}; summed over the verified cells (each the mean of its runs), {} stalled subscribers were closed and {} messages announced missed.",
                 fmt_int(closed),
                 fmt_int(missed)
             );
@@ -824,7 +879,9 @@ fn bar_chart(path: &Path, b: &Bars) -> PlotResult {
     let lo = if b.y == Axis::Log { lo.max(hi * 1e-6).max(1e-9) } else { lo };
     let (y0, y1) = b.y.range(lo, hi, true);
     let n = b.categories.len();
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    // Room for the category labels under the bars.
+    let size = (SIZE.0.max(100 * n as u32), SIZE.1);
+    let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(&b.title, ("sans-serif", 18))
@@ -1090,7 +1147,7 @@ fn plots(doc: &Document, dir: &Path) -> PlotResult<Vec<String>> {
             .iter()
             .map(|(_, _, t, l)| {
                 let (t2, l2) = (t.clone(), l.clone());
-                (format!("{t} × {}", fmt_int(l.parse().unwrap_or(0) as f64)), Box::new(move |c: &Cell| c.transport == t2 && c.label == l2) as Box<dyn Fn(&Cell) -> bool>)
+                (format!("{t} {}", fmt_count(l.parse().unwrap_or(0))), Box::new(move |c: &Cell| c.transport == t2 && c.label == l2) as Box<dyn Fn(&Cell) -> bool>)
             })
             .collect();
         let name = "saturation.svg".to_owned();
@@ -1237,6 +1294,7 @@ mod tests {
         assert_eq!(fmt_us(850.0), "850 µs");
         assert_eq!(fmt_us(12_345.0), "12.35 ms");
         assert_eq!(fmt_sig(0.01234), "0.0123");
+        assert_eq!((fmt_count(100), fmt_count(10_000)), ("100".to_owned(), "10k".to_owned()));
         let all = vec!["tokio".to_owned(), "zeta".to_owned()];
         assert_eq!(colour("tokio", &all), RUNTIME_COLOURS[0].1);
         assert_eq!(colour("zeta", &all), SPARE_COLOURS[0]);

@@ -144,6 +144,16 @@ pub struct Machine {
     pub kernel_version: String,
     /// The open-files limit servers and workers run with.
     pub nofile_limit: u64,
+    /// Memory mappings one process may have (`vm.max_map_count`): each
+    /// thread or coroutine stack takes some.
+    #[serde(default)]
+    pub max_map_count: u64,
+    /// Process and thread ids (`kernel.pid_max`) and threads
+    /// (`kernel.threads-max`) on the whole machine.
+    #[serde(default)]
+    pub pid_max: u64,
+    #[serde(default)]
+    pub threads_max: u64,
     /// Where servers and clients ran.
     pub placement: Placement,
     /// CPU steal over the whole run, seconds (all CPUs).
@@ -174,6 +184,9 @@ impl Machine {
             kernel: read("/proc/sys/kernel/osrelease"),
             kernel_version: read("/proc/version"),
             nofile_limit: crate::nofile_limit(),
+            max_map_count: read("/proc/sys/vm/max_map_count").parse().unwrap_or(0),
+            pid_max: read("/proc/sys/kernel/pid_max").parse().unwrap_or(0),
+            threads_max: read("/proc/sys/kernel/threads-max").parse().unwrap_or(0),
             placement: Placement::detect(),
             steal_secs: 0.0,
             load_start: crate::procfs::loadavg(),

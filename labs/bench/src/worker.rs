@@ -92,6 +92,10 @@ pub struct Ready {
     pub error: Option<String>,
     /// Seconds from the first connection attempt to the last successful one.
     pub open_secs: f64,
+    /// The first failure was the clients' own (out of descriptors, ports or
+    /// buffers), not the server's: the count says nothing about the server.
+    #[serde(default)]
+    pub client_limit: bool,
 }
 
 /// What became of one stalled connection (`--stall`).
@@ -154,6 +158,7 @@ pub fn run(args: &WorkerArgs) -> io::Result<()> {
     let mut failed = 0;
     let mut error = None;
     let mut open_secs = 0.0;
+    let mut client_limit = false;
     for _ in 0..args.connections {
         let opened = client::connect_from(args.source, args.addr, args.rcvbuf).and_then(|mut s| {
             let sub = client::subscribe(&mut s, args.transport, &args.topic, timeout)?;
@@ -169,7 +174,13 @@ pub fn run(args: &WorkerArgs) -> io::Result<()> {
             }
             Err(e) => {
                 failed += 1;
-                error.get_or_insert_with(|| e.to_string());
+                if error.is_none() {
+                    error = Some(e.to_string());
+                    client_limit = matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::EADDRINUSE | libc::EADDRNOTAVAIL | libc::ENOBUFS | libc::ENOMEM)
+                    );
+                }
                 // Out of descriptors or ports, or the server's limit found:
                 // more attempts only fail (slower).
                 let exhausted = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL));
@@ -180,7 +191,7 @@ pub fn run(args: &WorkerArgs) -> io::Result<()> {
             }
         }
     }
-    say(&serde_json::json!({ "ready": Ready { opened: conns.len(), failed, error, open_secs } }));
+    say(&serde_json::json!({ "ready": Ready { opened: conns.len(), failed, error, open_secs, client_limit } }));
     if args.listen || args.stall {
         listen(args, conns)
     } else {

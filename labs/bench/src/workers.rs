@@ -165,7 +165,7 @@ impl Workers {
             });
             workers.push(Worker { child, stdin, lines: rx });
         }
-        let mut total = Ready { opened: 0, failed: 0, error: None, open_secs: 0.0 };
+        let mut total = Ready { opened: 0, failed: 0, error: None, open_secs: 0.0, client_limit: false };
         for w in &mut workers {
             let ready = loop {
                 let line = w.next(Duration::from_secs(300))?;
@@ -177,6 +177,7 @@ impl Workers {
             };
             total.opened += ready.opened;
             total.failed += ready.failed;
+            total.client_limit |= ready.client_limit;
             total.error = total.error.or(ready.error);
             total.open_secs = total.open_secs.max(ready.open_secs);
         }
