@@ -22,7 +22,10 @@ try {
   await page.dispatchEvent("#topic", "change");
   await page.waitForFunction(() =>
     document.getElementById("sse-status").textContent === "open" &&
-    document.getElementById("ws-status").textContent === "open", null, { timeout: 5000 });
+    document.getElementById("ws-status").textContent === "open", null, { timeout: 20000 }).catch(async (e) => {
+    const state = await page.evaluate(() => [document.getElementById("sse-status").textContent, document.getElementById("ws-status").textContent]);
+    throw new Error(`subscriptions not open after 20 s: EventSource "${state[0]}", WebSocket "${state[1]}" (${e.message})`);
+  });
 
   await page.fill("#msg", "via POST");
   await page.click("text=publish with POST");
@@ -33,7 +36,7 @@ try {
   for (const list of ["sse", "ws"]) {
     await page.waitForFunction(
       ([id, n]) => document.querySelectorAll(`#${id} li`).length >= n,
-      [list, expected.length], { timeout: 5000 });
+      [list, expected.length], { timeout: 20000 });
     const got = await page.$$eval(`#${list} li`, (items) => items.map((li) => li.textContent));
     if (JSON.stringify(got) !== JSON.stringify(expected)) {
       throw new Error(`${list}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(got)}`);

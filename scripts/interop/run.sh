@@ -30,7 +30,9 @@ for runtime in $("$rtlab" runtimes); do
   echo "curl: ok"
 
   python3 "$here/ws_client.py" "$addr"
-  node "$here/browser.mjs" "$addr"
+  # One retry, announced: a cold headless Chromium on a loaded 2-core machine
+  # has been seen to miss its deadline once; a second failure fails the run.
+  node "$here/browser.mjs" "$addr" || { echo "interop: RETRY browser check on $runtime after a failure (see above)"; node "$here/browser.mjs" "$addr"; }
 
   kill -TERM "$pid"
   wait "$pid" || fail "$runtime did not exit 0 on SIGTERM"
