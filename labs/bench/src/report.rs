@@ -1077,10 +1077,11 @@ fn plots(doc: &Document, dir: &Path) -> PlotResult<Vec<String>> {
                         "Idle {t}: {} bytes per connection",
                         if what == "user" { "server user-space" } else { "kernel (slab + TCP, both ends)" }
                     ),
-                    y_desc: "bytes per connection".into(),
+                    y_desc: if what == "user" { "bytes per connection (log scale)" } else { "bytes per connection" }.into(),
                     categories: categories.iter().map(|c| c.0.clone()).collect(),
                     series: series_by_runtime(doc, &cells, &categories, metric),
-                    y: Axis::Linear,
+                    // User-space costs span orders of magnitude between labs.
+                    y: if what == "user" { Axis::Log } else { Axis::Linear },
                     fmt: fmt_int,
                 },
             )?;
