@@ -238,7 +238,7 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return; // The wake-up connection from `stop`, or a late client.
         }
-        configure(&stream, &shared.server);
+        shared.server.config.tune_socket(socket2::SockRef::from(stream.inner()));
         let stream = Arc::new(stream);
         let (mine, shared) = (stream.clone(), shared.clone());
         // A new coroutine needs a new stack mapping once may's pool is empty;
@@ -296,21 +296,6 @@ fn refuse(stream: &TcpStream) {
     let response = rtlab_core::http::unavailable("server at capacity: no coroutine stack available");
     let _ = stream.inner().write_all(&response);
     let _ = stream.shutdown(Shutdown::Write);
-}
-
-/// Per-socket options: no Nagle delay for small pushes, and a bounded kernel
-/// send buffer so that a stalled peer cannot pin megabytes of kernel memory
-/// and backpressure reaches the outbox quickly.
-fn configure(stream: &TcpStream, server: &Server) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("TCP_NODELAY: {e}");
-    }
-    let send_buffer = server.config.socket_send_buffer;
-    if send_buffer > 0 {
-        if let Err(e) = socket2::SockRef::from(stream.inner()).set_send_buffer_size(send_buffer) {
-            tracing::debug!("SO_SNDBUF: {e}");
-        }
-    }
 }
 
 /// Where to connect to wake our own accept loop: the listening address, with

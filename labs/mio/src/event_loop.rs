@@ -316,7 +316,7 @@ impl EventLoop {
     // ANCHOR: add
     /// Sets up an accepted socket and registers it, once, for both directions.
     fn add(&mut self, mut stream: TcpStream) {
-        configure(&stream, &self.server);
+        self.server.config.tune_socket(socket2::SockRef::from(&stream));
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if key >= MAX_KEYS {
@@ -366,19 +366,3 @@ fn out_of_resources(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
-// ANCHOR: configure
-/// Per-socket options: no Nagle delay for small pushes, and a bounded kernel
-/// send buffer, so that a stalled peer cannot pin megabytes of kernel memory
-/// and backpressure reaches the core's outbox quickly.
-fn configure(stream: &TcpStream, server: &Server) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("TCP_NODELAY: {e}");
-    }
-    let send_buffer = server.config.socket_send_buffer;
-    if send_buffer > 0 {
-        if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(send_buffer) {
-            tracing::debug!("SO_SNDBUF: {e}");
-        }
-    }
-}
-// ANCHOR_END: configure

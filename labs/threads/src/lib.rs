@@ -211,7 +211,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, options: &Options) 
         if shared.stopping.load(Ordering::SeqCst) {
             return; // The wake-up connection from `stop`, or a late client.
         }
-        configure(&stream, &shared.server);
+        shared.server.config.tune_socket(socket2::SockRef::from(&stream));
         let stream = Arc::new(stream);
         // The connection joins the roster here, before its thread exists, so
         // that the count of threads is exact and a stop cannot miss it.
@@ -300,21 +300,6 @@ impl Refused {
     }
 }
 // ANCHOR_END: refused
-
-/// Per-socket options: no Nagle delay for small pushes, and a bounded kernel
-/// send buffer so that a stalled peer cannot pin megabytes of kernel memory
-/// and backpressure reaches the outbox quickly.
-fn configure(stream: &TcpStream, server: &Server) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("TCP_NODELAY: {e}");
-    }
-    let send_buffer = server.config.socket_send_buffer;
-    if send_buffer > 0 {
-        if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(send_buffer) {
-            tracing::debug!("SO_SNDBUF: {e}");
-        }
-    }
-}
 
 /// Where to connect to wake our own accept loop: the listening address, with
 /// a wildcard replaced by loopback.

@@ -60,7 +60,7 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        configure(&stream, &server);
+                        server.config.tune_socket(socket2::SockRef::from(&stream));
                         tasks.spawn(connection(stream, server.clone(), stop_rx.clone()));
                     }
                     // Out of file descriptors (EMFILE/ENFILE) or a connection
@@ -87,21 +87,6 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
     })
 }
 // ANCHOR_END: serve
-
-/// Per-socket options: no Nagle delay for small pushes, and a bounded kernel
-/// send buffer so that a stalled peer cannot pin megabytes of kernel memory
-/// and backpressure reaches the outbox quickly.
-fn configure(stream: &TcpStream, server: &Server) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("TCP_NODELAY: {e}");
-    }
-    let send_buffer = server.config.socket_send_buffer;
-    if send_buffer > 0 {
-        if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(send_buffer) {
-            tracing::debug!("SO_SNDBUF: {e}");
-        }
-    }
-}
 
 // ANCHOR: waker
 /// The core's [`Wake`] for a tokio task: a publisher on any thread calls
