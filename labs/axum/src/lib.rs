@@ -63,7 +63,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{SinkExt, Stream, StreamExt, stream};
-use rtlab_core::{Config, Stop};
+use rtlab_adapter::Stop;
+use rtlab_core::Config;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 

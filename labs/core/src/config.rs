@@ -61,21 +61,3 @@ impl Default for Config {
     }
 }
 // ANCHOR_END: config
-
-impl Config {
-    // ANCHOR: tune_socket
-    /// Applies the per-socket options every lab sets on an accepted
-    /// connection: no Nagle delay for small pushes, and a bounded kernel send
-    /// buffer ([`socket_send_buffer`](Config::socket_send_buffer)), so that a
-    /// stalled peer cannot pin megabytes of kernel memory and backpressure
-    /// reaches the outbox quickly. The runtime owns the socket; this only sets
-    /// options on it. Failures are not fatal: the connection works without them.
-    pub fn tune_socket(&self, socket: socket2::SockRef<'_>) {
-        // Failures are ignored on purpose: both options only tune performance.
-        let _ = socket.set_tcp_nodelay(true);
-        if self.socket_send_buffer > 0 {
-            let _ = socket.set_send_buffer_size(self.socket_send_buffer);
-        }
-    }
-    // ANCHOR_END: tune_socket
-}

@@ -42,12 +42,13 @@ impl Server {
 pub enum Status {
     /// Keep reading, writing and calling back at deadlines.
     Open,
-    /// Write what [`Connection::take_output`] still gives, then shut down the
-    /// write half and read (the input is discarded) until end of file or the
-    /// next deadline. Closing this way, not with an abrupt `close()`, lets the
-    /// peer read the last response or close frame: closing a socket that
-    /// still has unread input makes the kernel send a reset, which can
-    /// destroy data the peer has not read yet.
+    /// Write what [`Connection::take_output`] still gives; once everything
+    /// is written, [`take_fin`](Connection::take_fin) says so, and the runtime
+    /// shuts down the write half (sends FIN) and reads (the input is
+    /// discarded) until end of file or the next deadline. Closing this way,
+    /// not with an abrupt `close()`, lets the peer read the last response or
+    /// close frame: closing a socket that still has unread input makes the
+    /// kernel send a reset, which can destroy data the peer has not read yet.
     Closing,
     /// Drop the socket now.
     Closed,
@@ -88,10 +89,6 @@ struct HeldPoll {
 }
 // ANCHOR_END: state
 
-/// Largest batch [`Connection::take_output`] hands out by default: enough for
-/// one vectored write to carry many queued frames.
-pub const WRITE_BATCH: usize = 64 * 1024;
-
 // ANCHOR: connection
 /// One client connection, runtime-free.
 ///
@@ -102,7 +99,9 @@ pub const WRITE_BATCH: usize = 64 * 1024;
 ///    passed → [`on_tick`](Self::on_tick);
 /// 3. write what [`take_output`](Self::take_output) gives (one vectored write),
 ///    report it with [`written`](Self::written);
-/// 4. obey [`status`](Self::status); read only while [`wants_read`](Self::wants_read).
+/// 4. obey [`status`](Self::status): drop the socket once `Closed`, shut
+///    down its write half when [`take_fin`](Self::take_fin) says so; read only
+///    while [`wants_read`](Self::wants_read).
 ///
 /// Output from every source — responses, replayed and live messages, pongs,
 /// close frames — goes through the connection's one outbox, so it leaves in
@@ -115,6 +114,8 @@ pub struct Connection {
     kind: Kind,
     eof: bool,
     closed: bool,
+    /// The runtime has been told to half-close ([`take_fin`](Self::take_fin)).
+    fin: bool,
 }
 // ANCHOR_END: connection
 
@@ -131,6 +132,7 @@ impl Connection {
             kind: Kind::Http,
             eof: false,
             closed: false,
+            fin: false,
         }
     }
 
@@ -145,6 +147,21 @@ impl Connection {
         }
     }
 
+    // ANCHOR: take_fin
+    /// Whether the runtime must shut down the socket's write half (send FIN)
+    /// now: `true` exactly once, when the connection is closing and every
+    /// byte it produced has been written. The runtime then keeps reading
+    /// (the core discards the input) until end of file or the linger
+    /// deadline, and drops the socket when [`status`](Self::status) says
+    /// `Closed`. Every runtime's close is the same three steps, so the core
+    /// decides when, and the runtime only makes the system call.
+    pub fn take_fin(&mut self) -> bool {
+        let due = !self.fin && !self.closed && self.is_closing() && self.peer.outbox().pending() == 0;
+        self.fin |= due;
+        due
+    }
+    // ANCHOR_END: take_fin
+
     /// Whether the runtime should read: not after end of file, and not while
     /// too much output is waiting (a client that sends requests or echo
     /// messages without reading the answers is slowed down by TCP itself).
@@ -157,11 +174,6 @@ impl Connection {
     /// What kind of connection this is now.
     pub fn kind(&self) -> Kind {
         self.kind
-    }
-
-    /// The shared server.
-    pub fn server(&self) -> &Arc<Server> {
-        &self.server
     }
 
     /// When [`on_tick`](Self::on_tick) must be called even if nothing else happens.

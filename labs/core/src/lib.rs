@@ -20,10 +20,12 @@
 //! | [`heartbeat`] | SSE keep-alive and WebSocket ping/pong deadlines |
 //! | [`conn`] | one [`Connection`] as a state machine: bytes and time in, bytes and deadlines out |
 //! | [`stats`] | the `/stats` counters |
-//! | [`stop`] | a runtime-neutral stop request (graceful shutdown) |
-//! | [`roster`] | the live connections' wakers, for runtimes with a coroutine or thread per connection |
-//! | [`unsent`] | output taken from a connection that the socket has not accepted yet (partial writes) |
 //! | [`config`] | every server option ([`Config`]) |
+//!
+//! What every runtime adapter needs besides the protocol — socket options,
+//! a stop request, pending writes, the one "drive" step, the shutdown wait —
+//! is runtime plumbing, not protocol, and lives in `rtlab-adapter`
+//! (`labs/adapter`).
 //!
 //! ## How a runtime uses it
 //!
@@ -54,20 +56,14 @@ pub mod http;
 pub mod hub;
 pub mod outbox;
 pub mod page;
-pub mod roster;
 pub mod stats;
-pub mod stop;
-pub mod unsent;
 pub mod ws;
 
 pub use bytes::Bytes;
 pub use config::Config;
-pub use conn::{Connection, Server, Status, WRITE_BATCH};
+pub use conn::{Connection, Server, Status};
 pub use encode::{Message, Transport};
 pub use http::{HttpError, Route};
 pub use hub::{Hub, Wake};
 pub use outbox::Policy;
-pub use roster::Roster;
 pub use stats::{Kind, Stats};
-pub use stop::Stop;
-pub use unsent::Unsent;

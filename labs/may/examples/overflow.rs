@@ -16,7 +16,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rtlab_core::{Config, Server, Stop};
+use rtlab_adapter::Stop;
+use rtlab_core::{Config, Server};
 use rtlab_may::{Options, serve_with};
 
 fn main() {

@@ -21,7 +21,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rtlab_core::{Config, Server, Stop};
+use rtlab_adapter::Stop;
+use rtlab_core::{Config, Server};
 use rtlab_may::{Options, STACK_WORDS, WORK_STACK, serve_with};
 
 const WORD: usize = std::mem::size_of::<usize>();

@@ -3,26 +3,17 @@
 //! `wait_io` until the socket, a publisher or the timer wakes it.
 
 use std::cell::RefCell;
-use std::io::{self, Read};
-use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use may::io::{WaitIo, WaitIoWaker};
 use may::net::TcpStream;
-use rtlab_core::{Connection, Status, Unsent, Wake};
+use rtlab_adapter::{READ_CHUNK, Step, Unsent, step};
+use rtlab_core::{Connection, Wake};
 
 use crate::Shared;
 use crate::stack::{self, Worked};
-
-/// Bytes read from a socket at once.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// Reads in a row before the coroutine yields to the others on its thread:
-/// `may` is cooperative, and a client that keeps sending must not starve
-/// the connections that share its worker.
-const READS_BEFORE_YIELD: u32 = 16;
 
 // ANCHOR: waker
 /// The core's [`Wake`] for a coroutine parked in `wait_io`.
@@ -58,11 +49,13 @@ pub(crate) fn run(stream: Arc<TcpStream>, shared: Arc<Shared>) {
         let worked = work(on_work, || driver.step());
         driver.deepest = driver.deepest.max(worked.depth);
         match worked.result {
-            Some(Next::Wait) => {
+            // `may` is cooperative: a client that keeps sending yields its
+            // worker to the other coroutines now and then.
+            Some(Step::Yield) => may::coroutine::yield_now(),
+            Some(Step::Wait { .. }) => {
                 driver.stream.wait_io();
             }
-            Some(Next::Yield) => may::coroutine::yield_now(),
-            Some(Next::Done) | None => break,
+            Some(Step::Done) | None => break,
         }
     }
     work(on_work, move || driver.finish());
@@ -75,16 +68,6 @@ fn work<R>(on_work_stack: bool, f: impl FnOnce() -> R) -> Worked<R> {
 }
 // ANCHOR_END: coroutine
 
-/// What the coroutine does after a step.
-enum Next {
-    /// Park until the socket, a publisher or the timer wakes it.
-    Wait,
-    /// Let the other coroutines of this thread run, then step again.
-    Yield,
-    /// The connection is over.
-    Done,
-}
-
 /// One connection's state between steps.
 struct Driver {
     stream: Arc<TcpStream>,
@@ -93,12 +76,8 @@ struct Driver {
     key: u64,
     conn: Connection,
     unsent: Unsent,
-    write_closed: bool,
-    stop_seen: bool,
     /// The deadline the timer thread holds for this connection.
     armed: Option<Instant>,
-    /// Reads since the coroutine last parked or yielded.
-    reads: u32,
     /// Deepest use of the work stack, when measuring.
     deepest: usize,
 }
@@ -114,84 +93,28 @@ impl Driver {
             key,
             conn,
             unsent: Unsent::new(),
-            write_closed: false,
-            stop_seen: false,
             armed: None,
-            reads: 0,
             deepest: 0,
         }
     }
 
     // ANCHOR: step
-    /// Does everything possible without waiting: a stop, a wake, a passed
-    /// deadline, writing until the socket is full, reading until it is empty.
-    fn step(&mut self) -> Next {
-        let conn = &mut self.conn;
-        loop {
-            let now = Instant::now();
-            if !self.stop_seen && self.shared.stopping.load(Ordering::SeqCst) {
-                self.stop_seen = true;
-                conn.shutdown(now);
+    /// Does everything possible without waiting ([`rtlab_adapter::step`],
+    /// reading into the worker's buffer), then makes sure the next deadline
+    /// will wake the coroutine: `wait_io` has no timeout of its own.
+    fn step(&mut self) -> Step {
+        let now = Instant::now();
+        let woken = self.waker.woken.swap(false, Ordering::AcqRel);
+        let stopping = self.shared.roster.is_stopping();
+        let (conn, unsent, mut socket) = (&mut self.conn, &mut self.unsent, self.stream.inner());
+        let next = READ_BUF.with_borrow_mut(|buf| step(conn, unsent, &mut socket, buf, now, woken, stopping));
+        if let Step::Wait { deadline: Some(deadline), .. } = next {
+            if self.armed.is_none_or(|a| a <= now || deadline < a) {
+                self.shared.timers.wake_at(deadline, Arc::downgrade(&self.waker) as Weak<dyn Wake>);
+                self.armed = Some(deadline);
             }
-            let due = conn.next_deadline().is_some_and(|d| d <= now);
-            if self.waker.woken.swap(false, Ordering::AcqRel) || due {
-                conn.on_tick(now);
-            }
-
-            // Write until everything is out or the socket is full.
-            while self.unsent.refill(conn) {
-                match self.unsent.write_to(conn, &mut self.stream.inner()) {
-                    Ok(0) => return Next::Done,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return Next::Done,
-                }
-            }
-            match conn.status() {
-                Status::Closed => return Next::Done,
-                Status::Closing if self.unsent.is_empty() && !self.write_closed => {
-                    // Everything is written: send FIN, then drain input until
-                    // the peer closes too (or the linger deadline passes).
-                    self.write_closed = true;
-                    if self.stream.shutdown(Shutdown::Write).is_err() {
-                        return Next::Done;
-                    }
-                }
-                _ => {}
-            }
-
-            // Read once; if anything came, go round again (answer it, read more).
-            if conn.wants_read() {
-                match read_into(&self.stream, conn) {
-                    Ok(_) => {
-                        self.reads += 1;
-                        if self.reads == READS_BEFORE_YIELD {
-                            self.reads = 0;
-                            return Next::Yield;
-                        }
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => return Next::Done,
-                }
-            }
-
-            // Nothing left to do now: make sure the next deadline will wake
-            // us, then park.
-            if let Some(deadline) = conn.next_deadline() {
-                if deadline <= Instant::now() {
-                    continue;
-                }
-                if self.armed.is_none_or(|a| a <= now || deadline < a) {
-                    self.shared.timers.wake_at(deadline, Arc::downgrade(&self.waker) as Weak<dyn Wake>);
-                    self.armed = Some(deadline);
-                }
-            }
-            self.reads = 0;
-            return Next::Wait;
         }
+        next
     }
     // ANCHOR_END: step
 
@@ -208,26 +131,11 @@ impl Driver {
 // ANCHOR: read_buffer
 thread_local! {
     /// One read buffer per worker thread, shared by all its coroutines.
+    ///
+    /// `may`'s caveat about thread-locals is about *yields*: a coroutine may
+    /// resume on another thread, so a thread-local must never be held (or
+    /// its address kept) across one. A step never yields, and borrows the
+    /// buffer only for its own length.
     static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
-}
-
-/// Reads once from the non-blocking socket and hands the bytes to the core.
-///
-/// `may`'s caveat about thread-locals is about *yields*: a coroutine may
-/// resume on another thread, so a thread-local must never be held (or its
-/// address kept) across one. This runs inside a step, which never yields,
-/// and is never inlined, so the buffer is borrowed and returned between two
-/// yields.
-#[inline(never)]
-fn read_into(stream: &TcpStream, conn: &mut Connection) -> io::Result<usize> {
-    READ_BUF.with_borrow_mut(|buf| {
-        let n = stream.inner().read(buf)?;
-        if n == 0 {
-            conn.on_eof(Instant::now());
-        } else {
-            conn.on_read(&buf[..n], Instant::now());
-        }
-        Ok(n)
-    })
 }
 // ANCHOR_END: read_buffer

@@ -43,16 +43,16 @@ mod timer;
 pub use stack::WORK_STACK;
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream as StdTcpStream};
+use std::net::Shutdown;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use may::coroutine;
 use may::net::{TcpListener, TcpStream};
-use rtlab_core::{Roster, Server, Stop};
+use rtlab_adapter::{ACCEPT_BACKOFF, Roster, Stop, shutdown_deadline, tune_socket, wake_accept};
+use rtlab_core::Server;
 
 use crate::timer::Timers;
 
@@ -80,13 +80,6 @@ const ACCEPT_STACK_WORDS: usize = 64 * 1024;
 /// creates them all when it starts, so this is also a fixed cost of an idle
 /// server: a few hundred mappings, not the default thousand.
 pub const POOL_CAPACITY: usize = 256;
-
-/// How long shutdown waits for connections beyond the close linger.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// How long the accept loop backs off after an accept error (out of file
-/// descriptors), so that a persistent error cannot spin a core at 100%.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The lab's tunables.
 #[derive(Debug, Clone)]
@@ -132,7 +125,7 @@ impl Options {
 struct Shared {
     server: Arc<Server>,
     work_stack: bool,
-    stopping: AtomicBool,
+    /// The live connections, and whether the server is stopping.
     roster: Roster,
     timers: Timers,
 }
@@ -170,26 +163,22 @@ pub fn serve_with(
     // load generator a pinned worker cannot move away from a busy core.
     may::config().set_worker_pin(false);
 
-    let wake_addr = self_connect_addr(listener.local_addr()?);
+    let listening = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     // SAFETY: the descriptor comes from a listener we own and give up here.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let shared = Arc::new(Shared {
         server: server.clone(),
         work_stack: options.work_stack,
-        stopping: AtomicBool::new(false),
-        roster: Roster::default(),
+        roster: Roster::new(),
         timers: Timers::start()?,
     });
 
     let on_stop = shared.clone();
     stop.on_stop(move || {
-        on_stop.stopping.store(true, Ordering::SeqCst);
-        on_stop.roster.wake_all();
+        on_stop.roster.stop();
         // The accept loop is parked in accept(): a connection wakes it.
-        if let Err(e) = StdTcpStream::connect_timeout(&wake_addr, Duration::from_secs(1)) {
-            tracing::warn!("could not wake the accept loop: {e}");
-        }
+        wake_accept(listening);
     });
 
     let accepting = shared.clone();
@@ -206,13 +195,8 @@ pub fn serve_with(
     }
 
     tracing::info!("stopping: closing {} connections", shared.roster.len());
-    let deadline = Instant::now() + server.config.close_linger + SHUTDOWN_GRACE;
-    while !shared.roster.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10)); // The serving thread, not a coroutine.
-    }
-    if !shared.roster.is_empty() {
-        tracing::warn!("{} connections did not close in time; leaving them", shared.roster.len());
-    }
+    // The serving thread waits, not a coroutine: a plain sleep is fine.
+    shared.roster.wait_empty(shutdown_deadline(&server.config, Instant::now()));
     shared.timers.stop();
     Ok(())
 }
@@ -227,7 +211,7 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) => {
-                if shared.stopping.load(Ordering::SeqCst) {
+                if shared.roster.is_stopping() {
                     return;
                 }
                 tracing::warn!("accept failed: {e}");
@@ -235,10 +219,10 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
-        if shared.stopping.load(Ordering::SeqCst) {
+        if shared.roster.is_stopping() {
             return; // The wake-up connection from `stop`, or a late client.
         }
-        shared.server.config.tune_socket(socket2::SockRef::from(stream.inner()));
+        tune_socket(&shared.server.config, socket2::SockRef::from(stream.inner()));
         let stream = Arc::new(stream);
         let (mine, shared) = (stream.clone(), shared.clone());
         // A new coroutine needs a new stack mapping once may's pool is empty;
@@ -296,16 +280,4 @@ fn refuse(stream: &TcpStream) {
     let response = rtlab_core::http::unavailable("server at capacity: no coroutine stack available");
     let _ = stream.inner().write_all(&response);
     let _ = stream.shutdown(Shutdown::Write);
-}
-
-/// Where to connect to wake our own accept loop: the listening address, with
-/// a wildcard replaced by loopback.
-fn self_connect_addr(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    addr
 }

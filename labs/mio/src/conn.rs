@@ -2,58 +2,14 @@
 //! machine plus this lab's own I/O state, and the one function that moves
 //! bytes between them.
 
-use std::io::{self, Read};
-use std::net::Shutdown;
+use std::io::{self, IoSlice, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use rtlab_core::{Connection, Status, Unsent};
+use rtlab_adapter::{Socket, Step, Unsent, step};
+use rtlab_core::Connection;
 
 use crate::timers::NOT_FILED;
-
-/// Reads one connection may do per turn of the loop before the others get
-/// theirs: a client that sends without pause cannot starve its neighbours.
-const READS_PER_TURN: usize = 4;
-
-// ANCHOR: phase
-/// Where a connection is in its life *as far as the socket is concerned*.
-///
-/// The protocol states — reading a request, an upgraded WebSocket, a
-/// streaming SSE response, a held long poll — belong to the core's
-/// [`Connection`]; the loop never looks at them. What the loop adds is how the
-/// socket goes away, which the core describes with [`Status`]:
-///
-/// ```text
-///   Serving ──status Closing──▶ Flushing ──all written, FIN sent──▶ Draining ──EOF or linger──▶ dropped
-///      └──────────────status Closed (peer gone, error)────────────────────────────────────────▶ dropped
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// The core's status is `Open`: read while the core wants input, write
-    /// whatever output it produces.
-    Serving,
-    /// The core's status is `Closing`: write what is left. Input is still
-    /// read (the core discards it), so that the peer's end of file is seen.
-    Flushing,
-    /// Half-closed: everything is written and our FIN is sent
-    /// (`shutdown(Write)`). Input is read and discarded — drained — until the
-    /// peer's FIN or the core's linger deadline. Closing a socket that still
-    /// has unread input makes the kernel send a reset, which can destroy the
-    /// last response before the peer has read it.
-    Draining,
-}
-// ANCHOR_END: phase
-
-/// What the loop does with a connection after driving it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Next {
-    /// Nothing to do until an event, a wake-up or its deadline.
-    Wait,
-    /// It has more input but used up its turn: drive it again next turn.
-    Again,
-    /// Close the socket and forget the connection.
-    Drop,
-}
 
 /// Buffers owned by the loop and lent to whichever connection it drives:
 /// an idle connection owns neither.
@@ -95,7 +51,6 @@ pub(crate) struct Conn {
     /// The protocol state machine (rtlab-core).
     pub(crate) conn: Connection,
     stream: TcpStream,
-    phase: Phase,
     /// The last event said readable, and no read has hit `WouldBlock` since.
     readable: bool,
     /// No write has hit `WouldBlock` since the last writable event.
@@ -122,7 +77,6 @@ impl Conn {
         Conn {
             conn,
             stream,
-            phase: Phase::Serving,
             readable: false,
             writable: true,
             unsent: None,
@@ -146,98 +100,77 @@ impl Conn {
     // ANCHOR_END: on_event
 
     // ANCHOR: drive
-    /// Runs the core's loop for this connection until it has to wait: tick
-    /// the core if it was woken or its deadline passed, write what it has,
-    /// obey its status, read what it wants. `now` is the loop's cached time.
-    pub(crate) fn drive(&mut self, scratch: &mut Scratch, now: Instant) -> Next {
-        if std::mem::take(&mut self.tick) {
-            self.conn.on_tick(now);
-        }
-        let mut reads = 0;
-        loop {
-            // 1. Write what the core has, in as few system calls as possible.
-            let flushed = match self.flush(&mut scratch.unsent) {
-                Ok(flushed) => flushed,
-                Err(_) => return Next::Drop, // Reset by the peer: nothing more can be sent.
-            };
-            // 2. Obey the core's status.
-            match self.conn.status() {
-                Status::Closed => return Next::Drop,
-                Status::Closing if self.phase == Phase::Serving => self.phase = Phase::Flushing,
-                Status::Open | Status::Closing => {}
-            }
-            if self.phase == Phase::Flushing && flushed {
-                // Everything is written: send our FIN and drain.
-                if self.stream.shutdown(Shutdown::Write).is_err() {
-                    return Next::Drop;
-                }
-                self.phase = Phase::Draining;
-            }
-            // 3. Read, if the core wants input and the kernel may have some.
-            if !(self.readable && self.conn.wants_read()) {
-                return Next::Wait;
-            }
-            if reads == READS_PER_TURN {
-                return Next::Again;
-            }
-            reads += 1;
-            match self.stream.read(&mut scratch.read_buf) {
-                Ok(0) => {
-                    self.readable = false;
-                    self.conn.on_eof(now);
-                }
-                Ok(n) => self.conn.on_read(&scratch.read_buf[..n], now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Next::Drop,
-            }
-        }
-    }
-    // ANCHOR_END: drive
-
-    // ANCHOR: flush
-    /// Writes output until the core has none left (`Ok(true)`) or the kernel's
-    /// send buffer is full (`Ok(false)`, the rest kept in `unsent`).
+    /// Runs the shared step ([`rtlab_adapter::step`]) for this connection
+    /// until it has to wait: tick the core if it was woken or its deadline
+    /// passed, write what it has, half-close when it says so, read what it
+    /// wants. `now` is the loop's cached time; `stopping` says the server is
+    /// shutting down.
     ///
     /// Everything the core has queued for this connection — a response, ten
-    /// fan-out frames, a ping — leaves in one `writev`: the core hands out
-    /// up to a batch of shared buffers, and [`Unsent::write_to`] passes them
-    /// to the kernel as one `iovec` array, without copying them together.
-    /// The batch is the loop's (`scratch`); it becomes the connection's own
-    /// only if the kernel refuses part of it.
-    fn flush(&mut self, scratch: &mut Unsent) -> io::Result<bool> {
-        debug_assert!(scratch.is_empty(), "the loop's batch holds another connection's bytes");
+    /// fan-out frames, a ping — leaves in one `writev`: the core hands out up
+    /// to a batch of shared buffers, and [`Unsent::write_to`] passes them to
+    /// the kernel as one `iovec` array, without copying them together. The
+    /// batch is the loop's (`scratch`); it becomes the connection's own only
+    /// if the kernel refuses part of it.
+    pub(crate) fn drive(&mut self, scratch: &mut Scratch, now: Instant, stopping: bool) -> Step {
+        let woken = std::mem::take(&mut self.tick);
+        debug_assert!(scratch.unsent.is_empty(), "the loop's batch holds another connection's bytes");
         // A pending write goes first: it is older than anything in the core.
         let mut own = self.unsent.take();
-        let unsent = own.as_deref_mut().unwrap_or(scratch);
-        let result = loop {
-            if !self.writable {
-                break Ok(false);
-            }
-            if !unsent.refill(&mut self.conn) {
-                break Ok(true);
-            }
-            match unsent.write_to(&mut self.conn, &mut self.stream) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
+        let unsent = own.as_deref_mut().unwrap_or(&mut scratch.unsent);
+        let mut socket = Ready { stream: &self.stream, readable: &mut self.readable, writable: &mut self.writable };
+        let next = step(&mut self.conn, unsent, &mut socket, &mut scratch.read_buf, now, woken, stopping);
         if !unsent.is_empty() {
-            // Whatever is left leaves the loop's batch, which the next
-            // connection will use: kept until the kernel says writable again,
-            // or dropped with the connection after an error.
-            let rest = own.unwrap_or_else(|| Box::new(std::mem::take(scratch)));
-            if result.is_ok() {
-                self.unsent = Some(rest);
-            }
+            // What the kernel refused leaves the loop's batch, which the next
+            // connection will use: kept until the kernel says writable again.
+            self.unsent = Some(own.unwrap_or_else(|| Box::new(std::mem::take(&mut scratch.unsent))));
+        }
+        next
+    }
+    // ANCHOR_END: drive
+}
+
+// ANCHOR: ready
+/// The socket with the readiness its edge-triggered events reported: a read
+/// or write that the kernel has already said would block returns
+/// `WouldBlock` without a system call, and one that hits `WouldBlock`
+/// clears the flag until the next event sets it again. That is how an
+/// edge-triggered loop avoids asking the kernel about sockets it knows are
+/// empty or full.
+struct Ready<'a> {
+    stream: &'a TcpStream,
+    readable: &'a mut bool,
+    writable: &'a mut bool,
+}
+
+impl Socket for Ready<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !*self.readable {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let result = (&*self.stream).read(buf);
+        if matches!(&result, Ok(0)) || matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            *self.readable = false;
         }
         result
     }
-    // ANCHOR_END: flush
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if !*self.writable {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let result = (&*self.stream).write_vectored(bufs);
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            *self.writable = false;
+        }
+        result
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown(std::net::Shutdown::Write)
+    }
 }
+// ANCHOR_END: ready
 
 #[cfg(test)]
 mod tests {
@@ -276,12 +209,12 @@ mod tests {
         drop(client);
         std::thread::sleep(Duration::from_millis(50));
         let mut a = Conn::new(answered(b"GET /poll?topic=a HTTP/1.1\r\n\r\n"), stream);
-        assert!(a.flush(&mut scratch.unsent).is_err());
+        assert_eq!(a.drive(&mut scratch, Instant::now(), false), Step::Done);
         assert!(scratch.unsent.is_empty(), "a's answer must not stay in the loop's batch");
         // Connection b, driven next with the same scratch, gets its own answer only.
         let (stream, mut client) = pair();
         let mut b = Conn::new(answered(b"GET /stats HTTP/1.1\r\n\r\n"), stream);
-        assert!(b.flush(&mut scratch.unsent).expect("write"));
+        assert!(matches!(b.drive(&mut scratch, Instant::now(), false), Step::Wait { .. }));
         client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let mut got = vec![0u8; 4096];
         let n = client.read(&mut got).expect("read");

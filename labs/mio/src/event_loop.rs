@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rtlab_core::{Connection, Server, Stop};
+use rtlab_adapter::{ACCEPT_BACKOFF, READ_CHUNK, Step, Stop, shutdown_deadline, tune_socket};
+use rtlab_core::{Connection, Server};
 use slab::Slab;
 
-use crate::conn::{Conn, Next, Scratch};
+use crate::conn::{Conn, Scratch};
 use crate::timers::{MAX_KEYS, NOT_FILED, Timers};
 use crate::waker::{EventFd, LoopWaker};
 
@@ -24,17 +25,11 @@ const LISTENER: Token = Token(usize::MAX - 1);
 
 /// Events taken from the kernel per `epoll_wait`.
 const EVENTS: usize = 1024;
-/// Size of the loop's one read buffer.
-const READ_BUFFER: usize = 64 * 1024;
 /// Connections accepted per turn before the loop serves the ones it has.
 const ACCEPTS_PER_TURN: usize = 64;
-/// How long accepting pauses when the process is out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Stale timer entries tolerated beyond twice the connections before the
 /// heap is rebuilt.
 const STALE_TIMERS: usize = 1024;
-/// How long shutdown waits for connections beyond the close linger.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 // ANCHOR: accept_state
 /// Whether the loop should call `accept` on the shared listener.
@@ -116,7 +111,7 @@ impl EventLoop {
             waker,
             ready: Vec::new(),
             woken: Vec::new(),
-            scratch: Scratch::new(READ_BUFFER),
+            scratch: Scratch::new(READ_CHUNK),
         })
     }
 
@@ -168,7 +163,7 @@ impl EventLoop {
             if self.accept_due(now) {
                 self.accept(now);
             }
-            self.drive_ready(now);
+            self.drive_ready(now, shutdown.is_some());
         }
         Ok(())
     }
@@ -244,18 +239,19 @@ impl EventLoop {
     // ANCHOR: drive_ready
     /// Drives each queued connection once, then files it under its next
     /// deadline, queues it again, or drops it.
-    fn drive_ready(&mut self, now: Instant) {
+    fn drive_ready(&mut self, now: Instant, stopping: bool) {
         let mut ready = std::mem::take(&mut self.ready);
         for key in ready.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else { continue };
             conn.queued = false;
-            match conn.drive(&mut self.scratch, now) {
-                Next::Wait => self.timers.schedule(key, &mut conn.filed, conn.conn.next_deadline()),
-                Next::Again => {
+            match conn.drive(&mut self.scratch, now, stopping) {
+                Step::Wait { deadline, .. } => self.timers.schedule(key, &mut conn.filed, deadline),
+                // It read its share and may have more: drive it again next turn.
+                Step::Yield => {
                     self.timers.schedule(key, &mut conn.filed, conn.conn.next_deadline());
                     queue(&mut self.ready, key, conn);
                 }
-                Next::Drop => {
+                Step::Done => {
                     // Closing the socket also removes it from the epoll set.
                     self.conns.remove(key);
                 }
@@ -316,7 +312,7 @@ impl EventLoop {
     // ANCHOR: add
     /// Sets up an accepted socket and registers it, once, for both directions.
     fn add(&mut self, mut stream: TcpStream) {
-        self.server.config.tune_socket(socket2::SockRef::from(&stream));
+        tune_socket(&self.server.config, socket2::SockRef::from(&stream));
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if key >= MAX_KEYS {
@@ -334,8 +330,9 @@ impl EventLoop {
     // ANCHOR_END: add
 
     // ANCHOR: shutdown
-    /// Stops watching the listener, tells every connection the server is
-    /// shutting down, and returns the time by which all must be gone.
+    /// Stops watching the listener, queues every connection to hear that the
+    /// server is shutting down (its next drive says goodbye), and returns the
+    /// time by which all must be gone.
     fn begin_shutdown(&mut self, now: Instant) -> Instant {
         let listener = self.listener.as_raw_fd();
         if let Err(e) = self.poll.registry().deregister(&mut SourceFd(&listener)) {
@@ -344,10 +341,9 @@ impl EventLoop {
         self.accept = Accept::Stopped;
         tracing::info!(loop_id = self.id, "stopping: closing {} connections", self.conns.len());
         for (key, conn) in &mut self.conns {
-            conn.conn.shutdown(now);
             queue(&mut self.ready, key, conn);
         }
-        now + self.server.config.close_linger + SHUTDOWN_GRACE
+        shutdown_deadline(&self.server.config, now)
     }
     // ANCHOR_END: shutdown
 }

@@ -19,9 +19,9 @@
 //!   turn of the loop (poll, note events, wake-ups and deadlines, accept,
 //!   drive), accepting with a backoff when file descriptors run out.
 //! * `conn` — `Conn`: one connection's socket and I/O state (readiness
-//!   remembered from edge-triggered events, the pending write, half-closed,
-//!   draining) around the core's `Connection`, and `drive`, the one function
-//!   that moves bytes for it.
+//!   remembered from edge-triggered events, the pending write) around the
+//!   core's `Connection`, and `drive`, which runs the adapters' shared step
+//!   for it with the loop's buffers.
 //! * `timers` — `Timers`: every deadline of a loop in one min-heap with lazy
 //!   invalidation.
 //! * `waker` — `LoopWaker`: the core's [`Wake`](rtlab_core::Wake) for a loop,
@@ -59,7 +59,8 @@ use std::io;
 use std::sync::Arc;
 use std::thread;
 
-use rtlab_core::{Server, Stop};
+use rtlab_adapter::Stop;
+use rtlab_core::Server;
 
 mod conn;
 mod event_loop;

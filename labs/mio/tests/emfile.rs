@@ -19,7 +19,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtlab_core::{Config, Server, Stop};
+use rtlab_adapter::Stop;
+use rtlab_core::{Config, Server};
 
 /// The child's open-files limit.
 const LIMIT: usize = 64;

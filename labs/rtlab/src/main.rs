@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rtlab_core::{Config, Policy, Server, Stop};
+use rtlab_adapter::Stop;
+use rtlab_core::{Config, Policy, Server};
 
 /// rtlab: real-time web transports (polling, long polling, SSE, WebSockets)
 /// on several Rust runtimes, behind one HTTP contract.

@@ -17,7 +17,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rtlab_core::{Config, Server, Stop};
+use rtlab_adapter::Stop;
+use rtlab_core::{Config, Server};
 use rtlab_threads::{Options, STACK_SIZE, serve_with};
 
 const STEP: usize = 4096;

@@ -1,20 +1,17 @@
 //! One connection, one OS thread: the loop that moves bytes between a socket
 //! and the core, and sleeps in `ppoll` when there is nothing to do.
 
-use std::io::{self, Read};
-use std::net::{Shutdown, TcpStream};
+use std::io;
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use rtlab_core::{Connection, Status, Unsent};
+use rtlab_adapter::{READ_CHUNK, Step, Unsent, step};
+use rtlab_core::Connection;
 
 use crate::Shared;
 use crate::wake::ThreadWaker;
-
-/// Bytes read from a socket at once, into a buffer on the thread's stack.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// The connection thread: attaches its waker, runs the loop, leaves.
 pub(crate) fn run(stream: &TcpStream, waker: &Arc<ThreadWaker>, key: u64, shared: &Shared) {
@@ -32,74 +29,26 @@ pub(crate) fn run(stream: &TcpStream, waker: &Arc<ThreadWaker>, key: u64, shared
 // ANCHOR: connection
 /// Moves bytes between the socket and the core until the connection closes.
 ///
-/// The socket is non-blocking; the loop does every piece of work that is
-/// possible without waiting — a wake, a passed deadline, writing, reading —
-/// and only when none is left sleeps in `ppoll`, which returns when the
-/// socket is readable (if the core wants input) or writable (if output is
-/// waiting), when the next deadline comes, or when a wake's signal arrives.
+/// The socket is non-blocking; [`rtlab_adapter::step`] does every piece of
+/// work that is possible without waiting — the stop, a wake, a passed
+/// deadline, writing, reading — and only when none is left does the thread
+/// sleep in `ppoll`, which returns when the socket is readable (if the core
+/// wants input) or writable (if output is waiting), when the next deadline
+/// comes, or when a wake's signal arrives.
 fn drive(stream: &TcpStream, mut conn: Connection, waker: &ThreadWaker, sleep_mask: &libc::sigset_t, shared: &Shared) {
     let mut unsent = Unsent::new();
-    let mut write_closed = false;
-    let mut stop_seen = false;
     let mut buf = [0u8; READ_CHUNK];
     loop {
-        let now = Instant::now();
-        if !stop_seen && shared.stopping.load(Ordering::SeqCst) {
-            stop_seen = true;
-            conn.shutdown(now);
-        }
-        let due = conn.next_deadline().is_some_and(|d| d <= now);
-        if waker.take() || due {
-            conn.on_tick(now);
-        }
-
-        // Write until everything is out or the socket is full.
-        while unsent.refill(&mut conn) {
-            match unsent.write_to(&mut conn, &mut &*stream) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
-        }
-        match conn.status() {
-            Status::Closed => return,
-            Status::Closing if unsent.is_empty() && !write_closed => {
-                // Everything is written: send FIN, then drain input until the
-                // peer closes too (or the linger deadline passes).
-                write_closed = true;
-                if stream.shutdown(Shutdown::Write).is_err() {
+        let (woken, stopping) = (waker.take(), shared.roster.is_stopping());
+        match step(&mut conn, &mut unsent, &mut &*stream, &mut buf, Instant::now(), woken, stopping) {
+            Step::Done => return,
+            // The kernel schedules threads preemptively: nobody to yield to.
+            Step::Yield => {}
+            Step::Wait { read, write, deadline } => {
+                if !matches!(sleep(stream, read, write, deadline, sleep_mask), Ok(true)) {
                     return;
                 }
             }
-            _ => {}
-        }
-
-        // Read once; if anything came, go round again (answer it, read more).
-        if conn.wants_read() {
-            match (&*stream).read(&mut buf) {
-                Ok(0) => {
-                    conn.on_eof(Instant::now());
-                    continue;
-                }
-                Ok(n) => {
-                    conn.on_read(&buf[..n], Instant::now());
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-
-        // Nothing left to do now: sleep until the socket, the deadline or a wake.
-        let deadline = conn.next_deadline();
-        if deadline.is_some_and(|d| d <= Instant::now()) {
-            continue;
-        }
-        if !matches!(sleep(stream, conn.wants_read(), !unsent.is_empty(), deadline, sleep_mask), Ok(true)) {
-            return;
         }
     }
 }

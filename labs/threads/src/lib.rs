@@ -37,13 +37,13 @@ mod wake;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rtlab_core::{Roster, Server, Stop};
+use rtlab_adapter::{ACCEPT_BACKOFF, Roster, Stop, shutdown_deadline, tune_socket, wake_accept};
+use rtlab_core::Server;
 
 use crate::wake::ThreadWaker;
 
@@ -60,13 +60,6 @@ use crate::wake::ThreadWaker;
 /// that. An overflow hits the guard page, and std aborts the whole process.
 pub const STACK_SIZE: usize = 512 * 1024;
 // ANCHOR_END: stack_size
-
-/// How long shutdown waits for connections beyond the close linger.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// How long the accept loop backs off after an accept error (out of file
-/// descriptors), so that a persistent error cannot spin a core at 100%.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Refused sockets waiting for their client to read the 503 and close.
 const MAX_REFUSED: usize = 64;
@@ -135,7 +128,7 @@ pub fn thread_ceiling() -> Option<usize> {
 /// What every connection thread of one server shares.
 struct Shared {
     server: Arc<Server>,
-    stopping: AtomicBool,
+    /// The live connections, and whether the server is stopping.
     roster: Roster,
 }
 
@@ -151,17 +144,14 @@ pub fn serve(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>) -> io:
 pub fn serve_with(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>, options: Options) -> io::Result<()> {
     wake::install()?;
     listener.set_nonblocking(false)?;
-    let wake_addr = self_connect_addr(listener.local_addr()?);
-    let shared = Arc::new(Shared { server: server.clone(), stopping: AtomicBool::new(false), roster: Roster::new() });
+    let listening = listener.local_addr()?;
+    let shared = Arc::new(Shared { server: server.clone(), roster: Roster::new() });
 
     let on_stop = shared.clone();
     stop.on_stop(move || {
-        on_stop.stopping.store(true, Ordering::SeqCst);
-        on_stop.roster.wake_all();
+        on_stop.roster.stop();
         // The accept loop is blocked in accept() or poll(): a connection wakes it.
-        if let Err(e) = TcpStream::connect_timeout(&wake_addr, Duration::from_secs(1)) {
-            tracing::warn!("could not wake the accept loop: {e}");
-        }
+        wake_accept(listening);
     });
 
     let ceiling = thread_ceiling();
@@ -174,14 +164,7 @@ pub fn serve_with(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>, o
     drop(listener);
 
     tracing::info!("stopping: closing {} connections", shared.roster.len());
-    let deadline = Instant::now() + server.config.close_linger + SHUTDOWN_GRACE;
-    while !shared.roster.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if !shared.roster.is_empty() {
-        // Threads cannot be cancelled; each one ends at its own close linger.
-        tracing::warn!("{} connections did not close in time; leaving them", shared.roster.len());
-    }
+    shared.roster.wait_empty(shutdown_deadline(&server.config, Instant::now()));
     Ok(())
 }
 // ANCHOR_END: serve
@@ -200,7 +183,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, options: &Options) 
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) => {
-                if shared.stopping.load(Ordering::SeqCst) {
+                if shared.roster.is_stopping() {
                     return;
                 }
                 tracing::warn!("accept failed: {e}");
@@ -208,10 +191,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, options: &Options) 
                 continue;
             }
         };
-        if shared.stopping.load(Ordering::SeqCst) {
+        if shared.roster.is_stopping() {
             return; // The wake-up connection from `stop`, or a late client.
         }
-        shared.server.config.tune_socket(socket2::SockRef::from(&stream));
+        tune_socket(&shared.server.config, socket2::SockRef::from(&stream));
         let stream = Arc::new(stream);
         // The connection joins the roster here, before its thread exists, so
         // that the count of threads is exact and a stop cannot miss it.
@@ -300,15 +283,3 @@ impl Refused {
     }
 }
 // ANCHOR_END: refused
-
-/// Where to connect to wake our own accept loop: the listening address, with
-/// a wildcard replaced by loopback.
-fn self_connect_addr(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    addr
-}

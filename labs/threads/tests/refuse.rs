@@ -10,7 +10,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rtlab_core::{Config, Server, Stop};
+use rtlab_adapter::Stop;
+use rtlab_core::{Config, Server};
 use rtlab_threads::{Options, serve_with};
 
 const TIMEOUT: Duration = Duration::from_secs(10);

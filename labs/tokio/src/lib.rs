@@ -25,21 +25,15 @@
 //! stack and hands the bytes to the core, which keeps only an unfinished
 //! request or frame.
 
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rtlab_core::{Connection, Server, Status, Stop, Unsent, Wake};
-use tokio::io::AsyncWriteExt;
+use rtlab_adapter::{ACCEPT_BACKOFF, READ_CHUNK, Socket, Step, Stop, Unsent, shutdown_wait, step, tune_socket};
+use rtlab_core::{Connection, Server, Wake};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
-
-/// Bytes read from a socket at once, into a buffer on the stack.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// How long shutdown waits for connections beyond the close linger.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 // ANCHOR: serve
 /// Serves the contract on `listener` until `stop` is requested, then stops
@@ -60,7 +54,7 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        server.config.tune_socket(socket2::SockRef::from(&stream));
+                        tune_socket(&server.config, socket2::SockRef::from(&stream));
                         tasks.spawn(connection(stream, server.clone(), stop_rx.clone()));
                     }
                     // Out of file descriptors (EMFILE/ENFILE) or a connection
@@ -68,7 +62,7 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
                     // persistent error cannot spin a core at 100%.
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 },
                 _ = stopping.changed() => break,
@@ -78,8 +72,7 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
         }
         drop(listener);
         tracing::info!("stopping: closing {} connections", tasks.len());
-        let grace = server.config.close_linger + SHUTDOWN_GRACE;
-        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+        if tokio::time::timeout(shutdown_wait(&server.config), async { while tasks.join_next().await.is_some() {} }).await.is_err() {
             tracing::warn!("{} connections did not close in time; dropping them", tasks.len());
             tasks.abort_all();
         }
@@ -105,85 +98,66 @@ impl Wake for TaskWaker {
 
 // ANCHOR: connection
 /// One connection's task: moves bytes between the socket and the core.
+///
+/// [`rtlab_adapter::step`] does all that can be done without waiting, with
+/// tokio's non-blocking `try_read`/`try_write_vectored`; then one `select!`
+/// waits for whatever the step said it needs — the socket readable or
+/// writable, the deadline — or for a publisher's wake or the stop.
 async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Receiver<bool>) {
     let waker = Arc::new(TaskWaker(Notify::new()));
     let mut conn = Connection::new(server, waker.clone(), 0);
-    let mut stream = stream;
     // Output taken from the core and not yet accepted by the socket.
     let mut unsent = Unsent::new();
     let mut stopping = *stop.borrow_and_update();
-    let mut write_closed = false;
-    if stopping {
-        conn.shutdown(Instant::now());
-    }
+    let mut woken = false;
     loop {
-        let has_output = unsent.refill(&mut conn);
-        match conn.status() {
-            Status::Closed => break,
-            Status::Closing if !has_output && !write_closed => {
-                // Everything is written: send FIN, then drain input until the
-                // peer closes too (or the linger deadline passes).
-                write_closed = true;
-                if stream.shutdown().await.is_err() {
-                    break;
-                }
+        // The read buffer lives on the worker thread's stack for the step
+        // only: it is not held across an `.await`, so it is not part of the
+        // task's future, and an idle connection does not pay for it.
+        let next = {
+            let mut buf = [0u8; READ_CHUNK];
+            step(&mut conn, &mut unsent, &mut TrySocket(&stream), &mut buf, Instant::now(), woken, stopping)
+        };
+        woken = false;
+        let (read, write, deadline) = match next {
+            Step::Done => break,
+            Step::Yield => {
+                tokio::task::yield_now().await;
+                continue;
             }
-            _ => {}
-        }
-        let deadline = conn.next_deadline().map(tokio::time::Instant::from_std);
+            Step::Wait { read, write, deadline } => (read, write, deadline.map(tokio::time::Instant::from_std)),
+        };
         tokio::select! {
-            ready = stream.readable(), if conn.wants_read() => {
-                if ready.is_err() {
-                    break;
-                }
-                let mut buf = [0u8; READ_CHUNK];
-                match stream.try_read(&mut buf) {
-                    Ok(0) => conn.on_eof(Instant::now()),
-                    Ok(n) => conn.on_read(&buf[..n], Instant::now()),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
-                }
-            }
-            ready = stream.writable(), if has_output => {
-                if ready.is_err() {
-                    break;
-                }
-                match unsent.write_to(&mut conn, &mut TryWrite(&stream)) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
-                }
-            }
-            _ = waker.0.notified() => conn.on_tick(Instant::now()),
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
-                conn.on_tick(Instant::now());
-            }
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                conn.shutdown(Instant::now());
-            }
+            ready = stream.readable(), if read => if ready.is_err() { break },
+            ready = stream.writable(), if write => if ready.is_err() { break },
+            _ = waker.0.notified() => woken = true,
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => woken = true,
+            _ = stop.changed(), if !stopping => stopping = true,
         }
     }
 }
 // ANCHOR_END: connection
 
 // ANCHOR: try_write
-/// `std::io::Write` over tokio's non-blocking `try_write*`: a write that
-/// would block returns `WouldBlock` instead of waiting, so the core's
-/// [`Unsent`] can drive a tokio socket like any non-blocking one.
-struct TryWrite<'a>(&'a TcpStream);
+/// A tokio socket as [`rtlab_adapter::step`] needs it: tokio's non-blocking
+/// `try_*` calls return `WouldBlock` instead of waiting (and clear tokio's
+/// readiness, so that the next `readable()`/`writable()` waits for the
+/// kernel), so the shared step drives a tokio socket like any other.
+struct TrySocket<'a>(&'a TcpStream);
 
-impl Write for TryWrite<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
+impl Socket for TrySocket<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.0.try_write_vectored(bufs)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        // `AsyncWriteExt::shutdown` on a TcpStream is this same `shutdown(2)`,
+        // which never blocks; tokio only wraps it in a future.
+        socket2::SockRef::from(self.0).shutdown(std::net::Shutdown::Write)
     }
 }
 // ANCHOR_END: try_write

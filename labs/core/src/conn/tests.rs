@@ -300,6 +300,29 @@ fn publish_answers_id_and_serves_a_pipelined_request_on_the_same_connection() {
 }
 
 #[test]
+fn the_fin_is_due_once_when_everything_is_written() {
+    let server = Server::new(Config::default());
+    let t0 = Instant::now();
+    let mut c = Client::new(&server, 1);
+    c.send(get("/stats"), t0);
+    assert!(!c.conn.take_fin(), "an open connection sends no FIN");
+    c.send("GET /poll?topic=t HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(), t0);
+    assert_eq!(c.conn.status(), Status::Closing);
+    assert!(!c.conn.take_fin(), "not while responses are unwritten");
+    let mut taken = Vec::new();
+    let n = c.conn.take_output(&mut taken, usize::MAX);
+    assert!(!c.conn.take_fin(), "not while bytes are taken but not written");
+    c.conn.written(n - 1);
+    assert!(!c.conn.take_fin(), "not while one byte is unwritten");
+    c.conn.written(1);
+    assert!(c.conn.take_fin(), "everything written: half-close now");
+    assert!(!c.conn.take_fin(), "once");
+    assert_eq!(c.conn.status(), Status::Closing, "draining until the peer's end of file");
+    c.conn.on_eof(t0);
+    assert_eq!(c.conn.status(), Status::Closed);
+}
+
+#[test]
 fn a_request_split_into_one_byte_reads() {
     let server = Server::new(Config::default());
     let t0 = Instant::now();

@@ -1,12 +1,14 @@
 //! Output a runtime has taken from a [`Connection`] but the socket has not
-//! accepted yet: the one piece of write bookkeeping every readiness-style
-//! lab (may, OS threads, ...) needs, kept here so that it is written once.
+//! accepted yet: the one piece of write bookkeeping every lab needs, kept
+//! here so that it is written once.
 
 use std::io::{self, IoSlice, Write};
 
-use bytes::Bytes;
+use rtlab_core::{Bytes, Connection};
 
-use crate::conn::{Connection, WRITE_BATCH};
+/// Largest batch taken from a connection for one vectored write: enough to
+/// carry many queued frames in one system call.
+pub const WRITE_BATCH: usize = 64 * 1024;
 
 /// Most buffers handed to one vectored write (Linux accepts 1024; 64 carry a
 /// whole [`WRITE_BATCH`] of small frames).
@@ -94,8 +96,9 @@ impl Unsent {
         }
     }
 
-    /// Releases the handles (and the list's memory) once all are written.
-    fn clear(&mut self) {
+    /// Releases the handles (and the list's memory): once all are written, or
+    /// when the connection is dropped with bytes still unsent.
+    pub fn clear(&mut self) {
         self.bufs = Vec::new();
         self.done = 0;
     }
@@ -104,7 +107,7 @@ impl Unsent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Config, Server, Wake};
+    use rtlab_core::{Config, Server, Wake};
     use std::sync::Arc;
     use std::time::Instant;
 

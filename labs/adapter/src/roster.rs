@@ -1,25 +1,31 @@
 //! The live connections of a server whose connections each run on their own
-//! (a coroutine or a thread per connection), so that a stop reaches them all.
+//! (a coroutine or a thread per connection), so that a stop reaches them all
+//! and the server knows when the last one has gone.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use crate::hub::Wake;
+use rtlab_core::Wake;
 
 // ANCHOR: roster
-/// Every live connection's [`Wake`], by key.
+/// Every live connection's [`Wake`], by key, and whether the server is
+/// stopping.
 ///
 /// An event loop knows its connections; a runtime that gives each
 /// connection its own coroutine or thread does not, so each one joins the
-/// roster when it starts and leaves when it ends. On stop the runtime sets
-/// its own "stopping" flag, then calls [`wake_all`](Roster::wake_all): every
-/// connection wakes, sees the flag and says goodbye
-/// ([`Connection::shutdown`](crate::Connection::shutdown)). Joining before
-/// looking at the flag, and setting the flag before waking, means that no
-/// connection can miss the stop.
+/// roster when it starts and leaves when it ends. On stop,
+/// [`stop`](Roster::stop) sets the flag, then wakes every connection; each
+/// wakes, sees [`is_stopping`](Roster::is_stopping) and says goodbye
+/// ([`Connection::shutdown`](rtlab_core::Connection::shutdown)). Joining
+/// before looking at the flag, and setting the flag before waking, means
+/// that no connection can miss the stop. The server then waits, bounded,
+/// for the roster to empty ([`wait_empty`](Roster::wait_empty)).
 #[derive(Default)]
 pub struct Roster {
+    stopping: AtomicBool,
     inner: Mutex<Inner>,
 }
 // ANCHOR_END: roster
@@ -32,12 +38,12 @@ struct Inner {
 
 impl fmt::Debug for Roster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Roster").field("len", &self.len()).finish()
+        f.debug_struct("Roster").field("len", &self.len()).field("stopping", &self.is_stopping()).finish()
     }
 }
 
 impl Roster {
-    /// An empty roster.
+    /// An empty roster, not stopping.
     pub fn new() -> Roster {
         Roster::default()
     }
@@ -74,12 +80,36 @@ impl Roster {
         self.len() == 0
     }
 
-    /// Wakes every live connection (token 0).
-    pub fn wake_all(&self) {
+    /// The server is stopping: sets the flag, then wakes every live
+    /// connection (token 0).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         for waker in self.lock().wakers.values() {
             waker.wake(0);
         }
     }
+
+    /// Whether [`stop`](Roster::stop) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    // ANCHOR: wait_empty
+    /// Waits until every connection has left or `deadline` passes, whichever
+    /// is first; logs and returns how many were left. Threads and coroutines
+    /// cannot be cancelled: a connection still live at the deadline ends at
+    /// its own close linger, after the server has returned.
+    pub fn wait_empty(&self, deadline: Instant) -> usize {
+        while !self.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.len();
+        if left > 0 {
+            tracing::warn!("{left} connections did not close in time; leaving them");
+        }
+        left
+    }
+    // ANCHOR_END: wait_empty
 }
 
 #[cfg(test)]
@@ -102,9 +132,12 @@ mod tests {
         let ka = roster.join(a.clone());
         let _kb = roster.join(b.clone());
         roster.leave(ka);
-        roster.wake_all();
+        assert!(!roster.is_stopping());
+        roster.stop();
+        assert!(roster.is_stopping());
         assert_eq!(a.0.load(Ordering::SeqCst), 0);
         assert_eq!(b.0.load(Ordering::SeqCst), 1);
         assert_eq!(roster.len(), 1);
+        assert_eq!(roster.wait_empty(Instant::now()), 1, "one still live at the deadline");
     }
 }

@@ -10,7 +10,7 @@ type Callback = Box<dyn FnOnce() + Send>;
 /// A one-shot "stop serving" request, shared by whoever asks (the binary's
 /// signal handler, a test) and the lab that serves.
 ///
-/// The core has no threads and no runtime, so it cannot block on anything;
+/// It has no threads and no runtime, so it cannot block on anything;
 /// instead a lab registers a callback with [`on_stop`](Stop::on_stop) that
 /// wakes its own loop (a `tokio::sync::Notify`, a `mio::Waker`, a connection
 /// to its own listener that unblocks `accept`).
