@@ -104,9 +104,11 @@ impl Topic {
 /// Every topic of one server.
 ///
 /// Locking: the map's lock is held only to find or create a topic. A topic's
-/// lock is held for a whole publish, fan-out included, which is what keeps
-/// ids gap-free and every subscriber's messages in id order; outbox locks are
-/// taken inside it, never the other way round.
+/// lock is held while a publish assigns its id and pushes it to every
+/// outbox, which is what keeps ids gap-free and every subscriber's messages
+/// in id order; outbox locks are taken inside it, never the other way round.
+/// Waking the subscribers' connections happens after the topic's lock is
+/// released ([`publish_to`](Hub::publish_to)).
 #[derive(Debug)]
 pub struct Hub {
     topics: Mutex<HashMap<String, TopicRef>>,
@@ -159,46 +161,64 @@ impl Hub {
 
     /// [`publish`](Self::publish) to a topic already looked up (a `/ws`
     /// client publishing to the topic it subscribed to).
+    ///
+    /// The topic's lock is held while the message gets its id and reaches
+    /// every outbox — that is what keeps ids gap-free and each subscriber's
+    /// messages in order — but not while subscribers are woken: a wake is
+    /// the runtime's business (a `Notify`, an eventfd write, a signal to a
+    /// thread) and may cost a system call, which would make every other
+    /// publisher to the topic wait. The peers to wake are collected under the
+    /// lock and woken after it is released. A connection woken late finds its
+    /// messages already in its outbox, in order; one woken for a message it
+    /// has already written finds nothing to do.
     pub fn publish_to(&self, topic: &TopicRef, data: &str, stats: &Stats) -> u64 {
-        let mut t = lock(topic);
-        t.last_id += 1;
-        let message = Arc::new(Message::encode(t.last_id, data));
-        if t.retained.len() == self.retention {
-            t.retained.pop_front();
-        }
-        t.retained.push_back(message.clone());
+        let mut to_wake = Vec::new();
+        let id = {
+            let mut t = lock(topic);
+            t.last_id += 1;
+            let message = Arc::new(Message::encode(t.last_id, data));
+            if t.retained.len() == self.retention {
+                t.retained.pop_front();
+            }
+            t.retained.push_back(message.clone());
 
-        let mut delivered = 0;
-        let mut dropped = 0;
-        let mut cut_off = Vec::new();
-        for (key, peer) in &t.subscribers {
-            let mut outbox = peer.outbox();
-            let transport = outbox.transport();
-            if transport == Transport::LongPoll {
-                // A held long poll answers from retention: only wake it.
+            let mut delivered = 0;
+            let mut dropped = 0;
+            let mut cut_off = Vec::new();
+            for (key, peer) in &t.subscribers {
+                let mut outbox = peer.outbox();
+                let transport = outbox.transport();
+                if transport == Transport::LongPoll {
+                    // A held long poll answers from retention: only wake it.
+                    drop(outbox);
+                    to_wake.push(peer.clone());
+                    continue;
+                }
+                let pushed = outbox.push_message(message.bytes_for(transport).clone(), message.id);
                 drop(outbox);
-                peer.wake();
-                continue;
+                delivered += 1;
+                dropped += pushed.dropped;
+                if pushed.overflow {
+                    cut_off.push(*key);
+                }
+                if pushed.wake {
+                    to_wake.push(peer.clone());
+                }
             }
-            let pushed = outbox.push_message(message.bytes_for(transport).clone(), message.id);
-            drop(outbox);
-            delivered += 1;
-            dropped += pushed.dropped;
-            if pushed.overflow {
-                cut_off.push(*key);
+            for key in &cut_off {
+                t.subscribers.remove(key);
             }
-            if pushed.wake {
-                peer.wake();
-            }
+            stats.published.fetch_add(1, Relaxed);
+            stats.delivered.fetch_add(delivered, Relaxed);
+            stats.dropped.fetch_add(dropped as u64, Relaxed);
+            stats.slow_disconnects.fetch_add(cut_off.len() as u64, Relaxed);
+            message.id
+        };
+        // The topic is unlocked: other publishers proceed while we wake.
+        for peer in &to_wake {
+            peer.wake();
         }
-        for key in &cut_off {
-            t.subscribers.remove(key);
-        }
-        stats.published.fetch_add(1, Relaxed);
-        stats.delivered.fetch_add(delivered, Relaxed);
-        stats.dropped.fetch_add(dropped as u64, Relaxed);
-        stats.slow_disconnects.fetch_add(cut_off.len() as u64, Relaxed);
-        message.id
+        id
     }
     // ANCHOR_END: publish
 
@@ -379,6 +399,40 @@ mod tests {
         assert_eq!(hub.subscriber_count("t"), 1);
         assert_eq!(s.slow_disconnects.load(Relaxed), 1);
         assert!(slow_wakes.0.load(Relaxed) >= 2);
+    }
+
+    /// A waker that records whether the topic was locked when it was called.
+    #[derive(Default)]
+    struct SeesTopic {
+        topic: Mutex<Option<TopicRef>>,
+        woken_unlocked: AtomicUsize,
+        woken_locked: AtomicUsize,
+    }
+    impl Wake for SeesTopic {
+        fn wake(&self, _token: usize) {
+            let topic = lock(&self.topic).clone().expect("set");
+            let counter = if topic.try_lock().is_ok() { &self.woken_unlocked } else { &self.woken_locked };
+            counter.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn subscribers_are_woken_after_the_topic_is_unlocked() {
+        let hub = Hub::new(3);
+        let s = Stats::default();
+        let mut seen = Vec::new();
+        for transport in [Transport::Sse, Transport::Ws, Transport::LongPoll] {
+            let w = Arc::new(SeesTopic::default());
+            let p = Arc::new(Peer::new(Outbox::new(transport, 1 << 20, Policy::Disconnect), w.clone(), 0));
+            let sub = hub.subscribe("t", &p, transport, None, &s);
+            *lock(&w.topic) = Some(sub.topic.clone());
+            seen.push((w, p));
+        }
+        hub.publish("t", "x", &s);
+        for (w, _) in &seen {
+            assert_eq!(w.woken_unlocked.load(Relaxed), 1);
+            assert_eq!(w.woken_locked.load(Relaxed), 0, "no wake while the topic is locked");
+        }
     }
 
     #[test]
