@@ -53,7 +53,6 @@ use std::convert::Infallible;
 use std::io;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -63,14 +62,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{SinkExt, Stream, StreamExt, stream};
-use rtlab_adapter::Stop;
+use rtlab_adapter::{Stop, shutdown_wait};
 use rtlab_core::Config;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
-
-/// How long shutdown waits for connections beyond the close linger (as the
-/// tokio lab does).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Capacity of each topic's broadcast channel. A subscriber that falls this
 /// many messages behind loses the oldest ones (`RecvError::Lagged`). The
@@ -90,7 +85,8 @@ pub fn serve(listener: std::net::TcpListener, config: Config, stop: Arc<Stop>) -
         stop.on_stop(move || {
             let _ = stop_tx.send(true);
         });
-        let grace = config.close_linger + SHUTDOWN_GRACE;
+        // As long as the labs wait (the close linger plus the shared grace).
+        let grace = shutdown_wait(&config);
         // `App` holds the only sender: `recv` returns None once the last
         // reference to the state is gone. axum's graceful shutdown waits for
         // HTTP connections (SSE streams included), not for the tasks it
