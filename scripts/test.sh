@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The test command of rtlab: lints, unit + conformance tests, benches in test
-# mode, and the book. Needs only a Rust toolchain (cargo, clippy); installs
-# mdbook 0.5.4 if it is missing. Run from anywhere: scripts/test.sh
+# mode, interop checks with independent clients, and the book. Linux only.
+# Needs a Rust toolchain with clippy, curl, Python 3 with pip, Node.js with
+# npm, and root with apt-get unless chromium is already installed. Installs
+# what is missing: mdbook 0.5.4 (cargo install), chromium (apt-get),
+# websockets (pip), playwright-core (npm ci). Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

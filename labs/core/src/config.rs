@@ -8,9 +8,11 @@ use crate::outbox::Policy;
 /// Every tunable of a lab server. The same struct drives every runtime, so a
 /// benchmark that changes one option changes it for all labs alike.
 ///
-/// The defaults are those of `../shared/CONTRACT.md`: 1024 retained messages per
-/// topic, 64 KiB messages, a keep-alive comment every 15 s, a WebSocket ping
-/// every 30 s.
+/// The defaults are the contract's (the book's chapter "The contract",
+/// `book/src/contract.md`): 1024 retained messages per topic, 64 KiB
+/// messages, a keep-alive comment every 15 s, a WebSocket ping every 30 s.
+/// They are written only here: `rtlab serve` takes its option defaults from
+/// `Config::default()`.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Messages each topic keeps for replay.

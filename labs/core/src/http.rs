@@ -142,7 +142,7 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
 
     let h = Headers::collect(req.headers)?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let query = Query::parse(query)?;
+    let query = Query::parse(query);
 
     let content_length = match (h.content_length, h.chunked) {
         (_, true) => return Err(HttpError::LengthRequired),
@@ -296,13 +296,16 @@ impl<'a> Headers<'a> {
 struct Query<'a>(Vec<(&'a str, &'a str)>);
 
 impl<'a> Query<'a> {
-    fn parse(query: &'a str) -> Result<Self, HttpError> {
+    /// Splits at `&` and at each pair's first `=`; a pair without `=` is a
+    /// name with an empty value. It cannot fail: whether a value is valid is
+    /// decided by the route that reads it (`topic`, `id`).
+    fn parse(query: &'a str) -> Self {
         let pairs = query
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| p.split_once('=').unwrap_or((p, "")))
             .collect();
-        Ok(Query(pairs))
+        Query(pairs)
     }
 
     fn get(&self, name: &str) -> Option<&'a str> {

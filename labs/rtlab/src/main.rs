@@ -1,9 +1,10 @@
 //! `rtlab`: the one binary of the workspace.
 //!
 //! `rtlab serve --runtime <lab> --addr 127.0.0.1:8080` serves the contract
-//! (`../shared/CONTRACT.md`) on one runtime lab. Every lab gets the same
-//! listening socket, the same [`rtlab_core::Config`] and the same stop signal,
-//! so that the only difference between two servers is the runtime.
+//! (the book's chapter "The contract", `book/src/contract.md`) on one runtime
+//! lab. Every lab gets the same listening socket, the same
+//! [`rtlab_core::Config`] and the same stop signal, so that the only
+//! difference between two servers is the runtime.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -71,7 +72,7 @@ enum Runtime {
     /// One OS thread per connection with a small stack (the baseline); 503 when threads run out.
     Threads,
     /// The framework baseline, not a full lab: publish, SSE and WebSocket
-    /// written first with axum and its defaults (see [`Runtime::is_baseline`]).
+    /// written first with axum and its defaults (not in `rtlab runtimes`).
     Axum,
 }
 
@@ -84,6 +85,9 @@ impl Runtime {
     }
 }
 
+// The options of `rtlab serve`. Their defaults are not written here: each is
+// read from `Config::default()`, the one place they are written, and `--help`
+// shows it. (A `//` comment: a doc comment here would become clap's help text.)
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// Which runtime lab serves.
@@ -93,40 +97,51 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
     /// Messages each topic retains for replay.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = Config::default().retention as u64, value_parser = clap::value_parser!(u64).range(1..))]
     retention: u64,
     /// Largest message a publish may carry, in bytes (larger: 413).
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = Config::default().max_message)]
     max_message: usize,
     /// Largest message /echo accepts, in bytes (larger: close 1009).
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, default_value_t = Config::default().max_echo_message)]
     max_echo_message: usize,
     /// Seconds between SSE keep-alive comments (decimals allowed).
-    #[arg(long, default_value = "15", value_parser = seconds)]
-    keepalive: Duration,
+    #[arg(long, default_value_t = Seconds(Config::default().keepalive), value_parser = seconds)]
+    keepalive: Seconds,
     /// Seconds between WebSocket pings on /ws; no pong for two intervals closes (decimals allowed).
-    #[arg(long, default_value = "30", value_parser = seconds)]
-    ping_interval: Duration,
+    #[arg(long, default_value_t = Seconds(Config::default().ping_interval), value_parser = seconds)]
+    ping_interval: Seconds,
     /// Bytes a subscriber may have waiting in the server before the policy acts.
-    #[arg(long, default_value_t = 256 * 1024)]
+    #[arg(long, default_value_t = Config::default().outbox_budget)]
     outbox_budget: usize,
     /// What happens to a subscriber over its budget: disconnect it; drop its
     /// oldest messages and tell it; or unbounded (a demonstration of the
     /// failure: memory grows without limit).
-    #[arg(long, default_value_t = Policy::Disconnect)]
+    #[arg(long, default_value_t = Config::default().policy)]
     policy: Policy,
-    /// Seconds a closing connection may take to flush and let the peer finish.
-    #[arg(long, default_value = "2", value_parser = seconds)]
-    close_linger: Duration,
+    /// Seconds a closing connection may take to flush and let the peer finish (decimals allowed).
+    #[arg(long, default_value_t = Seconds(Config::default().close_linger), value_parser = seconds)]
+    close_linger: Seconds,
     /// SO_SNDBUF for accepted sockets, in bytes (0: the kernel's autotuning).
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = Config::default().socket_send_buffer)]
     send_buffer: usize,
 }
 
+/// A duration given on the command line as a number of seconds. It prints as
+/// it parses ("15", "0.3"), so that `--help` can show a [`Config`] default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
 /// Parses a positive number of seconds, decimals allowed ("15", "0.3").
-fn seconds(s: &str) -> Result<Duration, String> {
+fn seconds(s: &str) -> Result<Seconds, String> {
     match s.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
+        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 86_400.0 => Ok(Seconds(Duration::from_secs_f64(secs))),
         _ => Err(format!("'{s}' is not a number of seconds between 0 and 86400")),
     }
 }
@@ -137,11 +152,11 @@ impl ServeArgs {
             retention: self.retention as usize,
             max_message: self.max_message,
             max_echo_message: self.max_echo_message,
-            keepalive: self.keepalive,
-            ping_interval: self.ping_interval,
+            keepalive: self.keepalive.0,
+            ping_interval: self.ping_interval.0,
             outbox_budget: self.outbox_budget,
             policy: self.policy,
-            close_linger: self.close_linger,
+            close_linger: self.close_linger.0,
             socket_send_buffer: self.send_buffer,
             ..Config::default()
         }
@@ -270,4 +285,32 @@ fn watch_signals(stop: Arc<Stop>) -> std::io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rtlab serve` without options serves exactly `Config::default()`: the
+    /// defaults clap shows and applies survive their round trip through text.
+    #[test]
+    fn serve_defaults_are_config_defaults() {
+        let cli = Cli::try_parse_from(["rtlab", "serve", "--runtime", "tokio"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert_eq!(format!("{:?}", args.config()), format!("{:?}", Config::default()));
+    }
+
+    /// clap's own consistency checks, among them that every default parses.
+    #[test]
+    fn cli_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_print_as_they_parse() {
+        for s in ["15", "0.3", "2.5", "86400"] {
+            assert_eq!(seconds(s).unwrap().to_string(), s);
+        }
+        assert!(seconds("0").is_err() && seconds("-1").is_err() && seconds("nan").is_err());
+    }
 }
