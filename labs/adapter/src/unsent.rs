@@ -14,7 +14,6 @@ pub const WRITE_BATCH: usize = 64 * 1024;
 /// whole [`WRITE_BATCH`] of small frames).
 pub const MAX_IOV: usize = 64;
 
-// ANCHOR: unsent
 /// The bytes between [`Connection::take_output`] and the socket.
 ///
 /// A runtime calls [`refill`](Unsent::refill) before deciding whether it
@@ -32,7 +31,6 @@ pub struct Unsent {
     /// Buffers of `bufs` already written completely.
     done: usize,
 }
-// ANCHOR_END: unsent
 
 impl Unsent {
     /// Nothing unsent.

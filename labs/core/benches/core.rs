@@ -20,7 +20,6 @@ fn outboxes(n: usize) -> Vec<Outbox> {
     (0..n).map(|_| Outbox::new(Transport::Ws, 1 << 20, Policy::Disconnect)).collect()
 }
 
-// ANCHOR: fanout
 /// One publish to N subscribers. "shared": the message is encoded once and
 /// every outbox gets a reference-counted handle to the same bytes (what the
 /// hub does). "per_subscriber": each subscriber gets its own encoding (what
@@ -56,7 +55,6 @@ fn fanout(c: &mut Criterion) {
     }
     group.finish();
 }
-// ANCHOR_END: fanout
 
 /// A subscriber's writer loop: 16 messages queued, taken in one batch,
 /// reported written.

@@ -130,7 +130,6 @@ struct Shared {
     timers: Timers,
 }
 
-// ANCHOR: serve
 /// Serves the contract on `listener` until `stop` is requested, then stops
 /// accepting, lets every connection say goodbye (WebSocket close 1001, the
 /// end of event streams, answers to held long polls) and returns.
@@ -200,7 +199,6 @@ pub fn serve_with(
     shared.timers.stop();
     Ok(())
 }
-// ANCHOR_END: serve
 
 // ANCHOR: accept
 /// Accepts until the server stops, one coroutine per connection.

@@ -10,7 +10,6 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use rtlab_core::Wake;
 
-// ANCHOR: eventfd
 /// An `eventfd`: a counter in the kernel that becomes readable when written
 /// to, and so can interrupt an `epoll_wait` from any thread.
 ///
@@ -23,7 +22,6 @@ use rtlab_core::Wake;
 /// one epoll set per loop and this.
 #[derive(Debug)]
 pub(crate) struct EventFd(File);
-// ANCHOR_END: eventfd
 
 impl EventFd {
     /// A new eventfd (non-blocking, closed on exec).

@@ -132,7 +132,6 @@ struct Shared {
     roster: Roster,
 }
 
-// ANCHOR: serve
 /// Serves the contract on `listener` until `stop` is requested, then stops
 /// accepting, lets every connection say goodbye (WebSocket close 1001, the
 /// end of event streams, answers to held long polls) and returns.
@@ -167,7 +166,6 @@ pub fn serve_with(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>, o
     shared.roster.wait_empty(shutdown_deadline(&server.config, Instant::now()));
     Ok(())
 }
-// ANCHOR_END: serve
 
 // ANCHOR: accept
 /// Accepts until the server stops, one thread per connection.
