@@ -43,12 +43,7 @@ fn child(words: usize) {
 
 fn parent(words: usize) {
     println!("== the may lab, steps on the coroutine stack, {words} words ({} KiB)", words * 8 / 1024);
-    let child = Launch::this_exe()
-        .unwrap()
-        .args(["child", &words.to_string()])
-        .env("RUST_BACKTRACE", "0")
-        .start()
-        .unwrap();
+    let child = Launch::this_exe().args(["child", &words.to_string()]).env("RUST_BACKTRACE", "0").start().unwrap();
     let addr = child.addr();
 
     // An innocent subscriber, served normally.

@@ -55,7 +55,6 @@ fn child(words: usize, work_stack: bool) {
 
 fn parent(words: usize, own_stack: bool) {
     let child = Launch::this_exe()
-        .unwrap()
         .args(["child", &words.to_string(), if own_stack { "own-stack" } else { "work-stack" }])
         .stdin_piped()
         .keep_stdout()

@@ -85,7 +85,6 @@ impl Subscriber {
 
 fn parent() {
     let server = Launch::this_exe()
-        .expect("current_exe")
         .env(CHILD, "1")
         .rlimit_nofile(LIMIT as u64)
         .stdin_piped()

@@ -70,14 +70,15 @@ impl Server {
     }
 }
 
-/// An SSE subscriber on a raw socket (the stream is chunked: HTTP/1.1, no
-/// length; the kit's reader decodes it).
-fn sse_open(addr: SocketAddr, topic: &str) -> Sse {
-    Sse::connect(addr, &format!("/sse?topic={topic}"), "")
-}
-
-fn ws_open(addr: SocketAddr, topic: &str) -> Ws {
-    ws_connect(addr, &format!("/ws?topic={topic}"))
+/// A baseline server with an SSE subscriber (a raw socket; the stream is
+/// chunked, HTTP/1.1 without a length, and the kit's reader decodes it) and
+/// a WebSocket subscriber on `topic`, both counted by `/stats`.
+fn subscribed(topic: &str) -> (Server, Sse, Ws) {
+    let server = Server::start();
+    let sse = Sse::connect(server.addr(), &format!("/sse?topic={topic}"), "");
+    let ws = ws_connect(server.addr(), &format!("/ws?topic={topic}"));
+    server.wait_subscribers(1, 1);
+    (server, sse, ws)
 }
 
 /// The next text message as (id, data).
@@ -104,11 +105,8 @@ fn runtimes_lists_the_baseline_apart() {
 
 #[test]
 fn publish_sse_and_ws_deliver_with_per_topic_ids() {
-    let server = Server::start();
-    let mut sse = sse_open(server.addr(), "news");
-    let mut ws = ws_open(server.addr(), "news");
     // The baseline has no replay: publish only once both are subscribed.
-    server.wait_subscribers(1, 1);
+    let (server, mut sse, mut ws) = subscribed("news");
 
     assert_eq!(server.publish("news", "first"), 1);
     assert_eq!(server.publish("other", "elsewhere"), 1, "ids are per topic");
@@ -134,10 +132,7 @@ fn publish_sse_and_ws_deliver_with_per_topic_ids() {
 
 #[test]
 fn stops_on_sigterm_closing_streams_and_websockets() {
-    let server = Server::start();
-    let mut sse = sse_open(server.addr(), "bye");
-    let mut ws = ws_open(server.addr(), "bye");
-    server.wait_subscribers(1, 1);
+    let (server, mut sse, mut ws) = subscribed("bye");
     server.0.signal(libc::SIGTERM).expect("SIGTERM");
 
     // The WebSocket gets a close frame with 1001 (going away).

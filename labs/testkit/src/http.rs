@@ -326,7 +326,8 @@ mod tests {
 
     #[test]
     fn head_parse() {
-        let head = Head::parse("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 3\r\nConnection: keep-alive, Close");
+        let head =
+            Head::parse("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 3\r\nConnection: keep-alive, Close");
         assert_eq!((head.status, head.reason.as_str()), (503, "Service Unavailable"));
         assert_eq!(head.header("CONTENT-LENGTH"), Some("3"));
         assert!(head.connection_close());

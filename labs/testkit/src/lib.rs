@@ -29,7 +29,9 @@ use std::time::Duration;
 pub use http::{Head, RawConn, Response, assert_content_type, request};
 pub use process::{Launch, Running, Stderr, rtlab_bin};
 pub use sse::{Sse, SseEvent, parse_sse_block};
-pub use ws::{Frame, RawWs, Ws, client_frame, upgrade_request, ws_connect, ws_read, ws_send_text, ws_text, ws_try_read};
+pub use ws::{
+    Frame, RawWs, Ws, client_frame, upgrade_request, ws_connect, ws_read, ws_send_text, ws_text, ws_try_read,
+};
 
 /// How long any single expected event may take before a client helper
 /// panics. Only ever reached when something is wrong.

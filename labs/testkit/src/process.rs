@@ -84,9 +84,11 @@ impl Launch {
 
     /// This very executable ([`std::env::current_exe`]): for an example or a
     /// test that starts itself again as the server, telling the child apart
-    /// by an argument or an environment variable.
-    pub fn this_exe() -> io::Result<Launch> {
-        Ok(Launch::new(std::env::current_exe()?))
+    /// by an argument or an environment variable. (Should the path be
+    /// unknown, `/proc/self/exe`, which the forked child still resolves to
+    /// this binary; [`Launch::start`] reports it if that fails too.)
+    pub fn this_exe() -> Launch {
+        Launch::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")))
     }
 
     /// One more argument.
@@ -592,7 +594,8 @@ mod tests {
     #[test]
     fn silence_times_out() {
         let started = Instant::now();
-        let e = sh("echo 'starting' >&2; exec sleep 30").timeout(Duration::from_millis(300)).start().expect_err("silent");
+        let e =
+            sh("echo 'starting' >&2; exec sleep 30").timeout(Duration::from_millis(300)).start().expect_err("silent");
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(e.to_string().contains("starting"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(10));

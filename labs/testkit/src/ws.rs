@@ -84,7 +84,9 @@ pub fn upgrade_request(target: &str) -> Vec<u8> {
     request(
         "GET",
         target,
-        &format!("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n"),
+        &format!(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
+        ),
     )
 }
 

@@ -62,12 +62,7 @@ fn main() {
 /// Starts the lab with `stack_size`, sends the deepest request, and tells
 /// whether the server is still there to answer `/stats`.
 fn survives(stack_size: usize, overflow: &mut Option<String>) -> bool {
-    let child = Launch::this_exe()
-        .unwrap()
-        .args(["child", &stack_size.to_string()])
-        .env("RUST_BACKTRACE", "0")
-        .start()
-        .unwrap();
+    let child = Launch::this_exe().args(["child", &stack_size.to_string()]).env("RUST_BACKTRACE", "0").start().unwrap();
     let addr = child.addr();
 
     let mut ws = TcpStream::connect(addr).unwrap();

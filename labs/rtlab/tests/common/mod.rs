@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use rtlab_testkit::TIMEOUT;
 pub use rtlab_testkit::http::{Head, RawConn, assert_content_type, request};
 pub use rtlab_testkit::sse::{Sse, parse_sse_block};
 pub use rtlab_testkit::ws::{
-    BINARY, CLOSE, CONT, FIN, Frame, PING, PONG, RawWs, TEXT, Ws, client_frame, ws_connect, ws_read, ws_send_text,
-    ws_text, ws_try_read,
+    BINARY, CLOSE, CONT, FIN, Frame, PING, PONG, RawWs, TEXT, Ws, client_frame, frame_header, ws_connect, ws_read,
+    ws_send_text, ws_text, ws_try_read,
 };
-pub use rtlab_testkit::TIMEOUT;
 use rtlab_testkit::{Launch, Running};
 
 // ---------------------------------------------------------------------------
