@@ -11,14 +11,16 @@
 //! still serves fresh clients and the innocent subscriber, and prints what
 //! the server printed on stderr.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rtlab_adapter::Stop;
 use rtlab_core::{Config, Server};
 use rtlab_may::{Options, serve_with};
+use rtlab_testkit::Launch;
+use rtlab_testkit::process::announce;
+use rtlab_testkit::ws::{FIN, TEXT, client_frame, upgrade_request};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -30,7 +32,7 @@ fn main() {
 
 fn child(words: usize) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    println!("listening on {}", listener.local_addr().unwrap());
+    announce(&listener);
     serve_with(
         listener,
         Server::new(Config::default()),
@@ -42,17 +44,8 @@ fn child(words: usize) {
 
 fn parent(words: usize) {
     println!("== the may lab, steps on the coroutine stack, {words} words ({} KiB)", words * 8 / 1024);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child", &words.to_string()])
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let addr: SocketAddr = first.trim().strip_prefix("listening on ").unwrap().parse().unwrap();
+    let child = Launch::this_exe().args(["child", &words.to_string()]).env("RUST_BACKTRACE", "0").start().unwrap();
+    let addr = child.addr();
 
     // An innocent subscriber, served normally.
     let mut sse = connect(addr);
@@ -61,18 +54,9 @@ fn parent(words: usize) {
 
     // One client sends valid, deeply nested JSON over /ws.
     let mut ws = connect(addr);
-    ws.write_all(
-        b"GET /ws?topic=t HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
+    ws.write_all(&upgrade_request("/ws?topic=t")).unwrap();
     let nested = format!(r#"{{"op":"publish","data":"x","n":{}{}}}"#, "[".repeat(126), "]".repeat(126));
-    let mask = [1u8, 2, 3, 4];
-    let mut frame = vec![0x81, 0x80 | 126];
-    frame.extend((nested.len() as u16).to_be_bytes());
-    frame.extend(mask);
-    frame.extend(nested.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    ws.write_all(&frame).unwrap();
+    ws.write_all(&client_frame(FIN | TEXT, nested.as_bytes(), true)).unwrap();
     println!("deep client: sent a /ws publish nested 127 levels deep");
     std::thread::sleep(Duration::from_millis(500));
     println!("deep client: {}", outcome(&mut ws));
@@ -88,11 +72,9 @@ fn parent(words: usize) {
     println!("publisher: {}", first_line(&mut publisher));
     println!("subscriber: {}", outcome(&mut sse));
 
-    let running = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let running = child.exit_status().unwrap().is_none();
+    let status = child.kill().unwrap();
+    let err = child.stderr_text();
     println!(
         "server: {} ({status})",
         if running { "still running, killed by the example" } else { "exited by itself" }

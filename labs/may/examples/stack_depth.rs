@@ -15,15 +15,16 @@
 //! chosen sizes ([`STACK_WORDS`], [`WORK_STACK`]) that is. With `own-stack`
 //! it measures the naive design, whose steps run on the coroutine stack.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use rtlab_adapter::Stop;
 use rtlab_core::{Config, Server};
 use rtlab_may::{Options, STACK_WORDS, WORK_STACK, serve_with};
+use rtlab_testkit::process::{announce, on_stdin_eof};
+use rtlab_testkit::ws::{BINARY, CLOSE, CONT, FIN, PING, TEXT, client_frame, upgrade_request};
+use rtlab_testkit::{Launch, Stderr};
 
 const WORD: usize = std::mem::size_of::<usize>();
 const PAGE: usize = 4096;
@@ -45,36 +46,23 @@ fn main() {
 /// stdin closes.
 fn child(words: usize, work_stack: bool) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    println!("listening on {}", listener.local_addr().unwrap());
+    announce(&listener);
     let stop = Stop::new();
     let on_eof = stop.clone();
-    std::thread::spawn(move || {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        on_eof.stop();
-    });
+    on_stdin_eof(move || on_eof.stop());
     let config = Config { close_linger: Duration::from_millis(200), ..Config::default() };
     serve_with(listener, Server::new(config), stop, Options { stack_words: words, work_stack }).unwrap();
 }
 
 fn parent(words: usize, own_stack: bool) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let child = Launch::this_exe()
         .args(["child", &words.to_string(), if own_stack { "own-stack" } else { "work-stack" }])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
+        .stdin_piped()
+        .keep_stdout()
+        .stderr(Stderr::Inherit)
+        .start()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let first = rx.recv_timeout(Duration::from_secs(30)).expect("the child's first line");
-    let addr: SocketAddr = first.strip_prefix("listening on ").unwrap().parse().unwrap();
+    let addr = child.addr();
 
     let build = if cfg!(debug_assertions) { "debug" } else { "release" };
     let design = if own_stack { "steps on the coroutine stack (naive)" } else { "steps on the work stack" };
@@ -92,7 +80,7 @@ fn parent(words: usize, own_stack: bool) {
         // helper connection's the scenario opened.
         let (mut used, mut work) = (0, 0);
         let mut wait = Duration::from_secs(10);
-        while let Ok(line) = rx.recv_timeout(wait) {
+        while let Some(line) = child.next_line(wait) {
             if let Some(words) = used_words(&line) {
                 used = used.max(words * WORD);
                 wait = Duration::from_millis(500);
@@ -105,8 +93,8 @@ fn parent(words: usize, own_stack: bool) {
         deepest_work = deepest_work.max(work);
         println!("{name:<44} {:>16} {:>6} {:>16}", format!("{used} B"), used.div_ceil(PAGE), format!("{work} B"));
     }
-    drop(child.stdin.take()); // Stop the server.
-    let status = child.wait().unwrap();
+    child.close_stdin(); // Stop the server.
+    let status = child.wait_exit(Duration::from_secs(30)).unwrap();
     println!("server exit: {status}");
     println!(
         "deepest coroutine stack use: {deepest} B; the lab's coroutine stack: {} B ({:.0}% used)",
@@ -160,33 +148,30 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         }),
         ("/ws: replay, publish, ping, close", |s| {
             handshake(s, "/ws?topic=t&after=0");
-            let mut frames = frame(0x1, br#"{"op":"publish","data":"from ws"}"#);
-            frames.extend(frame(0x9, b"ping"));
-            frames.extend(frame(0x1, b"not json"));
-            frames.extend(frame(0x8, &1000u16.to_be_bytes()));
+            let mut frames = frame(TEXT, br#"{"op":"publish","data":"from ws"}"#);
+            frames.extend(frame(PING, b"ping"));
+            frames.extend(frame(TEXT, b"not json"));
+            frames.extend(frame(CLOSE, &1000u16.to_be_bytes()));
             exchange(s, &frames);
         }),
         ("/ws: publish with JSON nested 127 deep", |s| {
             handshake(s, "/ws?topic=t");
             let nested = format!(r#"{{"op":"publish","data":"x","n":{}{}}}"#, "[".repeat(126), "]".repeat(126));
-            exchange(s, &frame(0x1, nested.as_bytes()));
+            exchange(s, &frame(TEXT, nested.as_bytes()));
         }),
         ("/ws: publish with JSON nested 10,000 deep", |s| {
             handshake(s, "/ws?topic=t");
             let nested = format!(r#"{{"n":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
-            exchange(s, &frame(0x1, nested.as_bytes()));
+            exchange(s, &frame(TEXT, nested.as_bytes()));
         }),
         ("/echo: 1 MiB in 64 fragments", |s| {
             handshake(s, "/echo");
             let part = vec![b'e'; 16 * 1024];
             let mut frames = Vec::new();
             for i in 0..64 {
-                let opcode = if i == 0 { 0x2 } else { 0x0 };
-                let mut f = frame(opcode, &part);
-                if i != 63 {
-                    f[0] &= 0x7f; // Not the final fragment.
-                }
-                frames.extend(f);
+                let opcode = if i == 0 { BINARY } else { CONT };
+                let fin = if i == 63 { FIN } else { 0 }; // Only the last fragment is final.
+                frames.extend(client_frame(fin | opcode, &part, true));
             }
             exchange(s, &frames);
         }),
@@ -216,29 +201,10 @@ fn drain(mut s: &TcpStream) {
 }
 
 fn handshake(mut s: &TcpStream, path: &str) {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    s.write_all(request.as_bytes()).unwrap();
+    s.write_all(&upgrade_request(path)).unwrap();
 }
 
 /// A final, masked client frame.
 fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut f = vec![0x80 | opcode];
-    match payload.len() {
-        n @ 0..=125 => f.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            f.push(0x80 | 126);
-            f.extend((n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend((n as u64).to_be_bytes());
-        }
-    }
-    f.extend(mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    client_frame(FIN | opcode, payload, true)
 }

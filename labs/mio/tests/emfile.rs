@@ -2,8 +2,9 @@
 //!
 //! Run: `cargo test -p rtlab-mio --test emfile`
 //!
-//! The test binary starts itself again as a child process that lowers its
-//! open-files limit (`RLIMIT_NOFILE`) to [`LIMIT`] and serves on the mio lab.
+//! The test binary starts itself again as a child process whose open-files
+//! limit (`RLIMIT_NOFILE`) is [`LIMIT`], set before it execs, and which
+//! serves on the mio lab.
 //! The parent — with the normal limit — opens more connections than the
 //! child has descriptors for, and checks that the child:
 //!
@@ -14,13 +15,14 @@
 //!    free again, and accepts new ones;
 //! 4. still exits cleanly when asked to stop.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtlab_adapter::Stop;
 use rtlab_core::{Config, Server};
+use rtlab_testkit::process::{announce, on_stdin_eof};
+use rtlab_testkit::{Launch, RawConn, request};
 
 /// The child's open-files limit.
 const LIMIT: usize = 64;
@@ -38,22 +40,14 @@ fn main() {
     }
 }
 
-/// The server under test: the mio lab with `LIMIT` file descriptors. Stops
-/// when its stdin closes.
+/// The server under test: the mio lab with `LIMIT` file descriptors (the
+/// parent set the limit). Stops when its stdin closes.
 fn child() {
-    let limit = libc::rlimit { rlim_cur: LIMIT as libc::rlim_t, rlim_max: LIMIT as libc::rlim_t };
-    // SAFETY: setrlimit(2) with a valid resource and a pointer to a live struct.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    println!("listening on {}", listener.local_addr().expect("local_addr"));
-    std::io::stdout().flush().expect("flush");
+    announce(&listener);
     let stop = Stop::new();
     let on_eof = stop.clone();
-    std::thread::spawn(move || {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        on_eof.stop();
-    });
+    on_stdin_eof(move || on_eof.stop());
     rtlab_mio::serve(listener, Server::new(Config::default()), stop).expect("serve");
 }
 
@@ -67,7 +61,7 @@ struct Subscriber {
 impl Subscriber {
     fn open(addr: SocketAddr) -> Subscriber {
         let mut stream = TcpStream::connect(addr).expect("connect (the backlog holds what is not accepted)");
-        stream.write_all(b"GET /sse?topic=emfile HTTP/1.1\r\nHost: test\r\n\r\n").expect("send request");
+        stream.write_all(&request("GET", "/sse?topic=emfile", "")).expect("send request");
         Subscriber { stream, served: false }
     }
 
@@ -91,19 +85,13 @@ impl Subscriber {
 }
 
 fn parent() {
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut child = Command::new(exe)
+    let server = Launch::this_exe()
         .env(CHILD, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the child server");
-    let guard = KillOnDrop(&mut child);
-    let mut line = String::new();
-    BufReader::new(guard.0.stdout.take().expect("stdout")).read_line(&mut line).expect("read the address");
-    let addr: SocketAddr = line.trim().strip_prefix("listening on ").expect("listening line").parse().expect("address");
-    let pid = guard.0.id();
+        .rlimit_nofile(LIMIT as u64)
+        .stdin_piped()
+        .start()
+        .expect("start the child server");
+    let (addr, pid) = (server.addr(), server.pid());
 
     // 1. More subscribers than the child has descriptors for.
     let mut subscribers: Vec<Subscriber> = (0..LIMIT + EXTRA).map(|_| Subscriber::open(addr)).collect();
@@ -129,7 +117,7 @@ fn parent() {
     let used = cpu_ticks(pid) - before;
     println!("emfile: {used} CPU ticks (1/100 s) used in one second at the limit");
     assert!(used < 50, "the server spins at the limit: {used} ticks in one second");
-    assert!(guard.0.try_wait().expect("try_wait").is_none(), "the server died");
+    assert!(server.exit_status().expect("try_wait").is_none(), "the server died");
 
     // 3. Free some descriptors: the waiting connections are served within a second.
     let freed = 8;
@@ -153,18 +141,15 @@ fn parent() {
 
     // Free everything: a brand-new connection is accepted and answered.
     drop(subscribers);
-    let mut publish = TcpStream::connect(addr).expect("connect");
-    publish.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    publish
-        .write_all(b"POST /publish?topic=emfile HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
-        .expect("publish");
-    let mut response = String::new();
-    publish.read_to_string(&mut response).expect("publish response");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let mut publish = RawConn::connect(addr);
+    publish.send(&request("POST", "/publish?topic=emfile", "Content-Length: 2\r\nConnection: close\r\n"));
+    publish.send(b"hi");
+    let response = publish.read_response();
+    assert_eq!(response.head.status, 200, "{response:?}");
 
     // 4. A clean stop.
-    drop(guard.0.stdin.take());
-    let status = wait_timeout(guard.0, Duration::from_secs(10)).expect("the server did not stop");
+    server.close_stdin();
+    let status = server.wait_exit(Duration::from_secs(10)).expect("the server did not stop");
     assert!(status.success(), "the server exited with {status}");
 }
 
@@ -176,27 +161,4 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |n: usize| fields[n - 3].parse::<u64>().expect("a number");
     field(14) + field(15)
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-/// Kills the child if the test fails half-way.
-struct KillOnDrop<'a>(&'a mut Child);
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }

@@ -6,64 +6,45 @@
 //!
 //! Every read is bounded by [`TIMEOUT`], which only a failure ever reaches.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rtlab_testkit::ws::{Ws, ws_connect, ws_read, ws_text};
+use rtlab_testkit::{Launch, RawConn, Running, Sse, TIMEOUT, request};
 use serde_json::Value;
 use tungstenite::Message;
-
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The rtlab binary that cargo built for these tests.
 fn rtlab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rtlab"))
 }
 
-/// `rtlab serve --runtime axum` on a free port; killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
+/// `rtlab serve --runtime axum` on a free port; killed when dropped (its
+/// stderr is printed if the test fails).
+struct Server(Running);
 
 impl Server {
     fn start() -> Server {
-        let mut child = rtlab()
-            .args(["serve", "--runtime", "axum", "--addr", "127.0.0.1:0"])
+        let process = Launch::serve(env!("CARGO_BIN_EXE_rtlab"), "axum")
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rtlab");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("first stdout line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("first line must be `listening on ADDR`, got {line:?}"));
-        Server { child, addr }
+            .start()
+            .unwrap_or_else(|e| panic!("starting the axum baseline failed: {e}"));
+        Server(process)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.addr()
     }
 
     /// One request on a fresh connection (`Connection: close`): status and body.
     fn request(&self, method: &str, target: &str, body: &[u8]) -> (u16, String) {
-        let mut s = TcpStream::connect(self.addr).expect("connect");
-        s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-        write!(
-            s,
-            "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .expect("write head");
-        s.write_all(body).expect("write body");
-        let mut response = String::new();
-        s.read_to_string(&mut response).expect("read response");
-        let status = response.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-        (status, body)
+        let mut conn = RawConn::connect(self.addr());
+        conn.send(&request(method, target, &format!("Content-Length: {}\r\nConnection: close\r\n", body.len())));
+        conn.send(body);
+        let response = conn.read_response();
+        (response.head.status, response.text())
     }
 
     /// Publishes `data` to `topic` and returns the id.
@@ -89,95 +70,24 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An SSE subscriber on a raw socket.
-struct Sse {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Sse {
-    fn open(addr: SocketAddr, topic: &str) -> Sse {
-        let mut stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-        write!(stream, "GET /sse?topic={topic} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n").expect("write");
-        let mut sse = Sse { stream, buf: Vec::new() };
-        let head = sse.until(b"\r\n\r\n");
-        assert!(head.starts_with("HTTP/1.1 200"), "SSE answer: {head}");
-        assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "SSE head: {head}");
-        sse
-    }
-
-    /// Reads until `delimiter`; returns what came before it (lossy UTF-8).
-    fn until(&mut self, delimiter: &[u8]) -> String {
-        loop {
-            if let Some(at) = self.buf.windows(delimiter.len()).position(|w| w == delimiter) {
-                let text = String::from_utf8_lossy(&self.buf[..at]).into_owned();
-                self.buf.drain(..at + delimiter.len());
-                return text;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).expect("SSE read (timed out?)");
-            assert!(n > 0, "the SSE stream ended early");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// The next event as (id, data), skipping comments. The response is
-    /// chunked (HTTP/1.1, no length), so chunk-size lines are skipped too.
-    fn next_event(&mut self) -> (u64, String) {
-        loop {
-            let mut id = None;
-            let mut data: Vec<String> = Vec::new();
-            loop {
-                let line = self.until(b"\n");
-                let line = line.trim_end_matches('\r');
-                if line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.strip_prefix("id: ") {
-                    id = Some(v.parse().expect("numeric id"));
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push(v.to_owned());
-                }
-            }
-            if let Some(id) = id {
-                return (id, data.join("\n"));
-            }
-        }
-    }
-}
-
-type Ws = tungstenite::WebSocket<TcpStream>;
-
-fn ws_open(addr: SocketAddr, topic: &str) -> Ws {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    let (ws, response) = tungstenite::client(format!("ws://{addr}/ws?topic={topic}"), stream).expect("WebSocket handshake");
-    assert_eq!(response.status().as_u16(), 101);
-    ws
+/// A baseline server with an SSE subscriber (a raw socket; the stream is
+/// chunked, HTTP/1.1 without a length, and the kit's reader decodes it) and
+/// a WebSocket subscriber on `topic`, both counted by `/stats`.
+fn subscribed(topic: &str) -> (Server, Sse, Ws) {
+    let server = Server::start();
+    let sse = Sse::connect(server.addr(), &format!("/sse?topic={topic}"), "");
+    let ws = ws_connect(server.addr(), &format!("/ws?topic={topic}"));
+    server.wait_subscribers(1, 1);
+    (server, sse, ws)
 }
 
 /// The next text message as (id, data).
 fn ws_next(ws: &mut Ws) -> (u64, String) {
-    loop {
-        match ws.read().expect("WebSocket read (timed out?)") {
-            Message::Text(text) => {
-                let v: Value = serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("frame {text:?}: {e}"));
-                let id = v["id"].as_u64().unwrap_or_else(|| panic!("no id in {text}"));
-                let data = v["data"].as_str().unwrap_or_else(|| panic!("no data in {text}")).to_owned();
-                return (id, data);
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected WebSocket message {other:?}"),
-        }
-    }
+    let text = ws_text(ws);
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("frame {text:?}: {e}"));
+    let id = v["id"].as_u64().unwrap_or_else(|| panic!("no id in {text}"));
+    let data = v["data"].as_str().unwrap_or_else(|| panic!("no data in {text}")).to_owned();
+    (id, data)
 }
 
 #[test]
@@ -195,11 +105,8 @@ fn runtimes_lists_the_baseline_apart() {
 
 #[test]
 fn publish_sse_and_ws_deliver_with_per_topic_ids() {
-    let server = Server::start();
-    let mut sse = Sse::open(server.addr, "news");
-    let mut ws = ws_open(server.addr, "news");
     // The baseline has no replay: publish only once both are subscribed.
-    server.wait_subscribers(1, 1);
+    let (server, mut sse, mut ws) = subscribed("news");
 
     assert_eq!(server.publish("news", "first"), 1);
     assert_eq!(server.publish("other", "elsewhere"), 1, "ids are per topic");
@@ -207,11 +114,11 @@ fn publish_sse_and_ws_deliver_with_per_topic_ids() {
     ws.send(Message::text(r#"{"op":"publish","data":"from ws"}"#)).expect("WebSocket publish");
     // Both subscribers see all three, in id order; the WebSocket publish took id 3.
     let expected = [(1, "first".to_owned()), (2, "two\nlines".to_owned()), (3, "from ws".to_owned())];
-    assert_eq!((0..3).map(|_| sse.next_event()).collect::<Vec<_>>(), expected);
+    assert_eq!((0..3).map(|_| sse.message()).collect::<Vec<_>>(), expected);
     assert_eq!((0..3).map(|_| ws_next(&mut ws)).collect::<Vec<_>>(), expected);
     // Ids go on from there, whichever transport published.
     assert_eq!(server.publish("news", "after"), 4);
-    assert_eq!(sse.next_event(), (4, "after".to_owned()));
+    assert_eq!(sse.message(), (4, "after".to_owned()));
     assert_eq!(ws_next(&mut ws), (4, "after".to_owned()));
 
     let (status, _) = server.request("POST", "/publish?topic=bad/topic", b"x");
@@ -225,35 +132,21 @@ fn publish_sse_and_ws_deliver_with_per_topic_ids() {
 
 #[test]
 fn stops_on_sigterm_closing_streams_and_websockets() {
-    let mut server = Server::start();
-    let mut sse = Sse::open(server.addr, "bye");
-    let mut ws = ws_open(server.addr, "bye");
-    server.wait_subscribers(1, 1);
-    // SAFETY: kill(2) on our own child's pid; no memory is involved.
-    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    let (server, mut sse, mut ws) = subscribed("bye");
+    server.0.signal(libc::SIGTERM).expect("SIGTERM");
 
     // The WebSocket gets a close frame with 1001 (going away).
     let close = loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => break frame,
-            Ok(_) => continue,
-            Err(e) => panic!("expected a close frame, got {e}"),
+        if let Message::Close(frame) = ws_read(&mut ws) {
+            break frame;
         }
     };
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
     // The event stream ends: the last chunk, then end of file.
-    let mut rest = Vec::new();
-    sse.stream.read_to_end(&mut rest).expect("SSE end (timed out?)");
-    let rest = String::from_utf8_lossy(&rest);
-    assert!(rest.ends_with("0\r\n\r\n"), "the chunked stream must end properly, got {rest:?}");
+    assert!(sse.is_chunked(), "an HTTP/1.1 stream without a length is chunked");
+    sse.drain_to_eof();
+    sse.expect_eof("the chunked stream must end properly");
 
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = server.child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the server did not exit after SIGTERM");
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = server.0.wait_exit(TIMEOUT).expect("the server did not exit after SIGTERM");
     assert!(status.success(), "exit status {status}");
 }

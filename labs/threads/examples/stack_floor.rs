@@ -12,13 +12,15 @@
 //! it, the margin the chosen size leaves, and what the first overflow looked
 //! like.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rtlab_adapter::Stop;
 use rtlab_core::{Config, Server};
+use rtlab_testkit::process::announce;
+use rtlab_testkit::ws::{FIN, TEXT, client_frame, upgrade_request};
+use rtlab_testkit::{Launch, Running};
 use rtlab_threads::{Options, STACK_SIZE, serve_with};
 
 const STEP: usize = 4096;
@@ -28,7 +30,7 @@ fn main() {
     if let Some("child") = args.next().as_deref() {
         let stack_size = args.next().and_then(|s| s.parse().ok()).expect("child STACK_SIZE");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        println!("listening on {}", listener.local_addr().unwrap());
+        announce(&listener);
         let options = Options { stack_size, ..Options::default() };
         serve_with(listener, Server::new(Config::default()), Stop::new(), options).unwrap();
         return;
@@ -61,31 +63,14 @@ fn main() {
 /// Starts the lab with `stack_size`, sends the deepest request, and tells
 /// whether the server is still there to answer `/stats`.
 fn survives(stack_size: usize, overflow: &mut Option<String>) -> bool {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child", &stack_size.to_string()])
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let addr: SocketAddr = first.trim().strip_prefix("listening on ").unwrap().parse().unwrap();
+    let child = Launch::this_exe().args(["child", &stack_size.to_string()]).env("RUST_BACKTRACE", "0").start().unwrap();
+    let addr = child.addr();
 
     let mut ws = TcpStream::connect(addr).unwrap();
     ws.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    ws.write_all(
-        b"GET /ws?topic=t HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
+    ws.write_all(&upgrade_request("/ws?topic=t")).unwrap();
     let nested = format!(r#"{{"op":"publish","data":"x","n":{}{}}}"#, "[".repeat(126), "]".repeat(126));
-    let mask = [1u8, 2, 3, 4];
-    let mut frame = vec![0x81, 0x80 | 126];
-    frame.extend((nested.len() as u16).to_be_bytes());
-    frame.extend(mask);
-    frame.extend(nested.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    let _ = ws.write_all(&frame);
+    let _ = ws.write_all(&client_frame(FIN | TEXT, nested.as_bytes(), true));
     let mut sink = [0u8; 4096];
     while matches!(ws.read(&mut sink), Ok(1..)) {}
 
@@ -104,12 +89,10 @@ fn stats_answer(addr: SocketAddr) -> bool {
 }
 
 /// Ends the child; on the first overflow, keeps its stderr.
-fn stop(mut child: Child, overflow: Option<&mut Option<String>>) {
-    let _ = child.kill();
-    let status = child.wait().unwrap();
+fn stop(child: Running, overflow: Option<&mut Option<String>>) {
+    let status = child.kill().unwrap();
     if let Some(slot) = overflow.filter(|slot| slot.is_none()) {
-        let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let err = child.stderr_text();
         *slot = Some(format!("{}    (exit: {status})", err.lines().map(|l| format!("    {l}\n")).collect::<String>()));
     }
 }

@@ -5,44 +5,21 @@
 //! same path as a failed `thread::Builder::spawn` (an OS limit would need
 //! root-only tricks, or would exhaust the machine for other tests).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rtlab_adapter::Stop;
 use rtlab_core::{Config, Server};
+use rtlab_testkit::{RawConn, Response, Sse, TIMEOUT, request};
 use rtlab_threads::{Options, serve_with};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
-}
-
-/// Reads one response head and its `Content-Length` body.
-fn response(reader: &mut BufReader<TcpStream>) -> (String, String) {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).expect("read a response line") > 0, "closed before a response");
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let length = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    (head, String::from_utf8(body).unwrap())
-}
-
-fn publish(conn: &mut BufReader<TcpStream>, data: &str) -> (String, String) {
-    let request = format!("POST /publish?topic=t HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{data}", data.len());
-    conn.get_mut().write_all(request.as_bytes()).unwrap();
-    response(conn)
+/// A publish of `data` on `conn` (head and body in one write), and its answer.
+fn publish(conn: &mut RawConn, data: &str) -> Response {
+    let mut raw = request("POST", "/publish?topic=t", &format!("Content-Length: {}\r\n", data.len()));
+    raw.extend_from_slice(data.as_bytes());
+    conn.send(&raw);
+    conn.read_response()
 }
 
 #[test]
@@ -58,48 +35,36 @@ fn a_client_without_a_thread_gets_503_and_the_others_carry_on() {
     };
 
     // Two clients take the two threads: a subscriber and a publisher.
-    let mut sse = BufReader::new(connect(addr));
-    sse.get_mut().write_all(b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut line = String::new();
-    sse.read_line(&mut line).unwrap();
-    assert_eq!(line, "HTTP/1.1 200 OK\r\n");
-    let mut publisher = BufReader::new(connect(addr));
-    let (head, body) = publish(&mut publisher, "one");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(body, r#"{"id":1}"#);
+    let mut sse = Sse::connect(addr, "/sse?topic=t", "");
+    let mut publisher = RawConn::connect(addr);
+    let answer = publish(&mut publisher, "one");
+    assert_eq!(answer.head.status, 200, "{answer:?}");
+    assert_eq!(answer.text(), r#"{"id":1}"#);
 
     // The third is refused, with a reason, and its connection is closed.
-    let mut refused = BufReader::new(connect(addr));
-    refused.get_mut().write_all(b"GET /poll?topic=t HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let (head, body) = response(&mut refused);
-    assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
-    assert!(head.contains("Connection: close\r\n"), "{head}");
-    assert!(body.contains("no thread"), "{body}");
-    let mut rest = Vec::new();
-    refused.read_to_end(&mut rest).expect("a clean close, not a reset");
-    assert!(rest.is_empty());
+    let mut refused = RawConn::connect(addr);
+    refused.send(&request("GET", "/poll?topic=t", ""));
+    let answer = refused.read_response();
+    assert_eq!((answer.head.status, answer.head.reason.as_str()), (503, "Service Unavailable"), "{answer:?}");
+    assert!(answer.head.connection_close(), "{answer:?}");
+    assert!(answer.text().contains("no thread"), "{answer:?}");
+    refused.expect_eof("a clean close, not a reset");
 
     // The others carry on: a publish reaches the subscriber.
-    let (head, _) = publish(&mut publisher, "two");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut seen = String::new();
-    while !seen.contains("data: two\n\n") {
-        let mut line = String::new();
-        assert!(sse.read_line(&mut line).unwrap() > 0, "the stream ended");
-        seen.push_str(&line);
-    }
+    let answer = publish(&mut publisher, "two");
+    assert_eq!(answer.head.status, 200, "{answer:?}");
+    while sse.next_event(TIMEOUT).expect("the stream ended").data != "two" {}
 
     // A thread that ends makes room for the next client.
     drop(publisher);
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let mut next = BufReader::new(connect(addr));
-        let (head, body) = publish(&mut next, "three");
-        if head.starts_with("HTTP/1.1 200") {
-            assert_eq!(body, r#"{"id":3}"#);
+        let answer = publish(&mut RawConn::connect(addr), "three");
+        if answer.head.status == 200 {
+            assert_eq!(answer.text(), r#"{"id":3}"#);
             break;
         }
-        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert_eq!(answer.head.status, 503, "{answer:?}");
         assert!(Instant::now() < deadline, "the publisher's thread never ended");
         thread::sleep(Duration::from_millis(20));
     }
@@ -107,7 +72,6 @@ fn a_client_without_a_thread_gets_503_and_the_others_carry_on() {
     // And the server still stops cleanly, ending the stream.
     stop.stop();
     serving.join().unwrap().unwrap();
-    let mut rest = String::new();
-    sse.read_to_string(&mut rest).unwrap();
-    assert!(rest.contains("data: three\n\n"), "{rest}");
+    let rest = sse.drain_to_eof();
+    assert!(rest.iter().any(|ev| ev.data == "three"), "{rest:?}");
 }

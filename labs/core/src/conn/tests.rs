@@ -306,7 +306,7 @@ fn the_fin_is_due_once_when_everything_is_written() {
     let mut c = Client::new(&server, 1);
     c.send(get("/stats"), t0);
     assert!(!c.conn.take_fin(), "an open connection sends no FIN");
-    c.send("GET /poll?topic=t HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(), t0);
+    c.send("GET /poll?topic=t HTTP/1.1\r\nConnection: close\r\n\r\n", t0);
     assert_eq!(c.conn.status(), Status::Closing);
     assert!(!c.conn.take_fin(), "not while responses are unwritten");
     let mut taken = Vec::new();

@@ -165,9 +165,6 @@ pub fn echo_too_big_closes_1009(rt: &str) {
 
     // Only the header of a 1 MB frame: the payload is never sent.
     let mut ws = RawWs::connect(server.addr, "/echo");
-    let mut header = vec![FIN | BINARY, 0x80 | 127];
-    header.extend_from_slice(&1_000_000u64.to_be_bytes());
-    header.extend_from_slice(&[1, 2, 3, 4]);
-    ws.send_raw(&header);
+    ws.send_raw(&frame_header(FIN | BINARY, 1_000_000, Some([1, 2, 3, 4])));
     ws.expect_close(1009, "the header of a 1 MB frame");
 }
