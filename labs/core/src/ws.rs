@@ -292,24 +292,9 @@ fn is_valid_close_code(code: u16) -> bool {
 mod tests {
     use super::*;
 
-    /// A masked client frame.
+    /// A masked client frame (the test kit's one frame builder).
     fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [1, 2, 3, 4];
-        let mut out = vec![first];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n < 65536 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-        out
+        rtlab_testkit::ws::client_frame(first, payload, true)
     }
 
     fn decode(d: &mut WsDecoder, bytes: &[u8]) -> (Vec<WsEvent>, Result<(), WsError>) {

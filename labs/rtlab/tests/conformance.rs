@@ -1,4 +1,5 @@
-//! The rtlab conformance suite: `../shared/CONTRACT.md`, checked against a
+//! The rtlab conformance suite: the contract (the book's chapter "The contract",
+//! `book/src/contract.md`; its text: `book/src/contract/CONTRACT.md`), checked against a
 //! real `rtlab serve --runtime <lab>` process over real sockets with
 //! independent clients.
 //!

@@ -196,24 +196,10 @@ fn one_response(bytes: &[u8]) -> Response {
 // ---------------------------------------------------------------------------
 // WebSocket frames.
 
-/// A masked client frame; `first` is the FIN bit and opcode.
+/// A masked client frame; `first` is the FIN bit and opcode (the test kit's
+/// one frame builder).
 fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    rtlab_testkit::ws::client_frame(first, payload, true)
 }
 
 fn text_frame(text: &str) -> Vec<u8> {
