@@ -19,10 +19,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Transport;
+use crate::outcome::{Outcome, RunInfo, Verdict};
 use crate::procfs::{self, KernelSample, ProcessSample};
-use crate::server::ServerProcess;
-use crate::workers::{Plan, Workers};
-use crate::{Common, EnvProbe, Outcome, RunEnv};
+use crate::session::{Session, Stop};
+use crate::workers::Workers;
+use crate::Common;
 
 /// How many connections: a number, or as many as the server can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,10 +73,20 @@ pub struct IdleArgs {
 /// The result of one idle run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdleResult {
-    pub runtime: String,
-    pub transport: Transport,
+    /// Lab, transport, verdict (the counts matched, or for `max` the server
+    /// held some; and it released them all), server exit, conditions.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// What was asked: a number or `max`.
     pub requested: Count,
+    /// What was measured.
+    #[serde(flatten)]
+    pub measured: Measured,
+}
+
+/// What an idle run measured (flattened into [`IdleResult`]'s JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Measured {
     /// Connection attempts the clients made.
     pub attempted: usize,
     /// Connections the clients opened (for a long poll: sent, since a held
@@ -116,12 +127,6 @@ pub struct IdleResult {
     /// Slab + TCP memory still held per connection after the clients left
     /// (system-wide; includes the clients' TIME_WAIT sockets).
     pub kernel_retained_bytes_per_conn: f64,
-    /// The server exited 0 on SIGTERM.
-    pub clean_exit: bool,
-    /// Verification: the counts matched (or, for `max`, the server held some).
-    pub verified: bool,
-    pub failure: Option<String>,
-    pub env: RunEnv,
 }
 
 /// Runs the idle scenario once against a fresh server.
@@ -129,10 +134,14 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
     if !matches!(args.transport, Transport::Sse | Transport::Ws | Transport::LongPoll) {
         return Err(std::io::Error::other("idle: a short-polling client holds nothing open; use sse, ws or long-poll"));
     }
-    let probe = EnvProbe::begin();
-    let place = probe.placement();
-    let exe = args.common.exe()?;
-    let server = ServerProcess::start(&exe, &args.common.runtime, &args.common.server_args, place.server)?;
+    let (run, measured) = Session::run(&args.common, args.transport, &[], |s| hold(s, args))?;
+    Ok(IdleResult { run, requested: args.connections, measured })
+}
+
+/// The scenario's own part: open, let the server count, sample, close,
+/// sample again, and check the counts.
+fn hold(s: &Session, args: &IdleArgs) -> Result<(Measured, Verdict), Stop> {
+    let server = &s.server;
     std::thread::sleep(Duration::from_millis(300));
     let server_before = server.sample();
     let kernel_before = procfs::kernel();
@@ -143,8 +152,7 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
         Count::Max => (crate::nofile_limit() as usize).saturating_add(1000).min(MAX_ATTEMPTS),
     };
     let max = args.connections == Count::Max;
-    let mut plan = Plan::new(&exe, server.addr, args.transport, "idle", attempted);
-    plan.cpu = place.clients;
+    let mut plan = s.plan("idle", attempted);
     if max {
         plan.stop_at_failure = true;
         plan.handshake_timeout_ms = Some(3000);
@@ -171,9 +179,7 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
     let sockets_released = server.wait_stats(Duration::from_secs(30), |s| s["connections"][key].as_u64() == Some(0));
     std::thread::sleep(Duration::from_millis(300));
     let server_after_close = server.sample();
-    let died = server.died();
     let kernel_after_close = procfs::kernel();
-    let clean_exit = server.stop(Duration::from_secs(20));
 
     // ANCHOR: per_connection
     let per = |after: u64, before: u64| if held == 0 { 0.0 } else { (after as f64 - before as f64) / held as f64 };
@@ -182,26 +188,23 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
         |k: &KernelSample| if readable { k.socket_slab } else { k.slab } + k.tcp_mem + k.kernel_stack;
     let whole_slab = |k: &KernelSample| k.slab + k.tcp_mem + k.kernel_stack;
     // ANCHOR_END: per_connection
-    let failure = if died {
-        Some("the server process died during the run (its stderr is above)".to_owned())
-    } else if too_slow {
-        Some("opening took longer than the 60 s a long poll is held: the first ones were answered".to_owned())
-    } else if max && ready.client_limit {
-        Some(format!("the clients, not the server, ran out: {}", ready.error.clone().unwrap_or_default()))
+    let first_error = ready.error.clone().unwrap_or_default();
+    let verdict = if too_slow {
+        Verdict::Environment("opening took longer than the 60 s a long poll is held: the first ones were answered".into())
+    } else if ready.client_limit && (max || opened != attempted) {
+        Verdict::Environment(format!("the clients, not the server, ran out: {first_error}"))
     } else if max {
-        (held == 0).then(|| format!("the server held no connection: {:?}", ready.error))
+        Verdict::of(if held == 0 { Err(format!("the server held no connection: {:?}", ready.error)) } else { Ok(()) })
     } else if opened != attempted {
-        Some(format!("opened {opened}/{attempted}: {}", ready.error.clone().unwrap_or_default()))
+        Verdict::Failed(format!("opened {opened}/{attempted}: {first_error}"))
     } else if held != opened as u64 {
-        Some(format!("the server counted {held} of {opened} connections"))
+        Verdict::Failed(format!("the server counted {held} of {opened} connections"))
+    } else if !sockets_released {
+        Verdict::Failed("the server did not release its connections".into())
     } else {
-        None
+        Verdict::Verified
     };
-    let failure = failure.or_else(|| (!sockets_released).then(|| "the server did not release its connections".into()));
-    Ok(IdleResult {
-        runtime: args.common.runtime.clone(),
-        transport: args.transport,
-        requested: args.connections,
+    let measured = Measured {
         attempted,
         opened,
         failed: ready.failed,
@@ -221,61 +224,61 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
         sockets_released,
         server_after_close,
         kernel_after_close,
-        clean_exit,
-        verified: failure.is_none(),
-        failure,
-        env: probe.end(),
-    })
+    };
+    Ok((measured, verdict))
 }
 
 impl Outcome for IdleResult {
-    fn verified(&self) -> bool {
-        self.verified
+    fn scenario(&self) -> &'static str {
+        "idle"
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failure.clone()
+    fn info(&self) -> &RunInfo {
+        &self.run
+    }
+
+    fn setup(&self) -> String {
+        format!("{:>6}/{:<6} held", self.measured.held, self.requested)
+    }
+
+    fn numbers(&self) -> String {
+        let h = &self.measured;
+        format!(
+            "user {:>8.0} B/conn  rss {:>8.0} B/conn  kernel {:>7.0} B/conn  opened in {:.2}s  released {} (user kept {:.0} B/conn)  threads {}  maps {}{}",
+            h.user_bytes_per_conn,
+            h.rss_bytes_per_conn,
+            h.kernel_bytes_per_conn,
+            h.open_secs,
+            if h.sockets_released { "yes" } else { "NO" },
+            h.user_retained_bytes_per_conn,
+            h.server_after.threads,
+            h.server_after.mappings,
+            h.first_error.as_ref().map(|e| format!("  first error: {e}")).unwrap_or_default(),
+        )
     }
 
     fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let h = &self.measured;
         vec![
-            ("held", self.held as f64),
-            ("user_bytes_per_conn", self.user_bytes_per_conn),
-            ("kernel_bytes_per_conn", self.kernel_bytes_per_conn),
-            ("kernel_total_slab_bytes_per_conn", self.kernel_total_slab_bytes_per_conn),
-            ("rss_bytes_per_conn", self.rss_bytes_per_conn),
-            ("open_secs", self.open_secs),
-            ("user_retained_bytes_per_conn", self.user_retained_bytes_per_conn),
-            ("kernel_retained_bytes_per_conn", self.kernel_retained_bytes_per_conn),
-            ("threads", self.server_after.threads as f64),
-            ("mappings", self.server_after.mappings as f64),
+            ("held", h.held as f64),
+            ("user_bytes_per_conn", h.user_bytes_per_conn),
+            ("kernel_bytes_per_conn", h.kernel_bytes_per_conn),
+            ("kernel_total_slab_bytes_per_conn", h.kernel_total_slab_bytes_per_conn),
+            ("rss_bytes_per_conn", h.rss_bytes_per_conn),
+            ("open_secs", h.open_secs),
+            ("user_retained_bytes_per_conn", h.user_retained_bytes_per_conn),
+            ("kernel_retained_bytes_per_conn", h.kernel_retained_bytes_per_conn),
+            ("threads", h.server_after.threads as f64),
+            ("mappings", h.server_after.mappings as f64),
         ]
     }
+}
 
-    fn summary(&self) -> String {
-        format!(
-            "idle {:<8} {:<9} {:>6}/{:<6} held  user {:>8.0} B/conn  rss {:>8.0} B/conn  kernel {:>7.0} B/conn  opened in {:.2}s  released {} (user kept {:.0} B/conn)  threads {}  maps {}{}",
-            self.runtime,
-            self.transport.name(),
-            self.held,
-            self.requested,
-            self.user_bytes_per_conn,
-            self.rss_bytes_per_conn,
-            self.kernel_bytes_per_conn,
-            self.open_secs,
-            if self.sockets_released { "yes" } else { "NO" },
-            self.user_retained_bytes_per_conn,
-            self.server_after.threads,
-            self.server_after.mappings,
-            self.first_error.as_ref().map(|e| format!("  first error: {e}")).unwrap_or_default(),
-        ) + &self.failure.as_ref().map(|f| format!("  FAILED: {f}")).unwrap_or_default()
-    }
-
-    fn env(&self) -> &RunEnv {
-        &self.env
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        crate::json_of(self)
+impl From<Count> for crate::axes::Label {
+    fn from(count: Count) -> crate::axes::Label {
+        match count {
+            Count::N(n) => crate::axes::Label::Size(n as u64),
+            Count::Max => crate::axes::Label::Max,
+        }
     }
 }

@@ -1,0 +1,365 @@
+//! The markdown tables of a results document: one per scenario (split
+//! per transport where the reader's question changes), plus the run, its
+//! conditions and its failures. Values are the mean of the repeated runs
+//! with their spread; a cell with a failed run says FAILED, not a number.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::format::{fmt_bytes, fmt_int, fmt_sig, fmt_us};
+use crate::axes::{Label, ScenarioKind};
+use crate::results::{Cell, Document};
+
+/// The mean of a cell's metric, formatted, with the spread of the runs.
+fn cell_value(cell: &Cell, metric: &str, fmt: fn(f64) -> String) -> String {
+    if !cell.verified {
+        return "FAILED".into();
+    }
+    match cell.metrics.get(metric) {
+        Some(s) if s.values.len() > 1 && (s.min != 0.0 || s.max != 0.0) => format!("{} ({:.1}%)", fmt(s.mean), s.spread_pct),
+        Some(s) => fmt(s.mean),
+        None => "–".into(),
+    }
+}
+
+/// A markdown table.
+pub fn table_text(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut t = format!("| {} |\n|{}|\n", head.join(" | "), head.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    for row in rows {
+        let _ = writeln!(t, "| {} |", row.join(" | "));
+    }
+    t
+}
+
+/// One table per transport (the first column), under a bold transport name:
+/// a long table split where the reader's question changes.
+fn by_transport(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let transport = &rows[start][0];
+        let end = start + rows[start..].iter().take_while(|r| &r[0] == transport).count();
+        let body: Vec<Vec<String>> = rows[start..end].iter().map(|r| r[1..].to_vec()).collect();
+        let _ = write!(out, "\n**{transport}**\n\n{}", table_text(&head[1..], &body));
+        start = end;
+    }
+    out
+}
+
+/// The cells of `scenario` in table order: by transport, then label
+/// (sizes ascending, then the backpressure variants, then `max`: see
+/// [`Label`]'s order), then lab in the document's order.
+fn sorted(doc: &Document, scenario: ScenarioKind) -> Vec<&Cell> {
+    let runtimes = doc.runtimes();
+    let mut cells: Vec<&Cell> = doc.cells_of(scenario).collect();
+    cells.sort_by_key(|c| (c.transport, c.label, runtimes.iter().position(|r| *r == c.runtime).unwrap_or(99)));
+    cells
+}
+
+/// The sentence under every table of means.
+fn spread_note(doc: &Document) -> String {
+    format!(
+        "Each value is the mean of {} runs; in brackets the spread of the runs, (max − min) / mean. FAILED: a run of that cell failed verification (see the failures table), so the cell has no numbers.\n",
+        doc.parameters["repeats"].as_u64().unwrap_or(1)
+    )
+}
+
+
+pub(super) fn run_table(doc: &Document) -> String {
+    let m = &doc.machine;
+    let place = match (m.placement.server, m.placement.clients) {
+        (Some(s), Some(c)) => format!("server pinned to CPU {s}, clients to CPU {c} (taskset)"),
+        _ => "not pinned (fewer than 2 CPUs or no taskset)".into(),
+    };
+    let key_crates = ["tokio", "mio", "may", "axum", "hyper", "tungstenite", "socket2", "plotters"]
+        .iter()
+        .filter_map(|c| doc.crates.get(*c).map(|v| format!("{c} {v}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let labs = doc
+        .labs
+        .iter()
+        .map(|l| {
+            let transports: Vec<&str> = l.transports.iter().map(|t| t.name()).collect();
+            format!("{}{}: {}", l.runtime, if l.baseline { " (baseline)" } else { "" }, transports.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let rows = vec![
+        vec!["scale".into(), doc.scale.to_string()],
+        vec!["started (UTC)".into(), doc.started.clone()],
+        vec!["wall time".into(), format!("{:.0} min", doc.wall_secs / 60.0)],
+        vec!["command".into(), format!("`{}`", doc.command.join(" "))],
+        vec!["CPU".into(), format!("{} × {}", m.cores, m.cpu_model)],
+        vec!["memory".into(), fmt_bytes(m.memory_bytes as f64)],
+        vec!["kernel".into(), m.kernel.clone()],
+        vec!["open-files limit".into(), fmt_int(m.nofile_limit as f64)],
+        vec![
+            "kernel limits".into(),
+            format!(
+                "vm.max_map_count {}, kernel.pid_max {}, kernel.threads-max {}",
+                fmt_int(m.max_map_count as f64),
+                fmt_int(m.pid_max as f64),
+                fmt_int(m.threads_max as f64)
+            ),
+        ],
+        vec!["placement".into(), place],
+        vec!["CPU steal, whole run".into(), format!("{:.1} s", m.steal_secs)],
+        vec!["load average (1 min), start → end".into(), format!("{:.2} → {:.2}", m.load_start, m.load_end)],
+        vec!["toolchain".into(), format!("{} ({} build)", doc.toolchain.rustc, doc.toolchain.profile)],
+        vec![
+            "commit".into(),
+            format!(
+                "{}{}",
+                doc.git.commit.as_deref().map_or("unknown", |c| &c[..c.len().min(12)]),
+                if doc.git.dirty { " with uncommitted changes" } else { "" }
+            ),
+        ],
+        vec!["labs and transports".into(), labs],
+        vec!["crates".into(), key_crates],
+        vec!["repeats per cell".into(), doc.parameters["repeats"].to_string()],
+    ];
+    table_text(&["", ""], &rows)
+}
+
+pub(super) fn idle_table(doc: &Document) -> String {
+    let rows: Vec<Vec<String>> = sorted(doc, ScenarioKind::Idle)
+        .into_iter()
+        .map(|c| {
+            vec![
+                c.transport.to_string(),
+                c.label.to_string(),
+                c.runtime.clone(),
+                cell_value(c, "held", fmt_int),
+                cell_value(c, "user_bytes_per_conn", fmt_int),
+                cell_value(c, "kernel_bytes_per_conn", fmt_int),
+                cell_value(c, "open_secs", |v| format!("{v:.2}")),
+                cell_value(c, "user_retained_bytes_per_conn", fmt_int),
+                cell_value(c, "threads", fmt_int),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "No idle runs in this results document.\n".into();
+    }
+    spread_note(doc)
+        + "\n"
+        + &by_transport(
+            &[
+                "transport",
+                "asked",
+                "lab",
+                "held",
+                "user B/conn",
+                "kernel B/conn",
+                "open (s)",
+                "user B/conn kept after close",
+                "threads",
+            ],
+            &rows,
+        )
+}
+
+pub(super) fn fanout_table(doc: &Document) -> String {
+    let rows: Vec<Vec<String>> = sorted(doc, ScenarioKind::Fanout)
+        .into_iter()
+        .map(|c| {
+            vec![
+                c.transport.to_string(),
+                c.label.to_string(),
+                c.runtime.clone(),
+                cell_value(c, "all_p50_us", fmt_us),
+                cell_value(c, "all_p99_us", fmt_us),
+                cell_value(c, "all_max_us", fmt_us),
+                cell_value(c, "last_p50_us", fmt_us),
+                cell_value(c, "last_p99_us", fmt_us),
+                cell_value(c, "last_max_us", fmt_us),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "No fan-out runs in this results document.\n".into();
+    }
+    let p = &doc.parameters;
+    format!(
+        "{} messages of 64 bytes, one every {} ms, to every subscriber. {}\n",
+        p["fanout_messages"], p["fanout_interval_ms"], spread_note(doc)
+    ) + "\n"
+        + &by_transport(
+            &[
+                "transport",
+                "subscribers",
+                "lab",
+                "all pairs p50",
+                "all pairs p99",
+                "all pairs max",
+                "last subscriber p50",
+                "last subscriber p99",
+                "last subscriber max",
+            ],
+            &rows,
+        )
+}
+
+pub(super) fn saturation_table(doc: &Document) -> String {
+    let rows: Vec<Vec<String>> = sorted(doc, ScenarioKind::Saturation)
+        .into_iter()
+        .map(|c| {
+            vec![
+                c.transport.to_string(),
+                c.label.to_string(),
+                c.runtime.clone(),
+                c.params["messages"].to_string(),
+                cell_value(c, "delivered_per_sec", fmt_int),
+                cell_value(c, "server_cpu_per_sec", |v| format!("{v:.2}")),
+                cell_value(c, "last_p99_us", fmt_us),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "No saturation runs in this results document.\n".into();
+    }
+    format!("Messages published back to back (the next publish as soon as the server answered the last). {}\n", spread_note(doc))
+        + &by_transport(
+            &["transport", "subscribers", "lab", "messages", "delivered / s", "server CPU s / s", "last subscriber p99"],
+            &rows,
+        )
+}
+
+pub(super) fn backpressure_table(doc: &Document) -> String {
+    let cells = sorted(doc, ScenarioKind::Backpressure);
+    let baseline = |c: &Cell| {
+        cells
+            .iter()
+            .find(|b| b.label == Label::Baseline && b.runtime == c.runtime && b.transport == c.transport)
+            .and_then(|b| b.mean("fast_p99_us"))
+    };
+    let rows: Vec<Vec<String>> = cells
+        .iter()
+        .map(|c| {
+            let ratio = match (c.label, c.mean("fast_p99_us"), baseline(c)) {
+                (Label::Baseline, _, _) => "1×".into(),
+                (_, Some(p), Some(b)) if b > 0.0 && c.verified => format!("{:.1}×", p / b),
+                _ => "–".into(),
+            };
+            let stalled = if c.label == Label::Baseline {
+                "–".to_owned()
+            } else if !c.verified {
+                "FAILED".to_owned()
+            } else {
+                ["stalled_closed", "stalled_received", "stalled_missed"]
+                    .map(|m| c.mean(m).map_or("–".to_owned(), fmt_int))
+                    .join(" / ")
+            };
+            vec![
+                c.transport.to_string(),
+                c.runtime.clone(),
+                match c.label {
+                    Label::Baseline => "no stalled subscriber".into(),
+                    Label::Own => "its own (no --policy)".into(),
+                    other => other.to_string(),
+                },
+                cell_value(c, "fast_p99_us", fmt_us),
+                ratio,
+                cell_value(c, "peak_user_growth", fmt_bytes),
+                cell_value(c, "peak_tcp_growth", fmt_bytes),
+                stalled,
+                cell_value(c, "dropped", fmt_int),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "No backpressure runs in this results document.\n".into();
+    }
+    let p = &doc.parameters;
+    format!(
+        "{} fast subscribers and {} stalled ones (receive buffer 4 KiB, never read); {} messages of {} bytes at {} per second. The stalled column adds up all stalled subscribers: how many the server closed / messages they received once they drained / messages the server told them they missed. {}\n",
+        p["bp_fast"], p["bp_stalled"], p["bp_messages"], p["bp_size"], p["bp_rate"], spread_note(doc)
+    ) + &by_transport(
+        &[
+            "transport",
+            "lab",
+            "policy",
+            "fast p99",
+            "vs no stalled",
+            "peak user-space growth",
+            "peak kernel TCP growth",
+            "stalled: closed / received / told missed",
+            "dropped (/stats)",
+        ],
+        &rows,
+    )
+}
+
+pub(super) fn polling_table(doc: &Document) -> String {
+    let rows: Vec<Vec<String>> = sorted(doc, ScenarioKind::Polling)
+        .into_iter()
+        .map(|c| {
+            vec![
+                c.transport.to_string(),
+                c.runtime.clone(),
+                cell_value(c, "requests_per_sec", fmt_sig),
+                cell_value(c, "server_cpu_per_sec", |v| format!("{v:.3}")),
+                cell_value(c, "bytes_per_message", fmt_int),
+                cell_value(c, "setup_bytes_per_client", fmt_int),
+                cell_value(c, "stale_p50_us", fmt_us),
+                cell_value(c, "stale_p99_us", fmt_us),
+                cell_value(c, "stale_max_us", fmt_us),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "No polling-cost runs in this results document.\n".into();
+    }
+    let p = &doc.parameters;
+    format!(
+        "{} clients, {} updates of 64 bytes per second for {} s; short polls every {} ms. Bytes: everything the clients wrote and read after their connections were open, HTTP heads and framing included, divided by the messages delivered; opening a connection is counted apart. {}\n",
+        p["poll_clients"], p["poll_rate"], p["poll_secs"], p["poll_every_ms"], spread_note(doc)
+    ) + &table_text(
+        &[
+            "transport",
+            "lab",
+            "requests / s",
+            "server CPU s / s",
+            "bytes / message",
+            "setup bytes / client",
+            "staleness p50",
+            "staleness p99",
+            "staleness max",
+        ],
+        &rows,
+    )
+}
+
+pub(super) fn conditions_table(doc: &Document) -> String {
+    // By the scenario's name: alphabetical, as the table always was.
+    let mut by: BTreeMap<&str, (usize, f64, f64, f64)> = BTreeMap::new();
+    for cell in &doc.cells {
+        let e = by.entry(cell.scenario.name()).or_default();
+        for run in &cell.runs {
+            e.0 += 1;
+            e.1 += run["env"]["steal_secs"].as_f64().unwrap_or(0.0);
+            e.2 = e.2.max(run["env"]["steal_secs"].as_f64().unwrap_or(0.0));
+            e.3 = e.3.max(run["env"]["load_before"].as_f64().unwrap_or(0.0).max(run["env"]["load_after"].as_f64().unwrap_or(0.0)));
+        }
+    }
+    let rows: Vec<Vec<String>> = by
+        .into_iter()
+        .map(|(s, (n, total, max, load))| vec![s.to_owned(), n.to_string(), format!("{total:.2}"), format!("{max:.2}"), format!("{load:.2}")])
+        .collect();
+    "The machine is shared. CPU steal is time the hypervisor gave this machine's virtual CPUs to someone else; the load average counts every runnable task on the machine, the run's own included.\n\n".to_owned()
+        + &table_text(&["scenario", "runs", "CPU steal, total (s)", "CPU steal, worst run (s)", "highest load average"], &rows)
+}
+
+pub(super) fn failures_table(doc: &Document) -> String {
+    if doc.failures.is_empty() {
+        return "No run failed verification.\n".into();
+    }
+    let rows: Vec<Vec<String>> = doc
+        .failures
+        .iter()
+        .map(|f| vec![f.cell.clone(), (f.run + 1).to_string(), f.message.replace('|', "\\|")])
+        .collect();
+    table_text(&["cell (scenario/lab/transport/size)", "run", "why"], &rows)
+}
+
