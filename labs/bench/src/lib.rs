@@ -345,4 +345,28 @@ mod tests {
         assert_eq!((p.p50, p.p99, p.max), (7, 7, 7));
         assert_eq!(Percentiles::of(&mut []).count, 0);
     }
+
+    #[test]
+    fn every_committed_run_reads_back_into_its_result_and_writes_the_same_json() {
+        // Each run of the committed document was written by the scenario
+        // results before they shared `RunInfo` and `Verdict`; read into
+        // today's types and written again, it must be the same JSON.
+        use crate::axes::ScenarioKind;
+        fn same<T: Serialize + serde::de::DeserializeOwned>(run: &serde_json::Value) {
+            let typed: T = serde_json::from_value(run.clone()).expect("a run reads into its result type");
+            assert!(serde_json::to_value(&typed).expect("serializes") == *run, "{run}");
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results/2026-11-24-vm");
+        let doc = results::Document::read(&dir).expect("the committed run loads");
+        for cell in &doc.cells {
+            for run in &cell.runs {
+                match cell.scenario {
+                    ScenarioKind::Idle => same::<idle::IdleResult>(run),
+                    ScenarioKind::Fanout | ScenarioKind::Saturation => same::<fanout::FanoutResult>(run),
+                    ScenarioKind::Backpressure => same::<backpressure::BackpressureResult>(run),
+                    ScenarioKind::Polling => same::<polling::PollingResult>(run),
+                }
+            }
+        }
+    }
 }

@@ -369,4 +369,16 @@ mod tests {
         assert_eq!(date.len(), 10);
         assert!(stamp.starts_with(&date) && stamp.ends_with('Z'));
     }
+
+    #[test]
+    fn the_committed_run_loads_and_writes_back_the_same_json() {
+        // The cells' scenario, transport and label are enums now; the
+        // document they are read from was written when they were strings.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results/2026-11-24-vm");
+        let doc = Document::read(&dir).expect("the committed run loads");
+        assert_eq!((doc.cells.len(), doc.scale), (180, crate::axes::Scale::Full));
+        let raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("results.json")).expect("read")).expect("JSON");
+        assert!(serde_json::to_value(&doc).expect("serializes") == raw, "the document does not write back as it was read");
+    }
 }

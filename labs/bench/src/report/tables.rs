@@ -363,3 +363,143 @@ pub(super) fn failures_table(doc: &Document) -> String {
     table_text(&["cell (scenario/lab/transport/size)", "run", "why"], &rows)
 }
 
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A cut-down copy of the committed run (`bench-results/2026-11-24-vm`):
+    /// tokio and the axum baseline, a few cells of every scenario, each run
+    /// cut to the fields the tables and notes read, and the failed
+    /// backpressure cell of axum with its failures. Cells are deliberately
+    /// not in table order.
+    pub(in crate::report) fn fixture() -> Document {
+        serde_json::from_str(include_str!("../../tests/fixtures/results-small.json")).expect("the fixture is a results document")
+    }
+
+    #[test]
+    fn idle_table_is_split_by_transport_and_sorted_by_size_then_lab() {
+        assert_eq!(
+            idle_table(&fixture()),
+            "Each value is the mean of 2 runs; in brackets the spread of the runs, (max − min) / mean. \
+             FAILED: a run of that cell failed verification (see the failures table), so the cell has no numbers.\n\
+             \n\
+             \n\
+             **sse**\n\
+             \n\
+             | asked | lab | held | user B/conn | kernel B/conn | open (s) | user B/conn kept after close | threads |\n\
+             |---|---|---|---|---|---|---|---|\n\
+             | 1000 | tokio | 1,000 (0.0%) | 1,827 (0.0%) | 7,020 (1.2%) | 0.13 (1.4%) | 1,827 (0.0%) | 3 (0.0%) |\n\
+             | 1000 | axum | 1,000 (0.0%) | 22,024 (0.0%) | 6,860 (0.4%) | 0.15 (2.3%) | 22,024 (0.0%) | 3 (0.0%) |\n\
+             | max | tokio | 19,985 (0.0%) | 1,835 (0.0%) | 6,547 (2.5%) | 0.99 (0.2%) | 1,835 (0.0%) | 3 (0.0%) |\n\
+             | max | axum | 19,985 (0.0%) | 21,974 (0.0%) | 6,828 (3.8%) | 1.09 (1.9%) | 21,974 (0.0%) | 3 (0.0%) |\n\
+             \n\
+             **ws**\n\
+             \n\
+             | asked | lab | held | user B/conn | kernel B/conn | open (s) | user B/conn kept after close | threads |\n\
+             |---|---|---|---|---|---|---|---|\n\
+             | 1000 | tokio | 1,000 (0.0%) | 1,827 (0.0%) | 7,060 (1.4%) | 0.12 (4.0%) | 1,827 (0.0%) | 3 (0.0%) |\n"
+        );
+    }
+
+    #[test]
+    fn fanout_and_saturation_rows() {
+        let doc = fixture();
+        let fanout = fanout_table(&doc);
+        assert!(fanout.starts_with("50 messages of 64 bytes, one every 20 ms, to every subscriber. Each value"), "{fanout}");
+        let rows: Vec<&str> = fanout.lines().filter(|l| l.starts_with("| 1")).collect();
+        assert_eq!(
+            rows,
+            [
+                "| 100 | tokio | 664 µs (0.2%) | 1.41 ms (9.0%) | 1.71 ms (22.6%) | 984 µs (0.1%) | 1.71 ms (22.6%) | 1.71 ms (22.6%) |",
+                "| 100 | axum | 608 µs (0.2%) | 1.26 ms (2.5%) | 1.50 ms (2.2%) | 924 µs (0.8%) | 1.50 ms (2.2%) | 1.50 ms (2.2%) |",
+                "| 1000 | tokio | 4.77 ms (0.1%) | 13.04 ms (10.4%) | 15.79 ms (21.2%) | 8.30 ms (1.1%) | 15.79 ms (21.2%) | 15.79 ms (21.2%) |",
+            ]
+        );
+        let saturation = saturation_table(&doc);
+        assert!(saturation.contains(
+            "| subscribers | lab | messages | delivered / s | server CPU s / s | last subscriber p99 |\n\
+             |---|---|---|---|---|---|\n\
+             | 100 | tokio | 1000 | 307,518 (16.5%) | 0.98 (2.3%) | 1.77 ms (4.5%) |\n\
+             | 100 | axum | 1000 | 391,057 (21.8%) | 0.99 (2.2%) | 2.78 ms (69.5%) |\n"
+        ));
+    }
+
+    #[test]
+    fn backpressure_rows_compare_with_the_reference_and_show_failures() {
+        let table = backpressure_table(&fixture());
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| tokio") || l.starts_with("| axum")).collect();
+        assert_eq!(
+            rows,
+            [
+                "| tokio | no stalled subscriber | 935 µs (10.1%) | 1× | 4.2 MiB (27.0%) | 280.0 KiB (200.0%) | – | 0 |",
+                "| axum | no stalled subscriber | 16.30 ms (1.7%) | 1× | 68.0 KiB (0.0%) | 516.0 KiB (200.0%) | – | 0 |",
+                "| tokio | disconnect | 1.08 ms (4.2%) | 1.2× | 3.8 MiB (0.5%) | 3.0 MiB (3.3%) | 20 / 1,976 / 0 | 5,040 (0.0%) |",
+                "| axum | its own (no --policy) | FAILED | – | FAILED | FAILED | FAILED | FAILED |",
+            ]
+        );
+        assert!(table.starts_with("100 fast subscribers and 20 stalled ones (receive buffer 4 KiB, never read); 5000 messages"));
+    }
+
+    #[test]
+    fn polling_rows_in_transport_order() {
+        let table = polling_table(&fixture());
+        assert!(table.ends_with(
+            "| transport | lab | requests / s | server CPU s / s | bytes / message | setup bytes / client | staleness p50 | staleness p99 | staleness max |\n\
+             |---|---|---|---|---|---|---|---|---|\n\
+             | sse | tokio | 0 | 0.026 (16.0%) | 79 (0.0%) | 226 (0.0%) | 6.75 ms (16.8%) | 15.16 ms (4.9%) | 16.21 ms (2.7%) |\n\
+             | short-poll | tokio | 1,000 (0.0%) | 0.026 (10.9%) | 179 (0.0%) | 0 (200.0%) | 500 ms (0.0%) | 990 ms (0.0%) | 1.00 s (0.0%) |\n"
+        ));
+    }
+
+    #[test]
+    fn run_conditions_and_failures() {
+        let doc = fixture();
+        let run = run_table(&doc);
+        for row in [
+            "| scale | full |",
+            "| labs and transports | tokio: sse, ws, long-poll, short-poll; axum (baseline): sse, ws |",
+            "| commit | 174814d5b878 with uncommitted changes |",
+            "| repeats per cell | 2 |",
+        ] {
+            assert!(run.contains(row), "{row} not in\n{run}");
+        }
+        let conditions = conditions_table(&doc);
+        let rows: Vec<&str> = conditions.lines().skip_while(|l| !l.starts_with("|---")).skip(1).collect();
+        assert_eq!(
+            rows,
+            [
+                "| backpressure | 8 | 0.00 | 0.00 | 13.13 |",
+                "| fanout | 6 | 0.00 | 0.00 | 44.82 |",
+                "| idle | 10 | 0.00 | 0.00 | 536.27 |",
+                "| polling | 4 | 0.00 | 0.00 | 7.72 |",
+                "| saturation | 4 | 0.00 | 0.00 | 9.99 |",
+            ]
+        );
+        assert_eq!(
+            failures_table(&doc),
+            "| cell (scenario/lab/transport/size) | run | why |\n\
+             |---|---|---|\n\
+             | backpressure/axum/sse/own | 1 | stalled subscribers: 0 of 20 accounted for, 20 unannounced gaps |\n\
+             | backpressure/axum/sse/own | 2 | stalled subscribers: 0 of 20 accounted for, 20 unannounced gaps |\n"
+        );
+    }
+
+    #[test]
+    fn a_scenario_without_cells_says_so() {
+        let mut doc = fixture();
+        doc.cells.retain(|c| c.scenario != ScenarioKind::Polling);
+        assert_eq!(polling_table(&doc), "No polling-cost runs in this results document.\n");
+        doc.failures.clear();
+        assert_eq!(failures_table(&doc), "No run failed verification.\n");
+    }
+
+    #[test]
+    fn the_fixture_round_trips_unchanged() {
+        // The typed document writes back exactly the JSON it read: the
+        // enums are stored as the strings they replaced.
+        let raw: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/results-small.json")).expect("JSON");
+        assert_eq!(serde_json::to_value(fixture()).expect("serializes"), raw);
+    }
+}
