@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::axes::Policy;
 use crate::client::{self, Transport};
 use crate::fanout::verify;
-use crate::outcome::{Outcome, RunInfo, Verdict};
+use crate::outcome::{Measured, Run, Verdict};
 use crate::procfs;
 use crate::session::{Session, Stop};
 use crate::worker::Report;
@@ -98,14 +98,12 @@ pub struct StalledOutcome {
     pub accounted: u64,
 }
 
-/// The result of one backpressure run.
+/// What one backpressure run was asked and measured ([`Run`] adds what
+/// every run reports). Verified: the fast subscribers got every message
+/// once, in order, and every stalled subscriber's messages are accounted
+/// for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackpressureResult {
-    /// Lab, transport, verdict (fast subscribers got every message once, in
-    /// order, and every stalled subscriber's messages are accounted for),
-    /// server exit, conditions.
-    #[serde(flatten)]
-    pub run: RunInfo,
     /// The policy's name, or "(server default)".
     pub policy: String,
     pub fast: usize,
@@ -179,16 +177,16 @@ impl Sampler {
 }
 
 /// Runs the backpressure scenario once against a fresh server.
-pub fn run(args: &BackpressureArgs) -> std::io::Result<BackpressureResult> {
+pub fn run(args: &BackpressureArgs) -> std::io::Result<Run<BackpressureResult>> {
     if !args.transport.is_push() {
         return Err(std::io::Error::other("backpressure: only SSE and WebSocket subscribers have an outbox"));
     }
     let policy_args: Vec<String> = args.policy.iter().flat_map(|p| ["--policy".to_owned(), p.to_string()]).collect();
-    let (run, p) = Session::run(&args.common, args.transport, &policy_args, |s| pressure(s, args))?;
+    let (info, p) = Session::run(&args.common, args.transport, &policy_args, |s| pressure(s, args))?;
     // Growth before the drain: what the policy let the server keep.
     let before_drain = p.samples.iter().filter(|s| s.t <= p.drain_at);
     let peak = |of: fn(&MemorySample) -> u64| before_drain.clone().map(|s| of(s).saturating_sub(of(&p.before))).max().unwrap_or(0);
-    Ok(BackpressureResult {
+    let result = BackpressureResult {
         policy: args.policy.map_or_else(|| "(server default)".to_owned(), |p| p.to_string()),
         fast: args.fast,
         stalled: args.stalled,
@@ -196,7 +194,7 @@ pub fn run(args: &BackpressureArgs) -> std::io::Result<BackpressureResult> {
         messages: args.messages,
         size: args.size,
         rcvbuf: args.rcvbuf,
-        fast_us: p.fast_us.filter(|_| run.verdict.is_verified()),
+        fast_us: p.fast_us.filter(|_| info.verdict.is_verified()),
         publish_secs: p.publish_secs,
         drain_at: p.drain_at,
         before: p.before,
@@ -206,8 +204,8 @@ pub fn run(args: &BackpressureArgs) -> std::io::Result<BackpressureResult> {
         dropped: p.dropped,
         slow_disconnects: p.slow_disconnects,
         stalled_outcome: StalledOutcome { count: args.stalled, ..p.stalled_outcome },
-        run,
-    })
+    };
+    Ok(Run { info, result })
 }
 
 /// The scenario's own part: fast and stalled subscribers, publishing at a
@@ -300,14 +298,8 @@ fn stalled_outcome(reports: &[Report], messages: u64) -> StalledOutcome {
 }
 // ANCHOR_END: accounting
 
-impl Outcome for BackpressureResult {
-    fn scenario(&self) -> &'static str {
-        "backpressure"
-    }
-
-    fn info(&self) -> &RunInfo {
-        &self.run
-    }
+impl Measured for BackpressureResult {
+    const SCENARIO: &'static str = "backpressure";
 
     fn setup(&self) -> String {
         format!(

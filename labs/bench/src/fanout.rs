@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{self, Transport};
-use crate::outcome::{Outcome, RunInfo, Verdict};
+use crate::outcome::{Measured, Run, Verdict};
 use crate::session::{Session, Stop};
 use crate::worker::Report;
 use crate::workers::Mode;
@@ -45,13 +45,11 @@ pub struct FanoutArgs {
     pub interval_ms: u64,
 }
 
-/// The result of one fan-out run.
+/// What one fan-out run was asked and measured ([`Run`] adds what every
+/// run reports). Verified: every subscriber received every message once
+/// and in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FanoutResult {
-    /// Lab, transport, verdict (every subscriber received every message
-    /// once and in order), server exit, conditions.
-    #[serde(flatten)]
-    pub run: RunInfo,
     pub subscribers: usize,
     pub messages: u64,
     pub size: usize,
@@ -81,13 +79,12 @@ struct Delivery {
 }
 
 /// Runs the fan-out scenario once against a fresh server.
-pub fn run(args: &FanoutArgs) -> std::io::Result<FanoutResult> {
+pub fn run(args: &FanoutArgs) -> std::io::Result<Run<FanoutResult>> {
     if args.transport == Transport::ShortPoll {
         return Err(std::io::Error::other("fanout: short polling is measured by the polling scenario"));
     }
-    let (run, delivery) = Session::run(&args.common, args.transport, &[], |s| deliver(s, args))?;
+    let (info, delivery) = Session::run(&args.common, args.transport, &[], |s| deliver(s, args))?;
     let mut result = FanoutResult {
-        run,
         subscribers: args.subscribers,
         messages: args.messages,
         size: args.size,
@@ -98,10 +95,10 @@ pub fn run(args: &FanoutArgs) -> std::io::Result<FanoutResult> {
         span_secs: None,
         server_cpu_per_sec: None,
     };
-    if result.run.verdict.is_verified() {
+    if info.verdict.is_verified() {
         result.latencies(&delivery);
     }
-    Ok(result)
+    Ok(Run { info, result })
 }
 
 /// The scenario's own part: subscribe, publish, collect, verify.
@@ -180,14 +177,8 @@ pub fn verify(reports: &[Report], messages: u64, subscribers: usize, all_done: b
 }
 // ANCHOR_END: verify
 
-impl Outcome for FanoutResult {
-    fn scenario(&self) -> &'static str {
-        "fanout"
-    }
-
-    fn info(&self) -> &RunInfo {
-        &self.run
-    }
+impl Measured for FanoutResult {
+    const SCENARIO: &'static str = "fanout";
 
     fn setup(&self) -> String {
         format!("{:>6} subs × {} msgs of {} B every {} ms", self.subscribers, self.messages, self.size, self.interval_ms)

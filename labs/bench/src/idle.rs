@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Transport;
-use crate::outcome::{Outcome, RunInfo, Verdict};
+use crate::outcome::{Measured, Run, Verdict};
 use crate::procfs::{self, KernelSample, ProcessSample};
 use crate::session::{Session, Stop};
 use crate::workers::Workers;
@@ -70,23 +70,22 @@ pub struct IdleArgs {
     pub connections: Count,
 }
 
-/// The result of one idle run.
+/// What one idle run was asked and measured ([`Run`] adds what every run
+/// reports). Verified: the counts matched (for `max`: the server held
+/// some), and the server released them all.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdleResult {
-    /// Lab, transport, verdict (the counts matched, or for `max` the server
-    /// held some; and it released them all), server exit, conditions.
-    #[serde(flatten)]
-    pub run: RunInfo,
     /// What was asked: a number or `max`.
     pub requested: Count,
-    /// What was measured.
+    /// What the connections cost.
     #[serde(flatten)]
-    pub measured: Measured,
+    pub cost: Cost,
 }
 
-/// What an idle run measured (flattened into [`IdleResult`]'s JSON).
+/// What an idle run measured: the connections held and what they cost
+/// (flattened into [`IdleResult`]'s JSON).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Measured {
+pub struct Cost {
     /// Connection attempts the clients made.
     pub attempted: usize,
     /// Connections the clients opened (for a long poll: sent, since a held
@@ -130,17 +129,17 @@ pub struct Measured {
 }
 
 /// Runs the idle scenario once against a fresh server.
-pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
+pub fn run(args: &IdleArgs) -> std::io::Result<Run<IdleResult>> {
     if !matches!(args.transport, Transport::Sse | Transport::Ws | Transport::LongPoll) {
         return Err(std::io::Error::other("idle: a short-polling client holds nothing open; use sse, ws or long-poll"));
     }
-    let (run, measured) = Session::run(&args.common, args.transport, &[], |s| hold(s, args))?;
-    Ok(IdleResult { run, requested: args.connections, measured })
+    let (info, cost) = Session::run(&args.common, args.transport, &[], |s| hold(s, args))?;
+    Ok(Run { info, result: IdleResult { requested: args.connections, cost } })
 }
 
 /// The scenario's own part: open, let the server count, sample, close,
 /// sample again, and check the counts.
-fn hold(s: &Session, args: &IdleArgs) -> Result<(Measured, Verdict), Stop> {
+fn hold(s: &Session, args: &IdleArgs) -> Result<(Cost, Verdict), Stop> {
     let server = &s.server;
     std::thread::sleep(Duration::from_millis(300));
     let server_before = server.sample();
@@ -204,7 +203,7 @@ fn hold(s: &Session, args: &IdleArgs) -> Result<(Measured, Verdict), Stop> {
     } else {
         Verdict::Verified
     };
-    let measured = Measured {
+    let cost = Cost {
         attempted,
         opened,
         failed: ready.failed,
@@ -225,24 +224,18 @@ fn hold(s: &Session, args: &IdleArgs) -> Result<(Measured, Verdict), Stop> {
         server_after_close,
         kernel_after_close,
     };
-    Ok((measured, verdict))
+    Ok((cost, verdict))
 }
 
-impl Outcome for IdleResult {
-    fn scenario(&self) -> &'static str {
-        "idle"
-    }
-
-    fn info(&self) -> &RunInfo {
-        &self.run
-    }
+impl Measured for IdleResult {
+    const SCENARIO: &'static str = "idle";
 
     fn setup(&self) -> String {
-        format!("{:>6}/{:<6} held", self.measured.held, self.requested)
+        format!("{:>6}/{:<6} held", self.cost.held, self.requested)
     }
 
     fn numbers(&self) -> String {
-        let h = &self.measured;
+        let h = &self.cost;
         format!(
             "user {:>8.0} B/conn  rss {:>8.0} B/conn  kernel {:>7.0} B/conn  opened in {:.2}s  released {} (user kept {:.0} B/conn)  threads {}  maps {}{}",
             h.user_bytes_per_conn,
@@ -258,7 +251,7 @@ impl Outcome for IdleResult {
     }
 
     fn metrics(&self) -> Vec<(&'static str, f64)> {
-        let h = &self.measured;
+        let h = &self.cost;
         vec![
             ("held", h.held as f64),
             ("user_bytes_per_conn", h.user_bytes_per_conn),

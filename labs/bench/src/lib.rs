@@ -361,10 +361,10 @@ mod tests {
         for cell in &doc.cells {
             for run in &cell.runs {
                 match cell.scenario {
-                    ScenarioKind::Idle => same::<idle::IdleResult>(run),
-                    ScenarioKind::Fanout | ScenarioKind::Saturation => same::<fanout::FanoutResult>(run),
-                    ScenarioKind::Backpressure => same::<backpressure::BackpressureResult>(run),
-                    ScenarioKind::Polling => same::<polling::PollingResult>(run),
+                    ScenarioKind::Idle => same::<outcome::Run<idle::IdleResult>>(run),
+                    ScenarioKind::Fanout | ScenarioKind::Saturation => same::<outcome::Run<fanout::FanoutResult>>(run),
+                    ScenarioKind::Backpressure => same::<outcome::Run<backpressure::BackpressureResult>>(run),
+                    ScenarioKind::Polling => same::<outcome::Run<polling::PollingResult>>(run),
                 }
             }
         }

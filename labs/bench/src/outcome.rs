@@ -1,7 +1,8 @@
 //! What a run reports, whatever the scenario: its [`Verdict`], the lab,
 //! transport, server exit and conditions every result shares ([`RunInfo`]),
-//! and the [`Outcome`] trait through which the matrix and `rtlab bench
-//! <scenario>` see any scenario's result.
+//! and a run's complete result, [`Run`]: that, plus the scenario's own
+//! result ([`Measured`]). The matrix and `rtlab bench <scenario>` see any
+//! scenario's run through the [`Outcome`] trait, implemented once.
 
 use serde::{Deserialize, Serialize};
 
@@ -86,11 +87,11 @@ impl From<VerdictFields> for Verdict {
     }
 }
 
-/// What every scenario's result carries besides its own parameters and
+/// What every run reports besides its scenario's own parameters and
 /// numbers: the lab and transport, the verdict, how the server exited, and
-/// the conditions of the run. One struct, flattened into each result's JSON
-/// (the keys are the ones each result always had), so that the methods
-/// every result shares are written once, in [`Outcome`].
+/// the conditions of the run. One struct, flattened into each run's JSON
+/// (the keys are the ones each scenario's result always had), so that what
+/// every run offers is written once, in [`Run`]'s [`Outcome`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
     pub runtime: String,
@@ -103,14 +104,26 @@ pub struct RunInfo {
     pub env: RunEnv,
 }
 
-/// What every scenario's result offers the matrix and the report (object
-/// safe, so that the matrix can hold any scenario's result). A scenario
-/// implements the four required methods; the rest is the same for all.
-pub trait Outcome: std::fmt::Debug + ToJson {
+/// One run's complete result: what every run reports ([`RunInfo`]) and what
+/// its scenario was asked and measured (`T`: [`crate::idle::IdleResult`],
+/// [`crate::fanout::FanoutResult`], ...). Both are flattened into one JSON
+/// object, the one each scenario always wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run<T> {
+    /// Lab, transport, verdict, server exit, conditions.
+    #[serde(flatten)]
+    pub info: RunInfo,
+    /// The scenario's own parameters and numbers.
+    #[serde(flatten)]
+    pub result: T,
+}
+
+/// What a scenario's own result offers: the few things that differ between
+/// scenarios. Everything else a run offers is written once, for any
+/// scenario, in the [`Outcome`] of [`Run`].
+pub trait Measured: std::fmt::Debug + Serialize {
     /// The scenario's word at the start of its summary line.
-    fn scenario(&self) -> &'static str;
-    /// What every result shares.
-    fn info(&self) -> &RunInfo;
+    const SCENARIO: &'static str;
     /// What the run was asked to do, for the summary line: "1000 subs × 50
     /// msgs of 64 B every 20 ms".
     fn setup(&self) -> String;
@@ -118,42 +131,55 @@ pub trait Outcome: std::fmt::Debug + ToJson {
     fn numbers(&self) -> String;
     /// The named numbers of a verified run, for tables, plots and spread.
     fn metrics(&self) -> Vec<(&'static str, f64)>;
-
-    /// Delivery (or, for idle, the connection counts) verified: only then
-    /// are [`Outcome::metrics`] reported.
-    fn verified(&self) -> bool {
-        self.info().verdict.is_verified()
-    }
-    /// Why the run is not verified.
-    fn failure(&self) -> Option<String> {
-        self.info().verdict.reason().map(str::to_owned)
-    }
-    /// The conditions it ran under.
-    fn env(&self) -> &RunEnv {
-        &self.info().env
-    }
-    /// One line for a terminal: scenario, lab, transport, setup, then the
-    /// numbers or why there are none.
-    fn summary(&self) -> String {
-        let info = self.info();
-        let outcome = match &info.verdict {
-            Verdict::Verified => self.numbers(),
-            Verdict::Failed(why) => format!("FAILED: {why}"),
-            Verdict::Environment(why) => format!("NOT MEASURED (not the lab's fault): {why}"),
-        };
-        format!("{} {:<8} {:<10} {}: {outcome}", self.scenario(), info.runtime, info.transport, self.setup())
-    }
 }
 
-/// The whole result as JSON, for any serializable result (a supertrait of
-/// [`Outcome`], so that `dyn Outcome` has it without each scenario writing
-/// it).
-pub trait ToJson {
+/// What any scenario's result offers the matrix and `rtlab bench
+/// <scenario>` (object safe, so that the matrix can hold any scenario's
+/// result). Its one implementation is [`Run`]'s.
+pub trait Outcome: std::fmt::Debug {
+    /// Delivery (or, for idle, the connection counts) verified: only then
+    /// are [`Outcome::metrics`] reported.
+    fn verified(&self) -> bool;
+    /// Why the run is not verified.
+    fn failure(&self) -> Option<String>;
+    /// The named numbers of a verified run, for tables, plots and spread.
+    fn metrics(&self) -> Vec<(&'static str, f64)>;
+    /// One line for a terminal: scenario, lab, transport, setup, then the
+    /// numbers or why there are none.
+    fn summary(&self) -> String;
+    /// The conditions it ran under.
+    fn env(&self) -> &RunEnv;
     /// The whole result, as JSON.
     fn to_json(&self) -> serde_json::Value;
 }
 
-impl<T: Serialize> ToJson for T {
+impl<T: Measured> Outcome for Run<T> {
+    fn verified(&self) -> bool {
+        self.info.verdict.is_verified()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.info.verdict.reason().map(str::to_owned)
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
+        self.result.metrics()
+    }
+
+    fn summary(&self) -> String {
+        let info = &self.info;
+        let outcome = match &info.verdict {
+            Verdict::Verified => self.result.numbers(),
+            Verdict::Failed(why) => format!("FAILED: {why}"),
+            Verdict::Environment(why) => format!("NOT MEASURED (not the lab's fault): {why}"),
+        };
+        format!("{} {:<8} {:<10} {}: {outcome}", T::SCENARIO, info.runtime, info.transport, self.result.setup())
+    }
+
+    fn env(&self) -> &RunEnv {
+        &self.info.env
+    }
+
     fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{self, Transport};
 use crate::fanout::verify;
-use crate::outcome::{Outcome, RunInfo, Verdict};
+use crate::outcome::{Measured, Run, Verdict};
 use crate::session::{Session, Stop};
 use crate::worker::Report;
 use crate::workers::Mode;
@@ -54,13 +54,11 @@ pub struct PollingArgs {
     pub size: usize,
 }
 
-/// The result of one polling-cost run.
+/// What one polling-cost run was asked and measured ([`Run`] adds what
+/// every run reports). Verified: every client got every update once and in
+/// order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PollingResult {
-    /// Lab, transport, verdict (every client got every update once and in
-    /// order), server exit, conditions.
-    #[serde(flatten)]
-    pub run: RunInfo,
     pub clients: usize,
     pub rate: f64,
     pub secs: f64,
@@ -96,11 +94,10 @@ struct Window {
 }
 
 /// Runs the polling-cost scenario once against a fresh server.
-pub fn run(args: &PollingArgs) -> std::io::Result<PollingResult> {
+pub fn run(args: &PollingArgs) -> std::io::Result<Run<PollingResult>> {
     let messages = (args.rate * args.secs).round().max(1.0) as u64;
-    let (run, window) = Session::run(&args.common, args.transport, &[], |s| update(s, args, messages))?;
+    let (info, window) = Session::run(&args.common, args.transport, &[], |s| update(s, args, messages))?;
     let mut result = PollingResult {
-        run,
         clients: args.clients,
         rate: args.rate,
         secs: args.secs,
@@ -117,10 +114,10 @@ pub fn run(args: &PollingArgs) -> std::io::Result<PollingResult> {
         setup_bytes_per_client: 0.0,
         staleness_us: None,
     };
-    if result.run.verdict.is_verified() {
+    if info.verdict.is_verified() {
         result.cost(&window);
     }
-    Ok(result)
+    Ok(Run { info, result })
 }
 
 /// The scenario's own part: open the clients, mark the window, publish at
@@ -170,14 +167,8 @@ impl PollingResult {
     }
 }
 
-impl Outcome for PollingResult {
-    fn scenario(&self) -> &'static str {
-        "polling"
-    }
-
-    fn info(&self) -> &RunInfo {
-        &self.run
-    }
+impl Measured for PollingResult {
+    const SCENARIO: &'static str = "polling";
 
     fn setup(&self) -> String {
         format!("{} clients, {}/s for {}s", self.clients, self.rate, self.secs)

@@ -64,7 +64,6 @@ fn spread_note(doc: &Document) -> String {
     )
 }
 
-
 pub(super) fn run_table(doc: &Document) -> String {
     let m = &doc.machine;
     let place = match (m.placement.server, m.placement.clients) {
@@ -122,213 +121,186 @@ pub(super) fn run_table(doc: &Document) -> String {
     table_text(&["", ""], &rows)
 }
 
-pub(super) fn idle_table(doc: &Document) -> String {
-    let rows: Vec<Vec<String>> = sorted(doc, ScenarioKind::Idle)
-        .into_iter()
-        .map(|c| {
-            vec![
-                c.transport.to_string(),
-                c.label.to_string(),
-                c.runtime.clone(),
-                cell_value(c, "held", fmt_int),
-                cell_value(c, "user_bytes_per_conn", fmt_int),
-                cell_value(c, "kernel_bytes_per_conn", fmt_int),
-                cell_value(c, "open_secs", |v| format!("{v:.2}")),
-                cell_value(c, "user_retained_bytes_per_conn", fmt_int),
-                cell_value(c, "threads", fmt_int),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        return "No idle runs in this results document.\n".into();
+/// A column of a scenario's table: its heading, and what a cell shows in it.
+struct Column<'a> {
+    head: &'static str,
+    show: Box<dyn Fn(&Cell) -> String + 'a>,
+}
+
+impl<'a> Column<'a> {
+    fn new(head: &'static str, show: impl Fn(&Cell) -> String + 'a) -> Column<'a> {
+        Column { head, show: Box::new(show) }
     }
-    spread_note(doc)
-        + "\n"
-        + &by_transport(
-            &[
-                "transport",
-                "asked",
-                "lab",
-                "held",
-                "user B/conn",
-                "kernel B/conn",
-                "open (s)",
-                "user B/conn kept after close",
-                "threads",
-            ],
-            &rows,
-        )
+
+    /// The cell's transport (the column a table is split by).
+    fn transport() -> Column<'a> {
+        Column::new("transport", |c| c.transport.to_string())
+    }
+
+    /// The cell's lab.
+    fn lab() -> Column<'a> {
+        Column::new("lab", |c| c.runtime.clone())
+    }
+
+    /// The cell's size or variant, as the document stores it.
+    fn label(head: &'static str) -> Column<'a> {
+        Column::new(head, |c| c.label.to_string())
+    }
+
+    /// The mean of `metric` over the cell's runs, formatted, with their spread.
+    fn mean(head: &'static str, metric: &'static str, fmt: fn(f64) -> String) -> Column<'a> {
+        Column::new(head, move |c| cell_value(c, metric, fmt))
+    }
+}
+
+/// How a scenario's rows are laid out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Layout {
+    /// One table.
+    One,
+    /// One table per transport, without the transport column.
+    PerTransport,
+}
+
+/// The table of `scenario`'s cells, in table order, under `intro`; or, if
+/// the document has none, a sentence that says so (`what`: "fan-out").
+fn scenario_table(doc: &Document, scenario: ScenarioKind, what: &str, intro: String, layout: Layout, columns: &[Column<'_>]) -> String {
+    let cells = sorted(doc, scenario);
+    if cells.is_empty() {
+        return format!("No {what} runs in this results document.\n");
+    }
+    let head: Vec<&str> = columns.iter().map(|c| c.head).collect();
+    let rows: Vec<Vec<String>> = cells.iter().map(|cell| columns.iter().map(|c| (c.show)(cell)).collect()).collect();
+    intro
+        + &match layout {
+            Layout::One => table_text(&head, &rows),
+            Layout::PerTransport => by_transport(&head, &rows),
+        }
+}
+
+pub(super) fn idle_table(doc: &Document) -> String {
+    scenario_table(doc, ScenarioKind::Idle, "idle", spread_note(doc) + "\n", Layout::PerTransport, &[
+        Column::transport(),
+        Column::label("asked"),
+        Column::lab(),
+        Column::mean("held", "held", fmt_int),
+        Column::mean("user B/conn", "user_bytes_per_conn", fmt_int),
+        Column::mean("kernel B/conn", "kernel_bytes_per_conn", fmt_int),
+        Column::mean("open (s)", "open_secs", |v| format!("{v:.2}")),
+        Column::mean("user B/conn kept after close", "user_retained_bytes_per_conn", fmt_int),
+        Column::mean("threads", "threads", fmt_int),
+    ])
 }
 
 pub(super) fn fanout_table(doc: &Document) -> String {
-    let rows: Vec<Vec<String>> = sorted(doc, ScenarioKind::Fanout)
-        .into_iter()
-        .map(|c| {
-            vec![
-                c.transport.to_string(),
-                c.label.to_string(),
-                c.runtime.clone(),
-                cell_value(c, "all_p50_us", fmt_us),
-                cell_value(c, "all_p99_us", fmt_us),
-                cell_value(c, "all_max_us", fmt_us),
-                cell_value(c, "last_p50_us", fmt_us),
-                cell_value(c, "last_p99_us", fmt_us),
-                cell_value(c, "last_max_us", fmt_us),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        return "No fan-out runs in this results document.\n".into();
-    }
     let p = &doc.parameters;
-    format!(
-        "{} messages of 64 bytes, one every {} ms, to every subscriber. {}\n",
-        p["fanout_messages"], p["fanout_interval_ms"], spread_note(doc)
-    ) + "\n"
-        + &by_transport(
-            &[
-                "transport",
-                "subscribers",
-                "lab",
-                "all pairs p50",
-                "all pairs p99",
-                "all pairs max",
-                "last subscriber p50",
-                "last subscriber p99",
-                "last subscriber max",
-            ],
-            &rows,
-        )
+    let intro = format!(
+        "{} messages of 64 bytes, one every {} ms, to every subscriber. {}\n\n",
+        p["fanout_messages"],
+        p["fanout_interval_ms"],
+        spread_note(doc)
+    );
+    scenario_table(doc, ScenarioKind::Fanout, "fan-out", intro, Layout::PerTransport, &[
+        Column::transport(),
+        Column::label("subscribers"),
+        Column::lab(),
+        Column::mean("all pairs p50", "all_p50_us", fmt_us),
+        Column::mean("all pairs p99", "all_p99_us", fmt_us),
+        Column::mean("all pairs max", "all_max_us", fmt_us),
+        Column::mean("last subscriber p50", "last_p50_us", fmt_us),
+        Column::mean("last subscriber p99", "last_p99_us", fmt_us),
+        Column::mean("last subscriber max", "last_max_us", fmt_us),
+    ])
 }
 
 pub(super) fn saturation_table(doc: &Document) -> String {
-    let rows: Vec<Vec<String>> = sorted(doc, ScenarioKind::Saturation)
-        .into_iter()
-        .map(|c| {
-            vec![
-                c.transport.to_string(),
-                c.label.to_string(),
-                c.runtime.clone(),
-                c.params["messages"].to_string(),
-                cell_value(c, "delivered_per_sec", fmt_int),
-                cell_value(c, "server_cpu_per_sec", |v| format!("{v:.2}")),
-                cell_value(c, "last_p99_us", fmt_us),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        return "No saturation runs in this results document.\n".into();
-    }
-    format!("Messages published back to back (the next publish as soon as the server answered the last). {}\n", spread_note(doc))
-        + &by_transport(
-            &["transport", "subscribers", "lab", "messages", "delivered / s", "server CPU s / s", "last subscriber p99"],
-            &rows,
-        )
+    let intro = format!(
+        "Messages published back to back (the next publish as soon as the server answered the last). {}\n",
+        spread_note(doc)
+    );
+    scenario_table(doc, ScenarioKind::Saturation, "saturation", intro, Layout::PerTransport, &[
+        Column::transport(),
+        Column::label("subscribers"),
+        Column::lab(),
+        Column::new("messages", |c| c.params["messages"].to_string()),
+        Column::mean("delivered / s", "delivered_per_sec", fmt_int),
+        Column::mean("server CPU s / s", "server_cpu_per_sec", |v| format!("{v:.2}")),
+        Column::mean("last subscriber p99", "last_p99_us", fmt_us),
+    ])
 }
 
 pub(super) fn backpressure_table(doc: &Document) -> String {
-    let cells = sorted(doc, ScenarioKind::Backpressure);
-    let baseline = |c: &Cell| {
-        cells
-            .iter()
+    // The fast subscribers' p99 of the same lab and transport with no
+    // stalled subscriber: what each variant is compared with.
+    let reference = |c: &Cell| {
+        doc.cells_of(ScenarioKind::Backpressure)
             .find(|b| b.label == Label::Baseline && b.runtime == c.runtime && b.transport == c.transport)
             .and_then(|b| b.mean("fast_p99_us"))
     };
-    let rows: Vec<Vec<String>> = cells
-        .iter()
-        .map(|c| {
-            let ratio = match (c.label, c.mean("fast_p99_us"), baseline(c)) {
-                (Label::Baseline, _, _) => "1×".into(),
-                (_, Some(p), Some(b)) if b > 0.0 && c.verified => format!("{:.1}×", p / b),
-                _ => "–".into(),
-            };
-            let stalled = if c.label == Label::Baseline {
-                "–".to_owned()
-            } else if !c.verified {
-                "FAILED".to_owned()
-            } else {
-                ["stalled_closed", "stalled_received", "stalled_missed"]
-                    .map(|m| c.mean(m).map_or("–".to_owned(), fmt_int))
-                    .join(" / ")
-            };
-            vec![
-                c.transport.to_string(),
-                c.runtime.clone(),
-                match c.label {
-                    Label::Baseline => "no stalled subscriber".into(),
-                    Label::Own => "its own (no --policy)".into(),
-                    other => other.to_string(),
-                },
-                cell_value(c, "fast_p99_us", fmt_us),
-                ratio,
-                cell_value(c, "peak_user_growth", fmt_bytes),
-                cell_value(c, "peak_tcp_growth", fmt_bytes),
-                stalled,
-                cell_value(c, "dropped", fmt_int),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        return "No backpressure runs in this results document.\n".into();
-    }
+    let ratio = move |c: &Cell| match (c.label, c.mean("fast_p99_us"), reference(c)) {
+        (Label::Baseline, _, _) => "1×".into(),
+        (_, Some(p), Some(b)) if b > 0.0 && c.verified => format!("{:.1}×", p / b),
+        _ => "–".into(),
+    };
+    let stalled = |c: &Cell| {
+        if c.label == Label::Baseline {
+            "–".to_owned()
+        } else if !c.verified {
+            "FAILED".to_owned()
+        } else {
+            ["stalled_closed", "stalled_received", "stalled_missed"].map(|m| c.mean(m).map_or("–".to_owned(), fmt_int)).join(" / ")
+        }
+    };
+    let policy = |c: &Cell| match c.label {
+        Label::Baseline => "no stalled subscriber".into(),
+        Label::Own => "its own (no --policy)".into(),
+        other => other.to_string(),
+    };
     let p = &doc.parameters;
-    format!(
+    let intro = format!(
         "{} fast subscribers and {} stalled ones (receive buffer 4 KiB, never read); {} messages of {} bytes at {} per second. The stalled column adds up all stalled subscribers: how many the server closed / messages they received once they drained / messages the server told them they missed. {}\n",
-        p["bp_fast"], p["bp_stalled"], p["bp_messages"], p["bp_size"], p["bp_rate"], spread_note(doc)
-    ) + &by_transport(
-        &[
-            "transport",
-            "lab",
-            "policy",
-            "fast p99",
-            "vs no stalled",
-            "peak user-space growth",
-            "peak kernel TCP growth",
-            "stalled: closed / received / told missed",
-            "dropped (/stats)",
-        ],
-        &rows,
-    )
+        p["bp_fast"],
+        p["bp_stalled"],
+        p["bp_messages"],
+        p["bp_size"],
+        p["bp_rate"],
+        spread_note(doc)
+    );
+    scenario_table(doc, ScenarioKind::Backpressure, "backpressure", intro, Layout::PerTransport, &[
+        Column::transport(),
+        Column::lab(),
+        Column::new("policy", policy),
+        Column::mean("fast p99", "fast_p99_us", fmt_us),
+        Column::new("vs no stalled", ratio),
+        Column::mean("peak user-space growth", "peak_user_growth", fmt_bytes),
+        Column::mean("peak kernel TCP growth", "peak_tcp_growth", fmt_bytes),
+        Column::new("stalled: closed / received / told missed", stalled),
+        Column::mean("dropped (/stats)", "dropped", fmt_int),
+    ])
 }
 
 pub(super) fn polling_table(doc: &Document) -> String {
-    let rows: Vec<Vec<String>> = sorted(doc, ScenarioKind::Polling)
-        .into_iter()
-        .map(|c| {
-            vec![
-                c.transport.to_string(),
-                c.runtime.clone(),
-                cell_value(c, "requests_per_sec", fmt_sig),
-                cell_value(c, "server_cpu_per_sec", |v| format!("{v:.3}")),
-                cell_value(c, "bytes_per_message", fmt_int),
-                cell_value(c, "setup_bytes_per_client", fmt_int),
-                cell_value(c, "stale_p50_us", fmt_us),
-                cell_value(c, "stale_p99_us", fmt_us),
-                cell_value(c, "stale_max_us", fmt_us),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        return "No polling-cost runs in this results document.\n".into();
-    }
     let p = &doc.parameters;
-    format!(
+    let intro = format!(
         "{} clients, {} updates of 64 bytes per second for {} s; short polls every {} ms. Bytes: everything the clients wrote and read after their connections were open, HTTP heads and framing included, divided by the messages delivered; opening a connection is counted apart. {}\n",
-        p["poll_clients"], p["poll_rate"], p["poll_secs"], p["poll_every_ms"], spread_note(doc)
-    ) + &table_text(
-        &[
-            "transport",
-            "lab",
-            "requests / s",
-            "server CPU s / s",
-            "bytes / message",
-            "setup bytes / client",
-            "staleness p50",
-            "staleness p99",
-            "staleness max",
-        ],
-        &rows,
-    )
+        p["poll_clients"],
+        p["poll_rate"],
+        p["poll_secs"],
+        p["poll_every_ms"],
+        spread_note(doc)
+    );
+    // Four rows per lab at most: one table, transports side by side.
+    scenario_table(doc, ScenarioKind::Polling, "polling-cost", intro, Layout::One, &[
+        Column::transport(),
+        Column::lab(),
+        Column::mean("requests / s", "requests_per_sec", fmt_sig),
+        Column::mean("server CPU s / s", "server_cpu_per_sec", |v| format!("{v:.3}")),
+        Column::mean("bytes / message", "bytes_per_message", fmt_int),
+        Column::mean("setup bytes / client", "setup_bytes_per_client", fmt_int),
+        Column::mean("staleness p50", "stale_p50_us", fmt_us),
+        Column::mean("staleness p99", "stale_p99_us", fmt_us),
+        Column::mean("staleness max", "stale_max_us", fmt_us),
+    ])
 }
 
 pub(super) fn conditions_table(doc: &Document) -> String {
