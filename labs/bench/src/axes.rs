@@ -85,11 +85,6 @@ named! {
 }
 
 impl Transport {
-    /// Parses [`Transport::name`].
-    pub fn from_name(name: &str) -> Option<Transport> {
-        name.parse().ok()
-    }
-
     /// Whether the server pushes on a connection that stays open (SSE,
     /// WebSocket), as opposed to answering requests (polls).
     pub fn is_push(self) -> bool {

@@ -496,7 +496,6 @@ mod tests {
         assert_eq!(got[0].status, 200);
         assert!(!got[0].close);
         assert_eq!(got[0].signals.len(), 2);
-        assert_eq!(Transport::from_name("long-poll"), Some(Transport::LongPoll));
     }
 
     #[test]

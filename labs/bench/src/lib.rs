@@ -18,7 +18,7 @@
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
 //! | [`session`] | the skeleton every scenario shares: probe the machine, start a fresh server, the scenario's own part, stop the server, the verdict |
-//! | [`outcome`] | what a run reports: its [`outcome::Verdict`] (verified, failed, environment problem), what every result shares ([`outcome::RunInfo`]: lab, transport, verdict, clean exit, conditions), the [`Outcome`] trait |
+//! | [`outcome`] | what a run reports: its [`outcome::Verdict`] (verified, failed, environment problem), what every run shares ([`outcome::RunInfo`]: lab, transport, verdict, clean exit, conditions), a run's whole result [`outcome::Run`] (that + the scenario's own [`outcome::Measured`] result), the [`Outcome`] trait the matrix holds |
 //! | [`axes`] | the matrix's axes as types: [`axes::ScenarioKind`], [`axes::Transport`], [`axes::Policy`], [`axes::Label`] (a cell's size or variant), [`axes::Scale`]; stored as the strings they print |
 //! | [`matrix`] | `rtlab bench` without a scenario: the labs found by `rtlab runtimes [--baselines]`, every lab × transport × scenario, repeated, into one results document |
 //! | [`results`] | the results document: machine, toolchain, versions, commit, parameters, per-run values and their spread, failures |
@@ -30,9 +30,9 @@
 //! | [`procfs`] | memory, CPU, mappings, steal and kernel socket memory from `/proc` |
 //!
 //! A scenario module holds only what is its own: its options, its result's
-//! fields and numbers, and the part of the run between "the server is up"
-//! and "the clients have reported" ([`session::Session::run`] does the
-//! rest, the same way for all four).
+//! fields and numbers ([`outcome::Measured`]), and the part of the run
+//! between "the server is up" and "the clients have reported"
+//! ([`session::Session::run`] does the rest, the same way for all four).
 //!
 //! Every scenario **verifies before it measures**: a run in which any
 //! subscriber missed, duplicated or reordered a message reports a failure and

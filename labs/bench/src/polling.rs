@@ -152,8 +152,8 @@ fn update(s: &Session, args: &PollingArgs, messages: u64) -> Result<(Window, Ver
 impl PollingResult {
     /// The cost of a verified run.
     fn cost(&mut self, window: &Window) {
-        let (reports, clients) = (&window.reports, self.clients);
         // ANCHOR: cost
+        let (reports, clients) = (&window.reports, self.clients);
         let delivered = (self.messages * clients as u64) as f64;
         self.requests = reports.iter().map(|r| r.requests).sum();
         self.bytes_sent = reports.iter().map(|r| r.bytes_sent).sum();

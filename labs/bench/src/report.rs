@@ -21,7 +21,7 @@
 //! | [`notes`] | sentences computed from the data, under the tables |
 //! | [`plots`] | the plot catalogue: which SVG files, showing what |
 //! | [`charts`] | drawing bar and line charts (plotters) |
-//! | [`format`] | how numbers are written |
+//! | [`format`](mod@format) | how numbers are written |
 
 pub mod charts;
 pub mod format;
