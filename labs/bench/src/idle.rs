@@ -22,6 +22,7 @@ use crate::client::Transport;
 use crate::outcome::{Measured, Run, Verdict};
 use crate::procfs::{self, KernelSample, ProcessSample};
 use crate::session::{Session, Stop};
+use crate::worker::Ready;
 use crate::workers::Workers;
 use crate::Common;
 
@@ -187,22 +188,7 @@ fn hold(s: &Session, args: &IdleArgs) -> Result<(Cost, Verdict), Stop> {
         |k: &KernelSample| if readable { k.socket_slab } else { k.slab } + k.tcp_mem + k.kernel_stack;
     let whole_slab = |k: &KernelSample| k.slab + k.tcp_mem + k.kernel_stack;
     // ANCHOR_END: per_connection
-    let first_error = ready.error.clone().unwrap_or_default();
-    let verdict = if too_slow {
-        Verdict::Environment("opening took longer than the 60 s a long poll is held: the first ones were answered".into())
-    } else if ready.client_limit && (max || opened != attempted) {
-        Verdict::Environment(format!("the clients, not the server, ran out: {first_error}"))
-    } else if max {
-        Verdict::of(if held == 0 { Err(format!("the server held no connection: {:?}", ready.error)) } else { Ok(()) })
-    } else if opened != attempted {
-        Verdict::Failed(format!("opened {opened}/{attempted}: {first_error}"))
-    } else if held != opened as u64 {
-        Verdict::Failed(format!("the server counted {held} of {opened} connections"))
-    } else if !sockets_released {
-        Verdict::Failed("the server did not release its connections".into())
-    } else {
-        Verdict::Verified
-    };
+    let verdict = judge(max, attempted, &ready, held, too_slow, sockets_released);
     let cost = Cost {
         attempted,
         opened,
@@ -225,6 +211,34 @@ fn hold(s: &Session, args: &IdleArgs) -> Result<(Cost, Verdict), Stop> {
         kernel_after_close,
     };
     Ok((cost, verdict))
+}
+
+/// The verdict of an idle run, from what the clients opened (`ready`),
+/// what the server held and whether it let them all go.
+fn judge(max: bool, attempted: usize, ready: &Ready, held: u64, too_slow: bool, sockets_released: bool) -> Verdict {
+    let opened = ready.opened;
+    let first_error = ready.error.clone().unwrap_or_default();
+    if too_slow {
+        return Verdict::Environment("opening took longer than the 60 s a long poll is held: the first ones were answered".into());
+    }
+    if ready.client_limit && (max || opened != attempted) {
+        return Verdict::Environment(format!("the clients, not the server, ran out: {first_error}"));
+    }
+    // The counts: for `max`, that the server held any; otherwise that every
+    // connection opened and the server counted each. Then, for both, that
+    // it let them all go.
+    let counted = if max && held == 0 {
+        Err(format!("the server held no connection: {:?}", ready.error))
+    } else if !max && opened != attempted {
+        Err(format!("opened {opened}/{attempted}: {first_error}"))
+    } else if !max && held != opened as u64 {
+        Err(format!("the server counted {held} of {opened} connections"))
+    } else {
+        Ok(())
+    };
+    Verdict::of(counted.and_then(|()| {
+        if sockets_released { Ok(()) } else { Err("the server did not release its connections".into()) }
+    }))
 }
 
 impl Measured for IdleResult {
@@ -273,5 +287,30 @@ impl From<Count> for crate::axes::Label {
             Count::N(n) => crate::axes::Label::Size(n as u64),
             Count::Max => crate::axes::Label::Max,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judges_counts_release_and_the_clients_own_limits() {
+        let ready = |opened, client_limit| Ready { opened, failed: 0, error: None, open_secs: 0.1, client_limit };
+        assert_eq!(judge(false, 100, &ready(100, false), 100, false, true), Verdict::Verified);
+        assert_eq!(
+            judge(false, 100, &ready(100, false), 99, false, true),
+            Verdict::Failed("the server counted 99 of 100 connections".into())
+        );
+        assert_eq!(judge(false, 100, &ready(90, false), 90, false, true), Verdict::Failed("opened 90/100: ".into()));
+        // `max` is verified by holding any, but must release them too.
+        assert_eq!(judge(true, 21_000, &ready(19_985, false), 19_985, false, true), Verdict::Verified);
+        assert_eq!(
+            judge(true, 21_000, &ready(19_985, false), 19_985, false, false),
+            Verdict::Failed("the server did not release its connections".into())
+        );
+        // The clients running out first says nothing about the lab.
+        assert!(matches!(judge(true, 21_000, &ready(5_000, true), 5_000, false, true), Verdict::Environment(_)));
+        assert!(matches!(judge(false, 100, &ready(100, false), 100, true, true), Verdict::Environment(_)));
     }
 }
