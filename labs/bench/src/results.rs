@@ -127,7 +127,7 @@ pub struct Failure {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lab {
     pub runtime: String,
-    /// A framework baseline (accepted by `rtlab serve` but not listed by
+    /// A framework baseline (listed by `rtlab runtimes --baselines`, not by
     /// `rtlab runtimes`), not one of the full labs.
     pub baseline: bool,
     pub transports: Vec<Transport>,

@@ -19,7 +19,7 @@
 //! ([`Stop`]); either way the server is stopped and the conditions recorded
 //! the same way for every scenario.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::axes::Transport;
@@ -88,11 +88,6 @@ impl Session {
         let verdict = if died { verdict.server_died() } else { verdict };
         let info = RunInfo { runtime: common.runtime.clone(), transport, verdict, clean_exit, env: probe.end() };
         Ok((info, measured))
-    }
-
-    /// The rtlab binary the server and the workers run from.
-    pub fn exe(&self) -> &Path {
-        &self.exe
     }
 
     /// Where the server and the clients run.
