@@ -45,7 +45,6 @@ use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::thread;
@@ -55,7 +54,8 @@ use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use rtlab_bench::client::{self, Publisher, PushParser, Transport};
 use rtlab_bench::server::ServerProcess;
-use rtlab_bench::{Placement, procfs};
+use rtlab_bench::axes::Policy;
+use rtlab_bench::{Placement, matrix, procfs};
 
 /// Subscribers that must receive each message in the latency groups.
 const SUBSCRIBERS: usize = 10;
@@ -70,8 +70,6 @@ const STALLED_RCVBUF: usize = 4096;
 /// Payload of a backpressure message: large enough that the stalled readers
 /// exceed the default outbox budget (256 KiB) during the warm-up.
 const BACKPRESSURE_PAYLOAD: usize = 1024;
-/// The outbox policies, as `rtlab serve --policy` spells them.
-const POLICIES: [&str; 3] = ["disconnect", "drop-oldest", "unbounded"];
 /// Any single expected event; only a broken server ever reaches it.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Options for every server: no pings and no keep-alive comments during a
@@ -100,8 +98,9 @@ fn lab() -> &'static Lab {
     static LAB: OnceLock<Lab> = OnceLock::new();
     LAB.get_or_init(|| {
         let exe = rtlab_binary();
-        let mut runtimes = list_runtimes(&exe, &[]);
-        runtimes.extend(list_runtimes(&exe, &["--baselines"]));
+        let list = |baselines| matrix::runtimes(&exe, baselines).unwrap_or_else(|e| panic!("{e}"));
+        let mut runtimes = list(false);
+        runtimes.extend(list(true));
         let args: Vec<String> = std::env::args().collect();
         let test_mode = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test");
         let placement = Placement::detect();
@@ -133,12 +132,6 @@ fn rtlab_binary() -> PathBuf {
         );
     }
     exe
-}
-
-fn list_runtimes(exe: &PathBuf, args: &[&str]) -> Vec<String> {
-    let out = Command::new(exe).arg("runtimes").args(args).output().expect("run `rtlab runtimes`");
-    assert!(out.status.success(), "`rtlab runtimes {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
 }
 
 /// Pins this process to `core`, as the harness pins its client workers.
@@ -542,7 +535,7 @@ fn memory_criterion() -> Criterion<ServerBytes> {
 fn backpressure(c: &mut Criterion) {
     let lab = lab();
     let stalled_readers = if lab.test_mode { 2 } else { STALLED };
-    for policy in POLICIES {
+    for policy in Policy::ALL.iter().map(|p| p.name()) {
         let mut group = c.benchmark_group(format!("backpressure/{policy}"));
         group.sample_size(30).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(3));
         for runtime in &lab.runtimes {

@@ -23,23 +23,25 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, Publisher, Transport};
+use crate::axes::Policy;
+use crate::client::{self, Transport};
 use crate::fanout::verify;
+use crate::outcome::{Measured, Run, Verdict};
 use crate::procfs;
-use crate::server::ServerProcess;
+use crate::session::{Session, Stop};
 use crate::worker::Report;
-use crate::workers::{Mode, Plan, Workers};
-use crate::{died_prefix, Common, EnvProbe, Outcome, Percentiles, RunEnv};
+use crate::workers::Mode;
+use crate::{Common, Percentiles};
 
 /// Options of one backpressure run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackpressureArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The server's outbox policy: disconnect, drop-oldest or unbounded
-    /// (absent: the server's default, or a baseline lab's own behaviour).
-    #[arg(long)]
-    pub policy: Option<String>,
+    /// The server's outbox policy (absent: the server's default, or a
+    /// baseline lab's own behaviour).
+    #[arg(long, value_enum)]
+    pub policy: Option<Policy>,
     /// Transport of every subscriber (sse or ws).
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
@@ -67,7 +69,7 @@ pub struct BackpressureArgs {
 }
 
 /// The server's memory and the kernel's TCP memory at one moment.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct MemorySample {
     /// Seconds since the first publish.
     pub t: f64,
@@ -96,22 +98,20 @@ pub struct StalledOutcome {
     pub accounted: u64,
 }
 
-/// The result of one backpressure run.
+/// What one backpressure run was asked and measured ([`Run`] adds what
+/// every run reports). Verified: the fast subscribers got every message
+/// once, in order, and every stalled subscriber's messages are accounted
+/// for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackpressureResult {
-    pub runtime: String,
+    /// The policy's name, or "(server default)".
     pub policy: String,
-    pub transport: Transport,
     pub fast: usize,
     pub stalled: usize,
     pub rate: u64,
     pub messages: u64,
     pub size: usize,
     pub rcvbuf: usize,
-    /// Fast subscribers got every message once, in order, and every stalled
-    /// subscriber's messages are accounted for.
-    pub verified: bool,
-    pub failure: Option<String>,
     /// Publish-to-receive latency of the fast subscribers, every pair, µs.
     pub fast_us: Option<Percentiles>,
     /// Seconds the publisher took (messages / rate if it kept up).
@@ -131,8 +131,20 @@ pub struct BackpressureResult {
     pub dropped: u64,
     pub slow_disconnects: u64,
     pub stalled_outcome: StalledOutcome,
-    pub clean_exit: bool,
-    pub env: RunEnv,
+}
+
+/// What the scenario's own part measured (the default if it stopped early).
+#[derive(Debug, Default)]
+struct Pressure {
+    /// The fast subscribers' latency, if the checks passed.
+    fast_us: Option<Percentiles>,
+    publish_secs: f64,
+    drain_at: f64,
+    before: MemorySample,
+    samples: Vec<MemorySample>,
+    dropped: u64,
+    slow_disconnects: u64,
+    stalled_outcome: StalledOutcome,
 }
 
 /// Samples memory every `every` until stopped.
@@ -165,82 +177,65 @@ impl Sampler {
 }
 
 /// Runs the backpressure scenario once against a fresh server.
-pub fn run(args: &BackpressureArgs) -> std::io::Result<BackpressureResult> {
+pub fn run(args: &BackpressureArgs) -> std::io::Result<Run<BackpressureResult>> {
     if !args.transport.is_push() {
         return Err(std::io::Error::other("backpressure: only SSE and WebSocket subscribers have an outbox"));
     }
-    let probe = EnvProbe::begin();
-    let place = probe.placement();
-    let exe = args.common.exe()?;
-    let mut server_args: Vec<String> = args.policy.iter().flat_map(|p| ["--policy".to_owned(), p.clone()]).collect();
-    server_args.extend(args.common.server_args.iter().cloned());
-    let server = ServerProcess::start(&exe, &args.common.runtime, &server_args, place.server)?;
-    let mut result = BackpressureResult {
-        runtime: args.common.runtime.clone(),
-        policy: args.policy.clone().unwrap_or_else(|| "(server default)".to_owned()),
-        transport: args.transport,
+    let policy_args: Vec<String> = args.policy.iter().flat_map(|p| ["--policy".to_owned(), p.to_string()]).collect();
+    let (info, p) = Session::run(&args.common, args.transport, &policy_args, |s| pressure(s, args))?;
+    // Growth before the drain: what the policy let the server keep.
+    let before_drain = p.samples.iter().filter(|s| s.t <= p.drain_at);
+    let peak = |of: fn(&MemorySample) -> u64| before_drain.clone().map(|s| of(s).saturating_sub(of(&p.before))).max().unwrap_or(0);
+    let result = BackpressureResult {
+        policy: args.policy.map_or_else(|| "(server default)".to_owned(), |p| p.to_string()),
         fast: args.fast,
         stalled: args.stalled,
         rate: args.rate,
         messages: args.messages,
         size: args.size,
         rcvbuf: args.rcvbuf,
-        verified: false,
-        failure: None,
-        fast_us: None,
-        publish_secs: 0.0,
-        drain_at: 0.0,
-        before: MemorySample { t: 0.0, rss_anon: 0, tcp_mem: 0 },
-        samples: Vec::new(),
-        peak_user_growth: 0,
-        peak_tcp_growth: 0,
-        dropped: 0,
-        slow_disconnects: 0,
-        stalled_outcome: StalledOutcome { count: args.stalled, ..StalledOutcome::default() },
-        clean_exit: false,
-        env: RunEnv::default(),
+        fast_us: p.fast_us.filter(|_| info.verdict.is_verified()),
+        publish_secs: p.publish_secs,
+        drain_at: p.drain_at,
+        before: p.before,
+        peak_user_growth: peak(|s| s.rss_anon),
+        peak_tcp_growth: peak(|s| s.tcp_mem),
+        samples: p.samples,
+        dropped: p.dropped,
+        slow_disconnects: p.slow_disconnects,
+        stalled_outcome: StalledOutcome { count: args.stalled, ..p.stalled_outcome },
     };
+    Ok(Run { info, result })
+}
 
-    let mut plan = Plan::new(&exe, server.addr, args.transport, "bp", args.fast);
+/// The scenario's own part: fast and stalled subscribers, publishing at a
+/// fixed rate while memory is sampled, then the drain and the accounting.
+fn pressure(s: &Session, args: &BackpressureArgs) -> Result<(Pressure, Verdict), Stop> {
+    let mut plan = s.plan("bp", args.fast);
     plan.mode = Mode::Listen(args.messages);
-    plan.cpu = place.clients;
-    let (mut fast, fast_ready) = Workers::start(&plan)?;
+    let mut fast = s.open(&plan, "fast subscribers")?;
     let stalled = if args.stalled > 0 {
-        let mut plan = Plan::new(&exe, server.addr, args.transport, "bp", args.stalled);
+        let mut plan = s.plan("bp", args.stalled);
         plan.mode = Mode::Stall(args.messages);
-        plan.cpu = place.clients;
         plan.rcvbuf = Some(args.rcvbuf);
         plan.first_source = 40;
-        Some(Workers::start(&plan)?)
+        Some(s.open(&plan, "stalled subscribers")?)
     } else {
         None
     };
-    let stalled_opened = stalled.as_ref().map_or(0, |(_, r)| r.opened);
-    let key = args.transport.stats_key();
-    let total = (args.fast + args.stalled) as u64;
-    if fast_ready.opened != args.fast || stalled_opened != args.stalled {
-        result.failure = Some(format!(
-            "opened {}/{} fast and {stalled_opened}/{} stalled subscribers",
-            fast_ready.opened, args.fast, args.stalled
-        ));
-        result.env = probe.end();
-        return Ok(result);
-    }
-    if !server.wait_stats(Duration::from_secs(30), |s| s["connections"][key].as_u64() == Some(total)) {
-        result.failure = Some("the server never counted every subscriber".into());
-        result.env = probe.end();
-        return Ok(result);
-    }
+    s.await_count(args.fast + args.stalled, "subscriber")?;
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
-    result.before =
-        MemorySample { t: 0.0, rss_anon: server.sample().rss_anon, tcp_mem: procfs::kernel().tcp_mem };
-    let sampler = Sampler::start(server.pid(), t0, Duration::from_millis(args.sample_ms.max(10)));
+    let mut p = Pressure {
+        before: MemorySample { t: 0.0, rss_anon: s.server.sample().rss_anon, tcp_mem: procfs::kernel().tcp_mem },
+        ..Pressure::default()
+    };
+    let sampler = Sampler::start(s.server.pid(), t0, Duration::from_millis(args.sample_ms.max(10)));
 
     // ANCHOR: fixed_rate
     // A fixed rate: message i is due at t0 + i / rate, whatever the time the
     // previous publish took (a late publisher catches up, it does not drift).
-    let mut publisher = Publisher::connect(server.addr, "bp")?;
+    let mut publisher = s.publisher("bp")?;
     let rate = args.rate.max(1) as f64;
     for seq in 0..args.messages {
         let due = t0 + Duration::from_secs_f64(seq as f64 / rate);
@@ -248,56 +243,40 @@ pub fn run(args: &BackpressureArgs) -> std::io::Result<BackpressureResult> {
         publisher.publish(&client::bench_payload(seq, client::realtime_ns(), args.size))?;
     }
     // ANCHOR_END: fixed_rate
-    result.publish_secs = t0.elapsed().as_secs_f64();
+    p.publish_secs = t0.elapsed().as_secs_f64();
     let all_done = fast.wait_done(Duration::from_secs(30));
     // A moment for the policy's last actions to show in memory and /stats.
     std::thread::sleep(Duration::from_millis(300));
-    if let Ok(stats) = server.stats() {
-        result.dropped = stats["dropped"].as_u64().unwrap_or(0);
-        result.slow_disconnects = stats["slow_disconnects"].as_u64().unwrap_or(0);
+    if let Ok(stats) = s.server.stats() {
+        p.dropped = stats["dropped"].as_u64().unwrap_or(0);
+        p.slow_disconnects = stats["slow_disconnects"].as_u64().unwrap_or(0);
     }
     let fast_reports = fast.reports()?;
-    result.drain_at = t0.elapsed().as_secs_f64();
+    p.drain_at = t0.elapsed().as_secs_f64();
     let stalled_reports = match stalled {
-        Some((workers, _)) => workers.reports()?,
+        Some(workers) => workers.reports()?,
         None => Vec::new(),
     };
     drop(publisher);
     std::thread::sleep(Duration::from_millis(200));
-    result.samples = sampler.finish();
-    let died = server.died();
-    result.clean_exit = server.stop(Duration::from_secs(20));
-    result.env = probe.end();
+    p.samples = sampler.finish();
 
-    let before_drain = result.samples.iter().filter(|s| s.t <= result.drain_at);
-    for s in before_drain {
-        result.peak_user_growth = result.peak_user_growth.max(s.rss_anon.saturating_sub(result.before.rss_anon));
-        result.peak_tcp_growth = result.peak_tcp_growth.max(s.tcp_mem.saturating_sub(result.before.tcp_mem));
-    }
-    result.stalled_outcome = stalled_outcome(&stalled_reports, args.messages);
-    let verdict = verify(&fast_reports, args.messages, args.fast, all_done)
+    p.stalled_outcome = stalled_outcome(&stalled_reports, args.messages);
+    let check = verify(&fast_reports, args.messages, args.fast, all_done)
         .map_err(|e| format!("fast subscribers: {e}"))
         .and_then(|()| {
-            let o = &result.stalled_outcome;
+            let o = &p.stalled_outcome;
             let order: u64 = stalled_reports.iter().map(|r| r.order_errors).sum();
             if order > 0 || o.accounted != args.stalled as u64 {
-                Err(format!(
-                    "stalled subscribers: {} of {} accounted for, {order} unannounced gaps",
-                    o.accounted, args.stalled
-                ))
+                Err(format!("stalled subscribers: {} of {} accounted for, {order} unannounced gaps", o.accounted, args.stalled))
             } else {
                 Ok(())
             }
         });
-    if let Err(failure) = verdict {
-        result.failure = Some(died_prefix(died) + &failure);
-        return Ok(result);
+    if check.is_ok() {
+        p.fast_us = Some(Report::all_latencies(&fast_reports));
     }
-    let mut all: Vec<u64> =
-        fast_reports.iter().flat_map(|r| r.latency_us.values().flatten().map(|&us| us as u64)).collect();
-    result.fast_us = Some(Percentiles::of(&mut all));
-    result.verified = true;
-    Ok(result)
+    Ok((p, Verdict::of(check)))
 }
 
 // ANCHOR: accounting
@@ -319,13 +298,32 @@ fn stalled_outcome(reports: &[Report], messages: u64) -> StalledOutcome {
 }
 // ANCHOR_END: accounting
 
-impl Outcome for BackpressureResult {
-    fn verified(&self) -> bool {
-        self.verified
+impl Measured for BackpressureResult {
+    const SCENARIO: &'static str = "backpressure";
+
+    fn setup(&self) -> String {
+        format!(
+            "{:<11} {} fast + {} stalled, {} msgs of {} B at {}/s",
+            self.policy, self.fast, self.stalled, self.messages, self.size, self.rate
+        )
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failure.clone()
+    fn numbers(&self) -> String {
+        let Some(p) = &self.fast_us else { return String::new() };
+        let o = &self.stalled_outcome;
+        format!(
+            "fast p50 {} µs p99 {} µs max {} µs | peak user +{} KiB, tcp +{} KiB | stalled: {} closed, {} received, {} missed | dropped {} cut off {}",
+            p.p50,
+            p.p99,
+            p.max,
+            self.peak_user_growth / 1024,
+            self.peak_tcp_growth / 1024,
+            o.closed,
+            o.received,
+            o.missed,
+            self.dropped,
+            self.slow_disconnects
+        )
     }
 
     fn metrics(&self) -> Vec<(&'static str, f64)> {
@@ -345,32 +343,5 @@ impl Outcome for BackpressureResult {
             ("stalled_missed", o.missed as f64),
         ]);
         m
-    }
-
-    fn summary(&self) -> String {
-        let o = &self.stalled_outcome;
-        match &self.fast_us {
-            Some(p) => format!(
-                "backpressure {:<8} {:<4} {:<11} {} fast + {} stalled, {} msgs of {} B at {}/s: fast p50 {} µs p99 {} µs max {} µs | peak user +{} KiB, tcp +{} KiB | stalled: {} closed, {} received, {} missed | dropped {} cut off {}",
-                self.runtime, self.transport.name(), self.policy, self.fast, self.stalled, self.messages, self.size, self.rate,
-                p.p50, p.p99, p.max, self.peak_user_growth / 1024, self.peak_tcp_growth / 1024,
-                o.closed, o.received, o.missed, self.dropped, self.slow_disconnects
-            ),
-            None => format!(
-                "backpressure {:<8} {:<4} {:<11}: FAILED: {}",
-                self.runtime,
-                self.transport.name(),
-                self.policy,
-                self.failure.as_deref().unwrap_or("unknown")
-            ),
-        }
-    }
-
-    fn env(&self) -> &RunEnv {
-        &self.env
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        crate::json_of(self)
     }
 }

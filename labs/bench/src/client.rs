@@ -8,55 +8,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-/// The transports a client can hold open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transport {
-    /// Server-Sent Events.
-    Sse,
-    /// WebSocket (`/ws`).
-    Ws,
-    /// A held long poll (`/poll?wait=60`), asked again as soon as it is answered.
-    LongPoll,
-    /// Short polling: `GET /poll?after=N` every few seconds on a keep-alive
-    /// connection (the polling-cost scenario only; nothing is held open).
-    ShortPoll,
-}
-
-impl Transport {
-    /// The name used on the command line and in results.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Sse => "sse",
-            Transport::Ws => "ws",
-            Transport::LongPoll => "long-poll",
-            Transport::ShortPoll => "short-poll",
-        }
-    }
-
-    /// Parses [`Transport::name`].
-    pub fn from_name(name: &str) -> Option<Transport> {
-        [Transport::Sse, Transport::Ws, Transport::LongPoll, Transport::ShortPoll]
-            .into_iter()
-            .find(|t| t.name() == name)
-    }
-
-    /// Whether the server pushes on a connection that stays open (SSE,
-    /// WebSocket), as opposed to answering requests (polls).
-    pub fn is_push(self) -> bool {
-        matches!(self, Transport::Sse | Transport::Ws)
-    }
-
-    /// The `/stats` connection counter for this transport.
-    pub fn stats_key(self) -> &'static str {
-        match self {
-            Transport::Sse => "sse",
-            Transport::Ws => "ws",
-            Transport::LongPoll => "long_poll",
-            Transport::ShortPoll => "http",
-        }
-    }
-}
+pub use crate::axes::Transport;
 
 /// Connects from `source` (an address in 127.0.0.0/8, so that many source
 /// addresses multiply the ephemeral ports available) to `addr`.
@@ -544,7 +496,6 @@ mod tests {
         assert_eq!(got[0].status, 200);
         assert!(!got[0].close);
         assert_eq!(got[0].signals.len(), 2);
-        assert_eq!(Transport::from_name("long-poll"), Some(Transport::LongPoll));
     }
 
     #[test]

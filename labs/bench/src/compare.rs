@@ -71,7 +71,7 @@ pub fn run(args: &CompareArgs) -> std::io::Result<()> {
     let short = |c: &Option<String>| c.as_deref().map_or("unknown".to_owned(), |c| c[..c.len().min(12)].to_owned());
     let context = vec![
         vec!["started".into(), a.started.clone(), b.started.clone()],
-        vec!["scale".into(), a.scale.clone(), b.scale.clone()],
+        vec!["scale".into(), a.scale.to_string(), b.scale.to_string()],
         vec!["host".into(), a.machine.host.clone(), b.machine.host.clone()],
         vec!["CPU".into(), format!("{} × {}", a.machine.cores, a.machine.cpu_model), format!("{} × {}", b.machine.cores, b.machine.cpu_model)],
         vec!["kernel".into(), a.machine.kernel.clone(), b.machine.kernel.clone()],
@@ -114,15 +114,16 @@ pub fn run(args: &CompareArgs) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::axes::{Label, Scale, ScenarioKind, Transport};
     use crate::results::Stat;
 
     fn doc(value: f64, spread: [f64; 2]) -> Document {
-        let mut d = Document::begin("tiny", serde_json::json!({}), Vec::new());
+        let mut d = Document::begin(Scale::Tiny, serde_json::json!({}), Vec::new());
         d.cells.push(Cell {
-            scenario: "idle".into(),
+            scenario: ScenarioKind::Idle,
             runtime: "tokio".into(),
-            transport: "ws".into(),
-            label: "1000".into(),
+            transport: Transport::Ws,
+            label: Label::Size(1000),
             params: serde_json::json!({}),
             verified: true,
             metrics: [("user_bytes_per_conn".to_owned(), Stat::of(vec![value * spread[0], value * spread[1]]))].into(),

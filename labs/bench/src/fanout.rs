@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, Publisher, Transport};
-use crate::server::ServerProcess;
+use crate::client::{self, Transport};
+use crate::outcome::{Measured, Run, Verdict};
+use crate::session::{Session, Stop};
 use crate::worker::Report;
-use crate::workers::{Mode, Plan, Workers};
-use crate::{died_prefix, Common, EnvProbe, Outcome, Percentiles, RunEnv};
+use crate::workers::Mode;
+use crate::{Common, Percentiles};
 
 /// Options of one fan-out run.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,19 +45,15 @@ pub struct FanoutArgs {
     pub interval_ms: u64,
 }
 
-/// The result of one fan-out run.
+/// What one fan-out run was asked and measured ([`Run`] adds what every
+/// run reports). Verified: every subscriber received every message once
+/// and in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FanoutResult {
-    pub runtime: String,
-    pub transport: Transport,
     pub subscribers: usize,
     pub messages: u64,
     pub size: usize,
     pub interval_ms: u64,
-    /// Every subscriber received every message once and in order.
-    pub verified: bool,
-    /// Why verification failed.
-    pub failure: Option<String>,
     /// Publish-to-receive latency over every (subscriber, message) pair, µs.
     /// Absent when verification failed: a run that loses messages has no numbers.
     pub all_pairs_us: Option<Percentiles>,
@@ -69,54 +66,49 @@ pub struct FanoutResult {
     pub span_secs: Option<f64>,
     /// Server CPU seconds (user + system) per second of that span.
     pub server_cpu_per_sec: Option<f64>,
-    /// The server exited 0 on SIGTERM afterwards.
-    pub clean_exit: bool,
-    pub env: RunEnv,
+}
+
+/// What the subscribers reported, for the numbers of a verified run.
+#[derive(Debug, Default)]
+struct Delivery {
+    /// When each message was published, `CLOCK_REALTIME` ns.
+    sent_ns: Vec<u64>,
+    reports: Vec<Report>,
+    /// Server CPU seconds from the first publish to the last receipt.
+    cpu_secs: f64,
 }
 
 /// Runs the fan-out scenario once against a fresh server.
-pub fn run(args: &FanoutArgs) -> std::io::Result<FanoutResult> {
+pub fn run(args: &FanoutArgs) -> std::io::Result<Run<FanoutResult>> {
     if args.transport == Transport::ShortPoll {
         return Err(std::io::Error::other("fanout: short polling is measured by the polling scenario"));
     }
-    let probe = EnvProbe::begin();
-    let place = probe.placement();
-    let exe = args.common.exe()?;
-    let server = ServerProcess::start(&exe, &args.common.runtime, &args.common.server_args, place.server)?;
-    let mut plan = Plan::new(&exe, server.addr, args.transport, "fanout", args.subscribers);
-    plan.mode = Mode::Listen(args.messages);
-    plan.cpu = place.clients;
-    let (mut workers, ready) = Workers::start(&plan)?;
-    let key = args.transport.stats_key();
+    let (info, delivery) = Session::run(&args.common, args.transport, &[], |s| deliver(s, args))?;
     let mut result = FanoutResult {
-        runtime: args.common.runtime.clone(),
-        transport: args.transport,
         subscribers: args.subscribers,
         messages: args.messages,
         size: args.size,
         interval_ms: args.interval_ms,
-        verified: false,
-        failure: None,
         all_pairs_us: None,
         last_subscriber_us: None,
         delivered_per_sec: None,
         span_secs: None,
         server_cpu_per_sec: None,
-        clean_exit: false,
-        env: RunEnv::default(),
     };
-    if ready.opened != args.subscribers {
-        result.failure = Some(format!("opened {}/{} subscribers: {:?}", ready.opened, args.subscribers, ready.error));
-        result.env = probe.end();
-        return Ok(result);
+    if info.verdict.is_verified() {
+        result.latencies(&delivery);
     }
-    if !server.wait_stats(Duration::from_secs(30), |s| s["connections"][key].as_u64() == Some(args.subscribers as u64)) {
-        result.failure = Some("the server never counted every subscriber".into());
-        result.env = probe.end();
-        return Ok(result);
-    }
-    let cpu_before = server.sample().cpu_secs;
-    let mut publisher = Publisher::connect(server.addr, "fanout")?;
+    Ok(Run { info, result })
+}
+
+/// The scenario's own part: subscribe, publish, collect, verify.
+fn deliver(s: &Session, args: &FanoutArgs) -> Result<(Delivery, Verdict), Stop> {
+    let mut plan = s.plan("fanout", args.subscribers);
+    plan.mode = Mode::Listen(args.messages);
+    let mut workers = s.open(&plan, "subscribers")?;
+    s.await_count(args.subscribers, "subscriber")?;
+    let cpu_before = s.server.sample().cpu_secs;
+    let mut publisher = s.publisher("fanout")?;
     let mut sent_ns = Vec::with_capacity(args.messages as usize);
     for seq in 0..args.messages {
         let now = client::realtime_ns();
@@ -128,39 +120,38 @@ pub fn run(args: &FanoutArgs) -> std::io::Result<FanoutResult> {
     }
     let deliveries = args.messages * args.subscribers as u64;
     let all_done = workers.wait_done(Duration::from_secs(30 + deliveries / 50_000));
-    let cpu_after = server.sample().cpu_secs;
+    let cpu_secs = s.server.sample().cpu_secs - cpu_before;
     let reports = workers.reports()?;
-    drop(publisher);
-    let died = server.died();
-    result.clean_exit = server.stop(Duration::from_secs(20));
-    result.env = probe.end();
-    if let Err(failure) = verify(&reports, args.messages, args.subscribers, all_done) {
-        result.failure = Some(died_prefix(died) + &failure);
-        return Ok(result);
-    }
-    let received: u64 = reports.iter().map(|r| r.received).sum();
-    let mut all = Vec::with_capacity(received as usize);
-    let mut last = Vec::with_capacity(args.messages as usize);
-    let mut last_receipt_ns = 0;
-    for (seq, sent) in sent_ns.iter().enumerate() {
-        let mut slowest = 0u64;
-        for r in &reports {
-            for &us in r.latency_us.get(&(seq as u64)).map(Vec::as_slice).unwrap_or(&[]) {
-                all.push(us as u64);
-                slowest = slowest.max(us as u64);
+    let verdict = Verdict::of(verify(&reports, args.messages, args.subscribers, all_done));
+    Ok((Delivery { sent_ns, reports, cpu_secs }, verdict))
+}
+
+impl FanoutResult {
+    /// The latencies and throughput of a verified run.
+    fn latencies(&mut self, d: &Delivery) {
+        let received: u64 = d.reports.iter().map(|r| r.received).sum();
+        let mut all = Vec::with_capacity(received as usize);
+        let mut last = Vec::with_capacity(d.sent_ns.len());
+        let mut last_receipt_ns = 0;
+        for (seq, sent) in d.sent_ns.iter().enumerate() {
+            let mut slowest = 0u64;
+            for r in &d.reports {
+                for &us in r.latency_us.get(&(seq as u64)).map(Vec::as_slice).unwrap_or(&[]) {
+                    all.push(us as u64);
+                    slowest = slowest.max(us as u64);
+                }
             }
+            last.push(slowest);
+            last_receipt_ns = last_receipt_ns.max(sent + slowest * 1000);
         }
-        last.push(slowest);
-        last_receipt_ns = last_receipt_ns.max(sent + slowest * 1000);
+        let first = d.sent_ns.first().copied().unwrap_or(0);
+        let span_secs = last_receipt_ns.saturating_sub(first) as f64 / 1e9;
+        self.all_pairs_us = Some(Percentiles::of(&mut all));
+        self.last_subscriber_us = Some(Percentiles::of(&mut last));
+        self.delivered_per_sec = (span_secs > 0.0).then(|| received as f64 / span_secs);
+        self.span_secs = Some(span_secs);
+        self.server_cpu_per_sec = (span_secs > 0.0).then(|| d.cpu_secs / span_secs);
     }
-    let span_secs = last_receipt_ns.saturating_sub(sent_ns[0]) as f64 / 1e9;
-    result.verified = true;
-    result.all_pairs_us = Some(Percentiles::of(&mut all));
-    result.last_subscriber_us = Some(Percentiles::of(&mut last));
-    result.delivered_per_sec = (span_secs > 0.0).then(|| received as f64 / span_secs);
-    result.span_secs = Some(span_secs);
-    result.server_cpu_per_sec = (span_secs > 0.0).then(|| (cpu_after - cpu_before) / span_secs);
-    Ok(result)
 }
 
 // ANCHOR: verify
@@ -186,13 +177,25 @@ pub fn verify(reports: &[Report], messages: u64, subscribers: usize, all_done: b
 }
 // ANCHOR_END: verify
 
-impl Outcome for FanoutResult {
-    fn verified(&self) -> bool {
-        self.verified
+impl Measured for FanoutResult {
+    const SCENARIO: &'static str = "fanout";
+
+    fn setup(&self) -> String {
+        format!("{:>6} subs × {} msgs of {} B every {} ms", self.subscribers, self.messages, self.size, self.interval_ms)
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failure.clone()
+    fn numbers(&self) -> String {
+        let (Some(all), Some(last)) = (&self.all_pairs_us, &self.last_subscriber_us) else { return String::new() };
+        format!(
+            "all pairs p50 {} µs p99 {} µs max {} µs | last subscriber p50 {} µs p99 {} µs max {} µs | {:.0} delivered/s",
+            all.p50,
+            all.p99,
+            all.max,
+            last.p50,
+            last.p99,
+            last.max,
+            self.delivered_per_sec.unwrap_or(0.0)
+        )
     }
 
     fn metrics(&self) -> Vec<(&'static str, f64)> {
@@ -210,30 +213,5 @@ impl Outcome for FanoutResult {
         m.extend(self.delivered_per_sec.map(|v| ("delivered_per_sec", v)));
         m.extend(self.server_cpu_per_sec.map(|v| ("server_cpu_per_sec", v)));
         m
-    }
-
-    fn summary(&self) -> String {
-        match (&self.all_pairs_us, &self.last_subscriber_us) {
-            (Some(all), Some(last)) => format!(
-                "fanout {:<8} {:<9} {:>6} subs × {} msgs of {} B every {} ms: all pairs p50 {} µs p99 {} µs max {} µs | last subscriber p50 {} µs p99 {} µs max {} µs | {:.0} delivered/s",
-                self.runtime, self.transport.name(), self.subscribers, self.messages, self.size, self.interval_ms,
-                all.p50, all.p99, all.max, last.p50, last.p99, last.max, self.delivered_per_sec.unwrap_or(0.0)
-            ),
-            _ => format!(
-                "fanout {:<8} {:<9} {:>6} subs: FAILED: {}",
-                self.runtime,
-                self.transport.name(),
-                self.subscribers,
-                self.failure.as_deref().unwrap_or("unknown")
-            ),
-        }
-    }
-
-    fn env(&self) -> &RunEnv {
-        &self.env
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        crate::json_of(self)
     }
 }

@@ -19,10 +19,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Transport;
+use crate::outcome::{Measured, Run, Verdict};
 use crate::procfs::{self, KernelSample, ProcessSample};
-use crate::server::ServerProcess;
-use crate::workers::{Plan, Workers};
-use crate::{Common, EnvProbe, Outcome, RunEnv};
+use crate::session::{Session, Stop};
+use crate::worker::Ready;
+use crate::workers::Workers;
+use crate::Common;
 
 /// How many connections: a number, or as many as the server can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,13 +71,22 @@ pub struct IdleArgs {
     pub connections: Count,
 }
 
-/// The result of one idle run.
+/// What one idle run was asked and measured ([`Run`] adds what every run
+/// reports). Verified: the counts matched (for `max`: the server held
+/// some), and the server released them all.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdleResult {
-    pub runtime: String,
-    pub transport: Transport,
     /// What was asked: a number or `max`.
     pub requested: Count,
+    /// What the connections cost.
+    #[serde(flatten)]
+    pub cost: Cost,
+}
+
+/// What an idle run measured: the connections held and what they cost
+/// (flattened into [`IdleResult`]'s JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Cost {
     /// Connection attempts the clients made.
     pub attempted: usize,
     /// Connections the clients opened (for a long poll: sent, since a held
@@ -116,23 +127,21 @@ pub struct IdleResult {
     /// Slab + TCP memory still held per connection after the clients left
     /// (system-wide; includes the clients' TIME_WAIT sockets).
     pub kernel_retained_bytes_per_conn: f64,
-    /// The server exited 0 on SIGTERM.
-    pub clean_exit: bool,
-    /// Verification: the counts matched (or, for `max`, the server held some).
-    pub verified: bool,
-    pub failure: Option<String>,
-    pub env: RunEnv,
 }
 
 /// Runs the idle scenario once against a fresh server.
-pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
+pub fn run(args: &IdleArgs) -> std::io::Result<Run<IdleResult>> {
     if !matches!(args.transport, Transport::Sse | Transport::Ws | Transport::LongPoll) {
         return Err(std::io::Error::other("idle: a short-polling client holds nothing open; use sse, ws or long-poll"));
     }
-    let probe = EnvProbe::begin();
-    let place = probe.placement();
-    let exe = args.common.exe()?;
-    let server = ServerProcess::start(&exe, &args.common.runtime, &args.common.server_args, place.server)?;
+    let (info, cost) = Session::run(&args.common, args.transport, &[], |s| hold(s, args))?;
+    Ok(Run { info, result: IdleResult { requested: args.connections, cost } })
+}
+
+/// The scenario's own part: open, let the server count, sample, close,
+/// sample again, and check the counts.
+fn hold(s: &Session, args: &IdleArgs) -> Result<(Cost, Verdict), Stop> {
+    let server = &s.server;
     std::thread::sleep(Duration::from_millis(300));
     let server_before = server.sample();
     let kernel_before = procfs::kernel();
@@ -143,8 +152,7 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
         Count::Max => (crate::nofile_limit() as usize).saturating_add(1000).min(MAX_ATTEMPTS),
     };
     let max = args.connections == Count::Max;
-    let mut plan = Plan::new(&exe, server.addr, args.transport, "idle", attempted);
-    plan.cpu = place.clients;
+    let mut plan = s.plan("idle", attempted);
     if max {
         plan.stop_at_failure = true;
         plan.handshake_timeout_ms = Some(3000);
@@ -171,9 +179,7 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
     let sockets_released = server.wait_stats(Duration::from_secs(30), |s| s["connections"][key].as_u64() == Some(0));
     std::thread::sleep(Duration::from_millis(300));
     let server_after_close = server.sample();
-    let died = server.died();
     let kernel_after_close = procfs::kernel();
-    let clean_exit = server.stop(Duration::from_secs(20));
 
     // ANCHOR: per_connection
     let per = |after: u64, before: u64| if held == 0 { 0.0 } else { (after as f64 - before as f64) / held as f64 };
@@ -182,26 +188,8 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
         |k: &KernelSample| if readable { k.socket_slab } else { k.slab } + k.tcp_mem + k.kernel_stack;
     let whole_slab = |k: &KernelSample| k.slab + k.tcp_mem + k.kernel_stack;
     // ANCHOR_END: per_connection
-    let failure = if died {
-        Some("the server process died during the run (its stderr is above)".to_owned())
-    } else if too_slow {
-        Some("opening took longer than the 60 s a long poll is held: the first ones were answered".to_owned())
-    } else if max && ready.client_limit {
-        Some(format!("the clients, not the server, ran out: {}", ready.error.clone().unwrap_or_default()))
-    } else if max {
-        (held == 0).then(|| format!("the server held no connection: {:?}", ready.error))
-    } else if opened != attempted {
-        Some(format!("opened {opened}/{attempted}: {}", ready.error.clone().unwrap_or_default()))
-    } else if held != opened as u64 {
-        Some(format!("the server counted {held} of {opened} connections"))
-    } else {
-        None
-    };
-    let failure = failure.or_else(|| (!sockets_released).then(|| "the server did not release its connections".into()));
-    Ok(IdleResult {
-        runtime: args.common.runtime.clone(),
-        transport: args.transport,
-        requested: args.connections,
+    let verdict = judge(max, attempted, &ready, held, too_slow, sockets_released);
+    let cost = Cost {
         attempted,
         opened,
         failed: ready.failed,
@@ -221,61 +209,108 @@ pub fn run(args: &IdleArgs) -> std::io::Result<IdleResult> {
         sockets_released,
         server_after_close,
         kernel_after_close,
-        clean_exit,
-        verified: failure.is_none(),
-        failure,
-        env: probe.end(),
-    })
+    };
+    Ok((cost, verdict))
 }
 
-impl Outcome for IdleResult {
-    fn verified(&self) -> bool {
-        self.verified
+/// The verdict of an idle run, from what the clients opened (`ready`),
+/// what the server held and whether it let them all go.
+fn judge(max: bool, attempted: usize, ready: &Ready, held: u64, too_slow: bool, sockets_released: bool) -> Verdict {
+    let opened = ready.opened;
+    let first_error = ready.error.clone().unwrap_or_default();
+    if too_slow {
+        return Verdict::Environment("opening took longer than the 60 s a long poll is held: the first ones were answered".into());
+    }
+    if ready.client_limit && (max || opened != attempted) {
+        return Verdict::Environment(format!("the clients, not the server, ran out: {first_error}"));
+    }
+    // The counts: for `max`, that the server held any; otherwise that every
+    // connection opened and the server counted each. Then, for both, that
+    // it let them all go.
+    let counted = if max && held == 0 {
+        Err(format!("the server held no connection: {:?}", ready.error))
+    } else if !max && opened != attempted {
+        Err(format!("opened {opened}/{attempted}: {first_error}"))
+    } else if !max && held != opened as u64 {
+        Err(format!("the server counted {held} of {opened} connections"))
+    } else {
+        Ok(())
+    };
+    Verdict::of(counted.and_then(|()| {
+        if sockets_released { Ok(()) } else { Err("the server did not release its connections".into()) }
+    }))
+}
+
+impl Measured for IdleResult {
+    const SCENARIO: &'static str = "idle";
+
+    fn setup(&self) -> String {
+        format!("{:>6}/{:<6} held", self.cost.held, self.requested)
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failure.clone()
+    fn numbers(&self) -> String {
+        let h = &self.cost;
+        format!(
+            "user {:>8.0} B/conn  rss {:>8.0} B/conn  kernel {:>7.0} B/conn  opened in {:.2}s  released {} (user kept {:.0} B/conn)  threads {}  maps {}{}",
+            h.user_bytes_per_conn,
+            h.rss_bytes_per_conn,
+            h.kernel_bytes_per_conn,
+            h.open_secs,
+            if h.sockets_released { "yes" } else { "NO" },
+            h.user_retained_bytes_per_conn,
+            h.server_after.threads,
+            h.server_after.mappings,
+            h.first_error.as_ref().map(|e| format!("  first error: {e}")).unwrap_or_default(),
+        )
     }
 
     fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let h = &self.cost;
         vec![
-            ("held", self.held as f64),
-            ("user_bytes_per_conn", self.user_bytes_per_conn),
-            ("kernel_bytes_per_conn", self.kernel_bytes_per_conn),
-            ("kernel_total_slab_bytes_per_conn", self.kernel_total_slab_bytes_per_conn),
-            ("rss_bytes_per_conn", self.rss_bytes_per_conn),
-            ("open_secs", self.open_secs),
-            ("user_retained_bytes_per_conn", self.user_retained_bytes_per_conn),
-            ("kernel_retained_bytes_per_conn", self.kernel_retained_bytes_per_conn),
-            ("threads", self.server_after.threads as f64),
-            ("mappings", self.server_after.mappings as f64),
+            ("held", h.held as f64),
+            ("user_bytes_per_conn", h.user_bytes_per_conn),
+            ("kernel_bytes_per_conn", h.kernel_bytes_per_conn),
+            ("kernel_total_slab_bytes_per_conn", h.kernel_total_slab_bytes_per_conn),
+            ("rss_bytes_per_conn", h.rss_bytes_per_conn),
+            ("open_secs", h.open_secs),
+            ("user_retained_bytes_per_conn", h.user_retained_bytes_per_conn),
+            ("kernel_retained_bytes_per_conn", h.kernel_retained_bytes_per_conn),
+            ("threads", h.server_after.threads as f64),
+            ("mappings", h.server_after.mappings as f64),
         ]
     }
+}
 
-    fn summary(&self) -> String {
-        format!(
-            "idle {:<8} {:<9} {:>6}/{:<6} held  user {:>8.0} B/conn  rss {:>8.0} B/conn  kernel {:>7.0} B/conn  opened in {:.2}s  released {} (user kept {:.0} B/conn)  threads {}  maps {}{}",
-            self.runtime,
-            self.transport.name(),
-            self.held,
-            self.requested,
-            self.user_bytes_per_conn,
-            self.rss_bytes_per_conn,
-            self.kernel_bytes_per_conn,
-            self.open_secs,
-            if self.sockets_released { "yes" } else { "NO" },
-            self.user_retained_bytes_per_conn,
-            self.server_after.threads,
-            self.server_after.mappings,
-            self.first_error.as_ref().map(|e| format!("  first error: {e}")).unwrap_or_default(),
-        ) + &self.failure.as_ref().map(|f| format!("  FAILED: {f}")).unwrap_or_default()
+impl From<Count> for crate::axes::Label {
+    fn from(count: Count) -> crate::axes::Label {
+        match count {
+            Count::N(n) => crate::axes::Label::Size(n as u64),
+            Count::Max => crate::axes::Label::Max,
+        }
     }
+}
 
-    fn env(&self) -> &RunEnv {
-        &self.env
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn to_json(&self) -> serde_json::Value {
-        crate::json_of(self)
+    #[test]
+    fn judges_counts_release_and_the_clients_own_limits() {
+        let ready = |opened, client_limit| Ready { opened, failed: 0, error: None, open_secs: 0.1, client_limit };
+        assert_eq!(judge(false, 100, &ready(100, false), 100, false, true), Verdict::Verified);
+        assert_eq!(
+            judge(false, 100, &ready(100, false), 99, false, true),
+            Verdict::Failed("the server counted 99 of 100 connections".into())
+        );
+        assert_eq!(judge(false, 100, &ready(90, false), 90, false, true), Verdict::Failed("opened 90/100: ".into()));
+        // `max` is verified by holding any, but must release them too.
+        assert_eq!(judge(true, 21_000, &ready(19_985, false), 19_985, false, true), Verdict::Verified);
+        assert_eq!(
+            judge(true, 21_000, &ready(19_985, false), 19_985, false, false),
+            Verdict::Failed("the server did not release its connections".into())
+        );
+        // The clients running out first says nothing about the lab.
+        assert!(matches!(judge(true, 21_000, &ready(5_000, true), 5_000, false, true), Verdict::Environment(_)));
+        assert!(matches!(judge(false, 100, &ready(100, false), 100, true, true), Verdict::Environment(_)));
     }
 }

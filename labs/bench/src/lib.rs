@@ -17,32 +17,45 @@
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
-//! | [`matrix`] | `rtlab bench` without a scenario: every lab × transport × scenario, repeated, into one results document |
+//! | [`session`] | the skeleton every scenario shares: probe the machine, start a fresh server, the scenario's own part, stop the server, the verdict |
+//! | [`outcome`] | what a run reports: its [`outcome::Verdict`] (verified, failed, environment problem), what every run shares ([`outcome::RunInfo`]: lab, transport, verdict, clean exit, conditions), a run's whole result [`outcome::Run`] (that + the scenario's own [`outcome::Measured`] result), the [`Outcome`] trait the matrix holds |
+//! | [`axes`] | the matrix's axes as types: [`axes::ScenarioKind`], [`axes::Transport`], [`axes::Policy`], [`axes::Label`] (a cell's size or variant), [`axes::Scale`]; stored as the strings they print |
+//! | [`matrix`] | `rtlab bench` without a scenario: the labs found by `rtlab runtimes [--baselines]`, every lab × transport × scenario, repeated, into one results document |
 //! | [`results`] | the results document: machine, toolchain, versions, commit, parameters, per-run values and their spread, failures |
-//! | [`report`] | `rtlab report`: SVG plots (plotters) and markdown tables from a results document, also for the book |
+//! | [`report`] | `rtlab report`: markdown tables ([`report::tables`]), sentences computed from the data ([`report::notes`]), SVG plots ([`report::plots`], drawn by [`report::charts`]), number formats ([`report::format`]), also for the book |
 //! | [`compare`] | `rtlab compare`: the differences between two results documents |
 //! | [`server`] | starting, sampling and stopping a server process |
 //! | [`workers`] / [`worker`] | the orchestrator's side and the worker's side of the client processes |
 //! | [`client`] | opening connections, publishing, polling, reading with kernel receive timestamps |
 //! | [`procfs`] | memory, CPU, mappings, steal and kernel socket memory from `/proc` |
 //!
+//! A scenario module holds only what is its own: its options, its result's
+//! fields and numbers ([`outcome::Measured`]), and the part of the run
+//! between "the server is up" and "the clients have reported"
+//! ([`session::Session::run`] does the rest, the same way for all four).
+//!
 //! Every scenario **verifies before it measures**: a run in which any
 //! subscriber missed, duplicated or reordered a message reports a failure and
 //! no numbers.
 
+pub mod axes;
 pub mod backpressure;
 pub mod client;
 pub mod compare;
 pub mod fanout;
 pub mod idle;
 pub mod matrix;
+pub mod outcome;
 pub mod polling;
 pub mod procfs;
 pub mod report;
 pub mod results;
 pub mod server;
+pub mod session;
 pub mod worker;
 pub mod workers;
+
+pub use outcome::Outcome;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -113,29 +126,6 @@ pub struct BenchArgs {
     pub matrix: matrix::MatrixArgs,
 }
 
-/// What every scenario's result offers the matrix and the report (object
-/// safe, so that the matrix can hold any scenario's result).
-pub trait Outcome: std::fmt::Debug {
-    /// Delivery (or, for idle, the connection counts) verified: only then
-    /// are [`Outcome::metrics`] reported.
-    fn verified(&self) -> bool;
-    /// Why verification failed.
-    fn failure(&self) -> Option<String>;
-    /// The named numbers of a verified run, for tables, plots and spread.
-    fn metrics(&self) -> Vec<(&'static str, f64)>;
-    /// One line for a terminal.
-    fn summary(&self) -> String;
-    /// The conditions it ran under.
-    fn env(&self) -> &RunEnv;
-    /// The whole result, as JSON.
-    fn to_json(&self) -> serde_json::Value;
-}
-
-/// Serializes a result for [`Outcome::to_json`].
-pub(crate) fn json_of(value: &impl Serialize) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
 impl Scenario {
     /// Runs the scenario once; returns the result as an [`Outcome`].
     pub fn run(&self) -> std::io::Result<Box<dyn Outcome>> {
@@ -155,6 +145,25 @@ impl Scenario {
             Scenario::Backpressure(a) => &a.common,
             Scenario::Polling(a) => &a.common,
         }
+    }
+
+    /// The scenario's options as JSON, for a matrix cell's `params`.
+    pub fn params(&self) -> serde_json::Value {
+        let mut json = match self {
+            Scenario::Idle(a) => serde_json::json!({ "connections": a.connections.to_string() }),
+            Scenario::Fanout(a) => serde_json::json!({
+                "subscribers": a.subscribers, "messages": a.messages, "size": a.size, "interval_ms": a.interval_ms,
+            }),
+            Scenario::Backpressure(a) => serde_json::json!({
+                "policy": a.policy, "fast": a.fast, "stalled": a.stalled, "rate": a.rate,
+                "messages": a.messages, "size": a.size, "rcvbuf": a.rcvbuf, "sample_ms": a.sample_ms,
+            }),
+            Scenario::Polling(a) => serde_json::json!({
+                "clients": a.clients, "rate": a.rate, "secs": a.secs, "every_ms": a.every_ms, "size": a.size,
+            }),
+        };
+        json["server_args"] = serde_json::json!(self.common().server_args);
+        json
     }
 }
 
@@ -182,11 +191,6 @@ pub fn run_cli(args: &BenchArgs) -> std::io::Result<bool> {
 pub fn progress() -> &'static indicatif::MultiProgress {
     static BARS: OnceLock<indicatif::MultiProgress> = OnceLock::new();
     BARS.get_or_init(indicatif::MultiProgress::new)
-}
-
-/// "the server process died during the run: " when it did, for a failure.
-pub(crate) fn died_prefix(died: bool) -> String {
-    if died { "the server process died during the run (its stderr is above): ".into() } else { String::new() }
 }
 
 /// Prints a line to stdout above the progress bars (also when they are
@@ -340,5 +344,29 @@ mod tests {
         let p = Percentiles::of(&mut [7]);
         assert_eq!((p.p50, p.p99, p.max), (7, 7, 7));
         assert_eq!(Percentiles::of(&mut []).count, 0);
+    }
+
+    #[test]
+    fn every_committed_run_reads_back_into_its_result_and_writes_the_same_json() {
+        // Each run of the committed document was written by the scenario
+        // results before they shared `RunInfo` and `Verdict`; read into
+        // today's types and written again, it must be the same JSON.
+        use crate::axes::ScenarioKind;
+        fn same<T: Serialize + serde::de::DeserializeOwned>(run: &serde_json::Value) {
+            let typed: T = serde_json::from_value(run.clone()).expect("a run reads into its result type");
+            assert!(serde_json::to_value(&typed).expect("serializes") == *run, "{run}");
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results/2026-11-24-vm");
+        let doc = results::Document::read(&dir).expect("the committed run loads");
+        for cell in &doc.cells {
+            for run in &cell.runs {
+                match cell.scenario {
+                    ScenarioKind::Idle => same::<outcome::Run<idle::IdleResult>>(run),
+                    ScenarioKind::Fanout | ScenarioKind::Saturation => same::<outcome::Run<fanout::FanoutResult>>(run),
+                    ScenarioKind::Backpressure => same::<outcome::Run<backpressure::BackpressureResult>>(run),
+                    ScenarioKind::Polling => same::<outcome::Run<polling::PollingResult>>(run),
+                }
+            }
+        }
     }
 }

@@ -2,10 +2,13 @@
 //! scenario, each cell repeated, into one results document, then the report.
 //!
 //! The labs are found, not listed here: the full labs are what `rtlab
-//! runtimes` prints, and any other value `rtlab serve --runtime` accepts is
-//! a baseline (the framework baseline). Which transports a lab serves is
-//! probed against a fresh server of it, so a baseline that lacks one is
-//! measured on the others.
+//! runtimes` prints, the baselines what `rtlab runtimes --baselines` prints
+//! (the framework baseline). Which transports a lab serves is probed against
+//! a fresh server of it, so a baseline that lacks one is measured on the
+//! others. The scenarios, transports and variants are typed ([`crate::axes`]):
+//! which transports a scenario measures is [`ScenarioKind::transports`],
+//! which variants it runs [`Sizes`]' business, which labs run a variant
+//! one `match`.
 //!
 //! Three scales: `quick` (the default: a few minutes, small sizes), `full`
 //! (`--full`: the committed run, idle at 1,000 / 10,000 / as many as one
@@ -20,6 +23,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::axes::{Label, Policy, ScenarioKind};
+pub use crate::axes::Scale;
 use crate::backpressure::BackpressureArgs;
 use crate::client::{self, Transport};
 use crate::fanout::FanoutArgs;
@@ -28,27 +33,6 @@ use crate::polling::PollingArgs;
 use crate::results::{Cell, Document, Failure, Lab, Stat};
 use crate::server::ServerProcess;
 use crate::{Common, Scenario};
-
-/// How big the matrix is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scale {
-    /// A test of the harness: tiny sizes, seconds per scenario.
-    Tiny,
-    /// The quick matrix: small sizes, a few minutes in all.
-    Quick,
-    /// The committed run.
-    Full,
-}
-
-impl Scale {
-    fn name(self) -> &'static str {
-        match self {
-            Scale::Tiny => "tiny",
-            Scale::Quick => "quick",
-            Scale::Full => "full",
-        }
-    }
-}
 
 /// Options of the matrix (`rtlab bench [--full] ...`).
 #[derive(Debug, Clone, clap::Args)]
@@ -64,14 +48,13 @@ pub struct MatrixArgs {
     /// Labs to measure, comma-separated (default: every lab and baseline).
     #[arg(long, value_delimiter = ',')]
     pub runtimes: Vec<String>,
-    /// Scenarios to run, comma-separated: idle, fanout, saturation,
-    /// backpressure, polling (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub scenarios: Vec<String>,
-    /// Transports, comma-separated: sse, ws, long-poll, short-poll (default:
-    /// every one a scenario and a lab support).
-    #[arg(long, value_delimiter = ',')]
-    pub transports: Vec<String>,
+    /// Scenarios to run, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub scenarios: Vec<ScenarioKind>,
+    /// Transports, comma-separated (default: every one a scenario and a lab
+    /// support).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub transports: Vec<Transport>,
     /// Runs of each cell (two or more show the spread).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=20))]
     pub repeats: u64,
@@ -111,7 +94,7 @@ pub struct Sizes {
     pub bp_messages: u64,
     pub bp_size: usize,
     /// The policies compared (each also against a run without stalled subscribers).
-    pub bp_policies: Vec<String>,
+    pub bp_policies: Vec<Policy>,
     /// Polling cost: clients, updates per second, seconds, short-poll period.
     pub poll_clients: usize,
     pub poll_rate: f64,
@@ -122,7 +105,7 @@ pub struct Sizes {
 impl Sizes {
     /// The sizes of `scale`.
     pub fn of(scale: Scale) -> Sizes {
-        let policies = ["disconnect", "drop-oldest", "unbounded"].map(String::from).to_vec();
+        let policies = Policy::ALL.to_vec();
         match scale {
             Scale::Tiny => Sizes {
                 idle: vec![Count::N(50)],
@@ -184,102 +167,114 @@ impl Sizes {
     }
 }
 
-/// The scenarios in the order they run, and the transports each measures.
-pub const SCENARIOS: [(&str, &[Transport]); 5] = [
-    ("idle", &[Transport::Sse, Transport::Ws, Transport::LongPoll]),
-    ("fanout", &[Transport::Sse, Transport::Ws, Transport::LongPoll]),
-    ("saturation", &[Transport::Sse, Transport::Ws, Transport::LongPoll]),
-    ("backpressure", &[Transport::Sse, Transport::Ws]),
-    ("polling", &[Transport::ShortPoll, Transport::LongPoll, Transport::Sse, Transport::Ws]),
-];
-
 /// One planned cell: what to run, `repeats` times.
 #[derive(Debug, Clone)]
 struct Planned {
-    scenario: &'static str,
+    scenario: ScenarioKind,
     runtime: String,
     transport: Transport,
-    label: String,
+    label: Label,
     run: Scenario,
 }
 
+impl Sizes {
+    /// The cells of `scenario` per lab and transport: its sizes, or for
+    /// backpressure the reference run, each policy, and a baseline lab's
+    /// own behaviour.
+    fn labels(&self, scenario: ScenarioKind) -> Vec<Label> {
+        let sizes = |v: &[usize]| v.iter().map(|&n| Label::Size(n as u64)).collect();
+        match scenario {
+            ScenarioKind::Idle => self.idle.iter().map(|&c| Label::from(c)).collect(),
+            ScenarioKind::Fanout => sizes(&self.fanout),
+            ScenarioKind::Saturation => sizes(&self.saturation),
+            ScenarioKind::Backpressure => std::iter::once(Label::Baseline)
+                .chain(self.bp_policies.iter().map(|&p| Label::Policy(p)))
+                .chain(std::iter::once(Label::Own))
+                .collect(),
+            ScenarioKind::Polling => vec![Label::Size(self.poll_clients as u64)],
+        }
+    }
+
+    /// What to run for one cell.
+    fn scenario(&self, scenario: ScenarioKind, label: Label, common: Common, transport: Transport) -> Scenario {
+        let size = label.size().unwrap_or(0) as usize;
+        match scenario {
+            ScenarioKind::Idle => Scenario::Idle(IdleArgs {
+                common,
+                transport,
+                connections: if label == Label::Max { Count::Max } else { Count::N(size) },
+            }),
+            ScenarioKind::Fanout => Scenario::Fanout(FanoutArgs {
+                common,
+                transport,
+                subscribers: size,
+                messages: self.fanout_messages,
+                size: 64,
+                interval_ms: self.fanout_interval_ms,
+            }),
+            ScenarioKind::Saturation => Scenario::Fanout(FanoutArgs {
+                common,
+                transport,
+                subscribers: size,
+                messages: (self.saturation_deliveries / size.max(1) as u64).clamp(10, 1000),
+                size: 64,
+                interval_ms: 0,
+            }),
+            ScenarioKind::Backpressure => Scenario::Backpressure(BackpressureArgs {
+                common,
+                // The reference run (no stalled subscriber) and a baseline
+                // lab's own behaviour pass no --policy.
+                policy: match label {
+                    Label::Policy(p) => Some(p),
+                    _ => None,
+                },
+                transport,
+                fast: self.bp_fast,
+                stalled: if label == Label::Baseline { 0 } else { self.bp_stalled },
+                rate: self.bp_rate,
+                messages: self.bp_messages,
+                size: self.bp_size,
+                rcvbuf: 4096,
+                sample_ms: 100,
+            }),
+            ScenarioKind::Polling => Scenario::Polling(PollingArgs {
+                common,
+                transport,
+                clients: self.poll_clients,
+                rate: self.poll_rate,
+                secs: self.poll_secs,
+                every_ms: self.poll_every_ms,
+                size: 64,
+            }),
+        }
+    }
+}
+
+/// Whether a lab runs a cell labelled `label`: a baseline lab has no
+/// `--policy`, so it runs under its own behaviour instead of the core's
+/// policies; every lab runs the rest.
+fn runs(lab: &Lab, label: Label) -> bool {
+    match label {
+        Label::Policy(_) => !lab.baseline,
+        Label::Own => lab.baseline,
+        _ => true,
+    }
+}
+
 fn plan(sizes: &Sizes, labs: &[Lab], args: &MatrixArgs) -> Vec<Planned> {
+    let wanted = |transport: &Transport| args.transports.is_empty() || args.transports.contains(transport);
     let mut cells = Vec::new();
-    let wanted = |list: &[String], name: &str| list.is_empty() || list.iter().any(|x| x == name);
-    for (scenario, transports) in SCENARIOS {
-        if !wanted(&args.scenarios, scenario) {
+    for &scenario in ScenarioKind::ALL {
+        if !args.scenarios.is_empty() && !args.scenarios.contains(&scenario) {
             continue;
         }
         // Sizes (or variants) first, then labs, then transports: cells that
         // belong together in a table run close together in time.
-        let variants: Vec<String> = match scenario {
-            "idle" => sizes.idle.iter().map(Count::to_string).collect(),
-            "fanout" => sizes.fanout.iter().map(usize::to_string).collect(),
-            "saturation" => sizes.saturation.iter().map(usize::to_string).collect(),
-            // A baseline lab (--policy is not its option) runs with its own
-            // behaviour, labelled "own", instead of the core's policies.
-            "backpressure" => std::iter::once("baseline".to_owned())
-                .chain(sizes.bp_policies.iter().cloned())
-                .chain(std::iter::once("own".to_owned()))
-                .collect(),
-            _ => vec![sizes.poll_clients.to_string()],
-        };
-        for variant in &variants {
-            for lab in labs {
-                if scenario == "backpressure" && (lab.baseline != (variant == "own")) && variant != "baseline" {
-                    continue;
-                }
-                for &transport in transports {
-                    if !lab.transports.iter().any(|t| t == transport.name()) || !wanted(&args.transports, transport.name()) {
-                        continue;
-                    }
-                    let common = Common::new(&lab.runtime);
-                    let run = match scenario {
-                        "idle" => Scenario::Idle(IdleArgs {
-                            common,
-                            transport,
-                            connections: variant.parse().unwrap_or(Count::N(1000)),
-                        }),
-                        "fanout" | "saturation" => {
-                            let subscribers: usize = variant.parse().unwrap_or(100);
-                            let (messages, interval_ms) = if scenario == "fanout" {
-                                (sizes.fanout_messages, sizes.fanout_interval_ms)
-                            } else {
-                                ((sizes.saturation_deliveries / subscribers.max(1) as u64).clamp(10, 1000), 0)
-                            };
-                            Scenario::Fanout(FanoutArgs { common, transport, subscribers, messages, size: 64, interval_ms })
-                        }
-                        "backpressure" => Scenario::Backpressure(BackpressureArgs {
-                            common,
-                            // The baseline run (no stalled subscriber) and a baseline
-                            // lab's own behaviour pass no --policy.
-                            policy: (variant != "baseline" && variant != "own").then(|| variant.clone()),
-                            transport,
-                            fast: sizes.bp_fast,
-                            stalled: if variant == "baseline" { 0 } else { sizes.bp_stalled },
-                            rate: sizes.bp_rate,
-                            messages: sizes.bp_messages,
-                            size: sizes.bp_size,
-                            rcvbuf: 4096,
-                            sample_ms: 100,
-                        }),
-                        _ => Scenario::Polling(PollingArgs {
-                            common,
-                            transport,
-                            clients: sizes.poll_clients,
-                            rate: sizes.poll_rate,
-                            secs: sizes.poll_secs,
-                            every_ms: sizes.poll_every_ms,
-                            size: 64,
-                        }),
-                    };
-                    cells.push(Planned {
-                        scenario,
-                        runtime: lab.runtime.clone(),
-                        transport,
-                        label: variant.clone(),
-                        run,
-                    });
+        for label in sizes.labels(scenario) {
+            for lab in labs.iter().filter(|lab| runs(lab, label)) {
+                for &transport in scenario.transports().iter().filter(|t| lab.transports.contains(t) && wanted(t)) {
+                    let run = sizes.scenario(scenario, label, Common::new(&lab.runtime), transport);
+                    cells.push(Planned { scenario, runtime: lab.runtime.clone(), transport, label, run });
                 }
             }
         }
@@ -287,66 +282,43 @@ fn plan(sizes: &Sizes, labs: &[Lab], args: &MatrixArgs) -> Vec<Planned> {
     cells
 }
 
-/// The scenario's options as JSON, for the cell's `params`.
-fn params_of(run: &Scenario) -> serde_json::Value {
-    let (json, common) = match run {
-        Scenario::Idle(a) => (serde_json::json!({ "connections": a.connections.to_string() }), &a.common),
-        Scenario::Fanout(a) => (
-            serde_json::json!({ "subscribers": a.subscribers, "messages": a.messages, "size": a.size, "interval_ms": a.interval_ms }),
-            &a.common,
-        ),
-        Scenario::Backpressure(a) => (
-            serde_json::json!({
-                "policy": a.policy, "fast": a.fast, "stalled": a.stalled, "rate": a.rate,
-                "messages": a.messages, "size": a.size, "rcvbuf": a.rcvbuf, "sample_ms": a.sample_ms,
-            }),
-            &a.common,
-        ),
-        Scenario::Polling(a) => (
-            serde_json::json!({ "clients": a.clients, "rate": a.rate, "secs": a.secs, "every_ms": a.every_ms, "size": a.size }),
-            &a.common,
-        ),
-    };
-    let mut json = json;
-    json["server_args"] = serde_json::json!(common.server_args);
-    json
+/// The names `rtlab runtimes` prints: the full labs, or with `baselines`
+/// the baselines (`rtlab runtimes --baselines`). The binary is the one place
+/// that knows which labs exist.
+pub fn runtimes(exe: &Path, baselines: bool) -> std::io::Result<Vec<String>> {
+    let out = Command::new(exe).arg("runtimes").args(baselines.then_some("--baselines")).output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "`rtlab runtimes{}` failed: {}",
+            if baselines { " --baselines" } else { "" },
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
 }
 
-/// Finds the labs: `rtlab runtimes` (full labs) plus the other values
-/// `rtlab serve --runtime` accepts (baselines), then probes each one's
-/// transports.
+/// Finds the labs: the full labs (`rtlab runtimes`), then the baselines
+/// (`rtlab runtimes --baselines`), each probed for the transports it serves.
 pub fn discover(exe: &Path, only: &[String]) -> std::io::Result<Vec<Lab>> {
-    let full: Vec<String> = String::from_utf8_lossy(&Command::new(exe).arg("runtimes").output()?.stdout)
-        .lines()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut all = full.clone();
-    let help = String::from_utf8_lossy(&Command::new(exe).args(["serve", "-h"]).output()?.stdout).to_string();
-    let mut lines = help.lines().skip_while(|l| !l.trim_start().starts_with("--runtime"));
-    if let Some(values) = lines
-        .by_ref()
-        .take(3)
-        .find_map(|l| l.split_once("[possible values: ").map(|(_, v)| v.trim_end_matches(']').to_owned()))
-    {
-        for v in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-            if !all.iter().any(|a| a == v) {
-                all.push(v.to_owned());
-            }
-        }
-    }
+    let full = runtimes(exe, false)?;
+    let baselines = runtimes(exe, true)?;
     let mut labs = Vec::new();
-    for runtime in all.into_iter().filter(|r| only.is_empty() || only.contains(r)) {
+    for (runtime, baseline) in full.into_iter().map(|r| (r, false)).chain(baselines.into_iter().map(|r| (r, true))) {
+        if !only.is_empty() && !only.contains(&runtime) {
+            continue;
+        }
         let transports = probe(exe, &runtime);
         if transports.is_empty() {
             eprintln!("rtlab bench: {runtime}: the server did not start or serves no transport; skipped");
             continue;
         }
-        labs.push(Lab { baseline: !full.contains(&runtime), runtime, transports });
+        labs.push(Lab { runtime, baseline, transports });
     }
     for name in only {
         if !labs.iter().any(|l| &l.runtime == name) {
-            return Err(std::io::Error::other(format!("no lab named '{name}' (rtlab serve -h lists them)")));
+            return Err(std::io::Error::other(format!(
+                "no lab named '{name}' (`rtlab runtimes` and `rtlab runtimes --baselines` list them)"
+            )));
         }
     }
     Ok(labs)
@@ -354,14 +326,9 @@ pub fn discover(exe: &Path, only: &[String]) -> std::io::Result<Vec<Lab>> {
 
 /// Which transports a lab serves: one subscription (or poll) of each
 /// against a fresh server.
-fn probe(exe: &Path, runtime: &str) -> Vec<String> {
+fn probe(exe: &Path, runtime: &str) -> Vec<Transport> {
     let Ok(server) = ServerProcess::start(exe, runtime, &[], None) else { return Vec::new() };
-    let mut served = Vec::new();
-    for transport in [Transport::Sse, Transport::Ws, Transport::LongPoll, Transport::ShortPoll] {
-        if probe_one(server.addr, transport).is_ok() {
-            served.push(transport.name().to_owned());
-        }
-    }
+    let served = Transport::ALL.iter().copied().filter(|&t| probe_one(server.addr, t).is_ok()).collect();
     server.stop(Duration::from_secs(10));
     served
 }
@@ -408,7 +375,7 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
     parameters["repeats"] = args.repeats.into();
     parameters["scenarios"] = serde_json::json!(args.scenarios);
     parameters["transports"] = serde_json::json!(args.transports);
-    let mut doc = Document::begin(scale.name(), parameters, labs.clone());
+    let mut doc = Document::begin(scale, parameters, labs.clone());
     let steal_start = crate::procfs::steal_secs();
 
     let bars = crate::progress();
@@ -430,11 +397,11 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
     let mut all_ok = true;
     for p in &planned {
         let mut cell = Cell {
-            scenario: p.scenario.to_owned(),
+            scenario: p.scenario,
             runtime: p.runtime.clone(),
-            transport: p.transport.name().to_owned(),
-            label: p.label.clone(),
-            params: params_of(&p.run),
+            transport: p.transport,
+            label: p.label,
+            params: p.run.params(),
             verified: true,
             metrics: Default::default(),
             runs: Vec::new(),
@@ -509,8 +476,8 @@ mod tests {
     #[test]
     fn full_plan_covers_every_scenario_and_transport() {
         let labs = vec![
-            Lab { runtime: "a".into(), baseline: false, transports: ["sse", "ws", "long-poll", "short-poll"].map(String::from).to_vec() },
-            Lab { runtime: "b".into(), baseline: true, transports: vec!["ws".into()] },
+            Lab { runtime: "a".into(), baseline: false, transports: Transport::ALL.to_vec() },
+            Lab { runtime: "b".into(), baseline: true, transports: vec![Transport::Ws] },
         ];
         let args = MatrixArgs {
             full: true,
@@ -523,19 +490,31 @@ mod tests {
             book: None,
         };
         let cells = plan(&Sizes::of(Scale::Full), &labs, &args);
-        let count = |s: &str, r: &str| cells.iter().filter(|c| c.scenario == s && c.runtime == r).count();
-        assert_eq!(count("idle", "a"), 9);
-        assert_eq!(count("fanout", "a"), 9);
-        assert_eq!(count("saturation", "a"), 9);
-        assert_eq!(count("backpressure", "a"), 8);
-        assert_eq!(count("polling", "a"), 4);
+        use ScenarioKind::*;
+        let count = |s: ScenarioKind, r: &str| cells.iter().filter(|c| c.scenario == s && c.runtime == r).count();
+        assert_eq!(count(Idle, "a"), 9);
+        assert_eq!(count(Fanout, "a"), 9);
+        assert_eq!(count(Saturation, "a"), 9);
+        assert_eq!(count(Backpressure, "a"), 8);
+        assert_eq!(count(Polling, "a"), 4);
         // The baseline is measured on the transports it serves only, and
         // under its own backpressure behaviour.
-        assert_eq!(count("backpressure", "b"), 2);
-        assert!(cells.iter().any(|c| c.runtime == "b" && c.label == "own"));
-        assert!(!cells.iter().any(|c| c.runtime == "a" && c.label == "own"));
-        assert_eq!(count("idle", "b"), 3);
-        assert_eq!(count("polling", "b"), 1);
+        assert_eq!(count(Backpressure, "b"), 2);
+        assert!(cells.iter().any(|c| c.runtime == "b" && c.label == Label::Own));
+        assert!(!cells.iter().any(|c| c.runtime == "a" && c.label == Label::Own));
+        assert_eq!(count(Idle, "b"), 3);
+        assert_eq!(count(Polling, "b"), 1);
         assert!(cells.iter().filter(|c| c.runtime == "b").all(|c| c.transport == Transport::Ws));
+        // The cells' arguments follow their labels.
+        let bp = |label: Label| cells.iter().find(|c| c.scenario == Backpressure && c.label == label).map(|c| &c.run);
+        assert!(matches!(bp(Label::Baseline), Some(Scenario::Backpressure(a)) if a.stalled == 0 && a.policy.is_none()));
+        assert!(matches!(
+            bp(Label::Policy(Policy::DropOldest)),
+            Some(Scenario::Backpressure(a)) if a.stalled == 20 && a.policy == Some(Policy::DropOldest)
+        ));
+        let idle_max = cells.iter().find(|c| c.scenario == Idle && c.label == Label::Max).map(|c| &c.run);
+        assert!(matches!(idle_max, Some(Scenario::Idle(a)) if a.connections == Count::Max));
+        let saturation = cells.iter().find(|c| c.scenario == Saturation && c.label == Label::Size(10_000)).map(|c| &c.run);
+        assert!(matches!(saturation, Some(Scenario::Fanout(a)) if a.subscribers == 10_000 && a.messages == 100 && a.interval_ms == 0));
     }
 }

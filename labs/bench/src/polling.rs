@@ -21,11 +21,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, Publisher, Transport};
+use crate::client::{self, Transport};
 use crate::fanout::verify;
-use crate::server::ServerProcess;
-use crate::workers::{Mode, Plan, Workers};
-use crate::{died_prefix, Common, EnvProbe, Outcome, Percentiles, RunEnv};
+use crate::outcome::{Measured, Run, Verdict};
+use crate::session::{Session, Stop};
+use crate::worker::Report;
+use crate::workers::Mode;
+use crate::{Common, Percentiles};
 
 /// Options of one polling-cost run.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,11 +54,11 @@ pub struct PollingArgs {
     pub size: usize,
 }
 
-/// The result of one polling-cost run.
+/// What one polling-cost run was asked and measured ([`Run`] adds what
+/// every run reports). Verified: every client got every update once and in
+/// order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PollingResult {
-    pub runtime: String,
-    pub transport: Transport,
     pub clients: usize,
     pub rate: f64,
     pub secs: f64,
@@ -64,9 +66,6 @@ pub struct PollingResult {
     pub size: usize,
     /// Updates published.
     pub messages: u64,
-    /// Every client got every update once and in order.
-    pub verified: bool,
-    pub failure: Option<String>,
     /// Seconds from the first publish to the last client having everything.
     pub window_secs: f64,
     /// HTTP requests the clients sent in the window.
@@ -83,29 +82,29 @@ pub struct PollingResult {
     pub setup_bytes_per_client: f64,
     /// Publish to seen, every (client, update) pair, µs.
     pub staleness_us: Option<Percentiles>,
-    pub clean_exit: bool,
-    pub env: RunEnv,
+}
+
+/// The measured window, for the numbers of a verified run.
+#[derive(Debug, Default)]
+struct Window {
+    secs: f64,
+    /// Server CPU seconds over the window.
+    cpu_secs: f64,
+    reports: Vec<Report>,
 }
 
 /// Runs the polling-cost scenario once against a fresh server.
-pub fn run(args: &PollingArgs) -> std::io::Result<PollingResult> {
-    let probe = EnvProbe::begin();
-    let place = probe.placement();
-    let exe = args.common.exe()?;
-    let server = ServerProcess::start(&exe, &args.common.runtime, &args.common.server_args, place.server)?;
+pub fn run(args: &PollingArgs) -> std::io::Result<Run<PollingResult>> {
     let messages = (args.rate * args.secs).round().max(1.0) as u64;
+    let (info, window) = Session::run(&args.common, args.transport, &[], |s| update(s, args, messages))?;
     let mut result = PollingResult {
-        runtime: args.common.runtime.clone(),
-        transport: args.transport,
         clients: args.clients,
         rate: args.rate,
         secs: args.secs,
         every_ms: args.every_ms,
         size: args.size,
         messages,
-        verified: false,
-        failure: None,
-        window_secs: 0.0,
+        window_secs: window.secs,
         requests: 0,
         requests_per_sec: 0.0,
         server_cpu_per_sec: 0.0,
@@ -114,74 +113,79 @@ pub fn run(args: &PollingArgs) -> std::io::Result<PollingResult> {
         bytes_per_message: 0.0,
         setup_bytes_per_client: 0.0,
         staleness_us: None,
-        clean_exit: false,
-        env: RunEnv::default(),
     };
-    let mut plan = Plan::new(&exe, server.addr, args.transport, "updates", args.clients);
+    if info.verdict.is_verified() {
+        result.cost(&window);
+    }
+    Ok(Run { info, result })
+}
+
+/// The scenario's own part: open the clients, mark the window, publish at
+/// the rate, collect, verify.
+fn update(s: &Session, args: &PollingArgs, messages: u64) -> Result<(Window, Verdict), Stop> {
+    let mut plan = s.plan("updates", args.clients);
     plan.mode = Mode::Listen(messages);
-    plan.cpu = place.clients;
     if args.transport == Transport::ShortPoll {
         plan.poll_every_ms = Some(args.every_ms);
     }
-    let (mut workers, ready) = Workers::start(&plan)?;
-    if ready.opened != args.clients {
-        result.failure = Some(format!("opened {}/{} clients: {:?}", ready.opened, args.clients, ready.error));
-        result.env = probe.end();
-        return Ok(result);
-    }
+    let mut workers = s.open(&plan, "clients")?;
     if args.transport != Transport::ShortPoll {
-        let key = args.transport.stats_key();
-        if !server.wait_stats(Duration::from_secs(30), |s| s["connections"][key].as_u64() == Some(args.clients as u64)) {
-            result.failure = Some("the server never counted every client".into());
-            result.env = probe.end();
-            return Ok(result);
-        }
+        s.await_count(args.clients, "client")?;
     }
     workers.mark()?;
-    let cpu_before = server.sample().cpu_secs;
+    let cpu_before = s.server.sample().cpu_secs;
     let t0 = Instant::now();
-    let mut publisher = Publisher::connect(server.addr, "updates")?;
+    let mut publisher = s.publisher("updates")?;
     for seq in 0..messages {
         let due = t0 + Duration::from_secs_f64(seq as f64 / args.rate.max(0.001));
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         publisher.publish(&client::bench_payload(seq, client::realtime_ns(), args.size))?;
     }
     let all_done = workers.wait_done(Duration::from_millis(args.every_ms) + Duration::from_secs(30));
-    result.window_secs = t0.elapsed().as_secs_f64();
-    let cpu_after = server.sample().cpu_secs;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu_secs = s.server.sample().cpu_secs - cpu_before;
     let reports = workers.reports()?;
-    drop(publisher);
-    let died = server.died();
-    result.clean_exit = server.stop(Duration::from_secs(20));
-    result.env = probe.end();
-    if let Err(failure) = verify(&reports, messages, args.clients, all_done) {
-        result.failure = Some(died_prefix(died) + &failure);
-        return Ok(result);
-    }
-    // ANCHOR: cost
-    let delivered = (messages * args.clients as u64) as f64;
-    result.requests = reports.iter().map(|r| r.requests).sum();
-    result.bytes_sent = reports.iter().map(|r| r.bytes_sent).sum();
-    result.bytes_received = reports.iter().map(|r| r.bytes_received).sum();
-    result.requests_per_sec = result.requests as f64 / result.window_secs;
-    result.server_cpu_per_sec = (cpu_after - cpu_before) / result.window_secs;
-    result.bytes_per_message = (result.bytes_sent + result.bytes_received) as f64 / delivered;
-    result.setup_bytes_per_client =
-        reports.iter().map(|r| r.setup_bytes).sum::<u64>() as f64 / args.clients.max(1) as f64;
-    let mut all: Vec<u64> = reports.iter().flat_map(|r| r.latency_us.values().flatten().map(|&us| us as u64)).collect();
-    result.staleness_us = Some(Percentiles::of(&mut all));
-    // ANCHOR_END: cost
-    result.verified = true;
-    Ok(result)
+    let verdict = Verdict::of(verify(&reports, messages, args.clients, all_done));
+    Ok((Window { secs, cpu_secs, reports }, verdict))
 }
 
-impl Outcome for PollingResult {
-    fn verified(&self) -> bool {
-        self.verified
+impl PollingResult {
+    /// The cost of a verified run.
+    fn cost(&mut self, window: &Window) {
+        // ANCHOR: cost
+        let (reports, clients) = (&window.reports, self.clients);
+        let delivered = (self.messages * clients as u64) as f64;
+        self.requests = reports.iter().map(|r| r.requests).sum();
+        self.bytes_sent = reports.iter().map(|r| r.bytes_sent).sum();
+        self.bytes_received = reports.iter().map(|r| r.bytes_received).sum();
+        self.requests_per_sec = self.requests as f64 / self.window_secs;
+        self.server_cpu_per_sec = window.cpu_secs / self.window_secs;
+        self.bytes_per_message = (self.bytes_sent + self.bytes_received) as f64 / delivered;
+        self.setup_bytes_per_client = reports.iter().map(|r| r.setup_bytes).sum::<u64>() as f64 / clients.max(1) as f64;
+        self.staleness_us = Some(Report::all_latencies(reports));
+        // ANCHOR_END: cost
+    }
+}
+
+impl Measured for PollingResult {
+    const SCENARIO: &'static str = "polling";
+
+    fn setup(&self) -> String {
+        format!("{} clients, {}/s for {}s", self.clients, self.rate, self.secs)
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failure.clone()
+    fn numbers(&self) -> String {
+        let Some(p) = &self.staleness_us else { return String::new() };
+        format!(
+            "{:.1} req/s, server {:.3} CPU s/s, {:.0} B/msg (+{:.0} B setup/client), staleness p50 {} µs p99 {} µs max {} µs",
+            self.requests_per_sec,
+            self.server_cpu_per_sec,
+            self.bytes_per_message,
+            self.setup_bytes_per_client,
+            p.p50,
+            p.p99,
+            p.max
+        )
     }
 
     fn metrics(&self) -> Vec<(&'static str, f64)> {
@@ -195,30 +199,5 @@ impl Outcome for PollingResult {
             m.extend([("stale_p50_us", p.p50 as f64), ("stale_p99_us", p.p99 as f64), ("stale_max_us", p.max as f64)]);
         }
         m
-    }
-
-    fn summary(&self) -> String {
-        match &self.staleness_us {
-            Some(p) => format!(
-                "polling {:<8} {:<10} {} clients, {}/s for {}s: {:.1} req/s, server {:.3} CPU s/s, {:.0} B/msg (+{:.0} B setup/client), staleness p50 {} µs p99 {} µs max {} µs",
-                self.runtime, self.transport.name(), self.clients, self.rate, self.secs,
-                self.requests_per_sec, self.server_cpu_per_sec, self.bytes_per_message, self.setup_bytes_per_client,
-                p.p50, p.p99, p.max
-            ),
-            None => format!(
-                "polling {:<8} {:<10}: FAILED: {}",
-                self.runtime,
-                self.transport.name(),
-                self.failure.as_deref().unwrap_or("unknown")
-            ),
-        }
-    }
-
-    fn env(&self) -> &RunEnv {
-        &self.env
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        crate::json_of(self)
     }
 }

@@ -18,6 +18,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::axes::{Label, Scale, ScenarioKind, Transport};
 use crate::{Placement, RunEnv};
 
 /// The document's format, checked when a document is read.
@@ -30,7 +31,7 @@ pub struct Document {
     /// [`SCHEMA`].
     pub schema: String,
     /// `tiny`, `quick` or `full`.
-    pub scale: String,
+    pub scale: Scale,
     /// When the run started and ended, UTC (RFC 3339).
     pub started: String,
     pub finished: Option<String>,
@@ -57,12 +58,13 @@ pub struct Document {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
     /// `idle`, `fanout`, `saturation`, `backpressure` or `polling`.
-    pub scenario: String,
+    pub scenario: ScenarioKind,
+    /// A lab: discovered, not an enum (see [`crate::axes`]).
     pub runtime: String,
-    pub transport: String,
+    pub transport: Transport,
     /// The size or variant: connections (`1000`, `max`), subscribers,
-    /// `baseline` or a policy, clients.
-    pub label: String,
+    /// `baseline`, a policy or `own`, clients.
+    pub label: Label,
     /// The scenario's options.
     pub params: serde_json::Value,
     /// Every run verified. Metrics are only computed from verified runs.
@@ -125,10 +127,10 @@ pub struct Failure {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lab {
     pub runtime: String,
-    /// A framework baseline (accepted by `rtlab serve` but not listed by
+    /// A framework baseline (listed by `rtlab runtimes --baselines`, not by
     /// `rtlab runtimes`), not one of the full labs.
     pub baseline: bool,
-    pub transports: Vec<String>,
+    pub transports: Vec<Transport>,
 }
 
 /// The machine the run ran on.
@@ -286,10 +288,10 @@ pub fn utc_now() -> (String, String) {
 
 impl Document {
     /// A new document for a run that starts now.
-    pub fn begin(scale: &str, parameters: serde_json::Value, labs: Vec<Lab>) -> Document {
+    pub fn begin(scale: Scale, parameters: serde_json::Value, labs: Vec<Lab>) -> Document {
         Document {
             schema: SCHEMA.to_owned(),
-            scale: scale.to_owned(),
+            scale,
             started: utc_now().1,
             finished: None,
             wall_secs: 0.0,
@@ -327,8 +329,7 @@ impl Document {
     }
 
     /// The cells of one scenario.
-    pub fn cells_of<'a>(&'a self, scenario: &str) -> impl Iterator<Item = &'a Cell> + use<'a> {
-        let scenario = scenario.to_owned();
+    pub fn cells_of(&self, scenario: ScenarioKind) -> impl Iterator<Item = &Cell> {
         self.cells.iter().filter(move |c| c.scenario == scenario)
     }
 
@@ -367,5 +368,17 @@ mod tests {
         let (date, stamp) = utc_now();
         assert_eq!(date.len(), 10);
         assert!(stamp.starts_with(&date) && stamp.ends_with('Z'));
+    }
+
+    #[test]
+    fn the_committed_run_loads_and_writes_back_the_same_json() {
+        // The cells' scenario, transport and label are enums now; the
+        // document they are read from was written when they were strings.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results/2026-11-24-vm");
+        let doc = Document::read(&dir).expect("the committed run loads");
+        assert_eq!((doc.cells.len(), doc.scale), (180, crate::axes::Scale::Full));
+        let raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("results.json")).expect("read")).expect("JSON");
+        assert!(serde_json::to_value(&doc).expect("serializes") == raw, "the document does not write back as it was read");
     }
 }

@@ -141,6 +141,15 @@ pub struct Report {
     pub stalled: Vec<StallOutcome>,
 }
 
+impl Report {
+    /// Percentiles of every latency in `reports`, all connections and
+    /// messages together, µs.
+    pub fn all_latencies(reports: &[Report]) -> crate::Percentiles {
+        let mut all: Vec<u64> = reports.iter().flat_map(|r| r.latency_us.values().flatten().map(|&us| u64::from(us))).collect();
+        crate::Percentiles::of(&mut all)
+    }
+}
+
 fn say(line: &impl Serialize) {
     let mut out = io::stdout().lock();
     let _ = serde_json::to_writer(&mut out, line);

@@ -75,6 +75,12 @@ fn tiny_matrix_verifies_every_scenario_and_renders_its_report() {
             assert_eq!(cell["verified"], true, "{scenario} {} not verified", cell["transport"]);
             assert_eq!(cell["runs"].as_array().map(Vec::len), Some(1));
             assert!(cell["metrics"].as_object().is_some_and(|m| !m.is_empty()), "{scenario}: no metrics");
+            // Every run says what every run reports, in the same keys
+            // whatever the scenario.
+            let run = &cell["runs"][0];
+            assert_eq!((&run["runtime"], &run["transport"]), (&cell["runtime"], &cell["transport"]), "{scenario}");
+            assert_eq!((&run["verified"], &run["failure"]), (&Value::Bool(true), &Value::Null), "{scenario}");
+            assert!(run["clean_exit"].is_boolean() && run["env"]["wall_secs"].is_number(), "{scenario}: {run}");
         }
     }
     // The stalled subscribers of each policy met their fate.
