@@ -114,24 +114,7 @@ fn lab() -> &'static Lab {
 /// `$RTLAB_BIN`, or `rtlab` in the profile directory this bench was built
 /// into (`target/<profile>/deps/runtimes-HASH` → `target/<profile>/rtlab`).
 fn rtlab_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("RTLAB_BIN") {
-        let path = PathBuf::from(path);
-        assert!(path.is_file(), "RTLAB_BIN={} is not a file", path.display());
-        return path;
-    }
-    let me = std::env::current_exe().expect("the bench's own path");
-    let profile_dir = me.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<bench>");
-    let exe = profile_dir.join("rtlab");
-    if !exe.is_file() {
-        let profile = profile_dir.file_name().map_or("release".into(), |p| p.to_string_lossy().into_owned());
-        let build = if profile == "debug" { "cargo build -p rtlab" } else { "cargo build --release -p rtlab" };
-        panic!(
-            "these benches measure the rtlab binary, and {} does not exist: run `{build}` first \
-             (or set RTLAB_BIN=/path/to/rtlab)",
-            exe.display()
-        );
-    }
-    exe
+    rtlab_testkit::rtlab_bin().unwrap_or_else(|e| panic!("these benches measure the rtlab binary: {e}"))
 }
 
 /// Pins this process to `core`, as the harness pins its client workers.

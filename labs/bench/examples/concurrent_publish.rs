@@ -14,7 +14,9 @@
 //!
 //! The server is pinned to CPU 0 and this process to CPU 1 (where the
 //! machine has two), and both processes' CPU time is printed, so that a run
-//! limited by the clients can be told from one limited by the server.
+//! limited by the clients can be told from one limited by the server; so is
+//! the number of publishes per CPU-second of the server, the figure that
+//! least depends on what else the machine was doing.
 //!
 //! It talks to any `rtlab` binary (`--rtlab`), so that the same command
 //! measures two builds: that is how the "wakes after the lock" change of
@@ -22,10 +24,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use rtlab_testkit::{Launch, Running, Stderr};
 
 /// A 16-byte message: small, so that the cost measured is the hub's, not copying.
 const MESSAGE: &[u8] = b"0123456789abcdef";
@@ -75,16 +78,17 @@ fn main() {
         "# {} publishers, {} SSE subscribers, {} s closed-loop publishing per run; {}",
         args.publishers, args.subscribers, args.seconds, args.rtlab
     );
-    println!("runtime  run  publishes/s  deliveries/s  server CPU s/s  client CPU s/s  verified");
+    println!("runtime  run  publishes/s  deliveries/s  server CPU s/s  client CPU s/s  publishes/server CPU-s  verified");
     for runtime in &args.runtimes {
         for run in 1..=args.repeats {
             match measure(&args, runtime, two_cores) {
                 Ok(r) => println!(
-                    "{runtime:<8} {run:>3}  {:>11.0}  {:>12.0}  {:>14.2}  {:>14.2}  yes ({} ids to each subscriber)",
+                    "{runtime:<8} {run:>3}  {:>11.0}  {:>12.0}  {:>14.2}  {:>14.2}  {:>22.0}  yes ({} ids to each subscriber)",
                     r.published as f64 / r.secs,
                     (r.published * args.subscribers as u64) as f64 / r.secs,
                     r.server_cpu / r.secs,
                     r.client_cpu / r.secs,
+                    r.published as f64 / r.server_cpu.max(1e-9),
                     r.published
                 ),
                 Err(e) => println!("{runtime:<8} {run:>3}  FAILED: {e}"),
@@ -232,35 +236,21 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A fresh `rtlab serve` process, killed on drop.
+/// A fresh `rtlab serve` process (the test kit's [`Running`]: killed on drop).
 struct Server {
-    child: Child,
+    process: Running,
     addr: SocketAddr,
 }
 
 impl Server {
     fn start(rtlab: &str, runtime: &str, pin: bool) -> Result<Server, String> {
-        let mut cmd = if pin {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0", rtlab]);
-            c
-        } else {
-            Command::new(rtlab)
-        };
-        let mut child = cmd
-            .args(["serve", "--runtime", runtime, "--addr", "127.0.0.1:0"])
+        let process = Launch::serve(rtlab, runtime)
             .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()
+            .stderr(Stderr::Inherit)
+            .pin_cpu(pin.then_some(0))
+            .start()
             .map_err(|e| format!("{rtlab}: {e}"))?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).map_err(|e| e.to_string())?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("unexpected first line {line:?}"))?;
-        Ok(Server { child, addr })
+        Ok(Server { addr: process.addr(), process })
     }
 
     /// Subscribers of `topic`, from `/stats`' connection counts (SSE streams).
@@ -277,15 +267,8 @@ impl Server {
     /// The server's CPU time so far (user + system), in seconds.
     fn cpu(&self) -> f64 {
         // With taskset the child execs the server: same pid.
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.pid())).unwrap_or_default();
         cpu_from_stat(&stat)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

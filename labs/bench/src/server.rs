@@ -1,18 +1,19 @@
 //! A lab server under test: a fresh `rtlab serve` process per measurement.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use rtlab_testkit::{Launch, Running, Stderr};
 
 use crate::procfs::{self, ProcessSample};
 
 /// A running server process. Dropping it kills the process.
 #[derive(Debug)]
 pub struct ServerProcess {
-    child: Child,
+    process: Running,
     /// Where it listens.
     pub addr: SocketAddr,
     /// A keep-alive connection for `/stats`, opened before any client: a
@@ -23,36 +24,19 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `exe serve --runtime <runtime> --addr 127.0.0.1:0 <extra...>`
-    /// and waits for its `listening on` line. With `cpu` set, the server is
-    /// pinned to that core (`taskset`), so that clients on the other core do
-    /// not compete with it.
+    /// (with the test kit's [`Launch`]) and waits for its `listening on`
+    /// line. With `cpu` set, the server is pinned to that core (`taskset`),
+    /// so that clients on the other core do not compete with it.
     pub fn start(exe: &Path, runtime: &str, extra: &[String], cpu: Option<usize>) -> std::io::Result<ServerProcess> {
-        let mut cmd = match cpu {
-            Some(core) if which("taskset") => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(core.to_string()).arg(exe);
-                c
-            }
-            _ => Command::new(exe),
-        };
-        cmd.args(["serve", "--runtime", runtime, "--addr", "127.0.0.1:0"])
+        let process = Launch::serve(exe, runtime)
             .args(extra)
             // Errors only: a server at its descriptor limit warns about every
             // refused accept, which is the expected outcome of that run.
             .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("{runtime}: unexpected first line {line:?}")))?;
-        let server = ServerProcess { child, addr, stats_conn: Mutex::new(None) };
+            .stderr(Stderr::Inherit)
+            .pin_cpu(cpu)
+            .start()?;
+        let server = ServerProcess { addr: process.addr(), process, stats_conn: Mutex::new(None) };
         // Opens the keep-alive /stats connection (and checks the server answers).
         let end = Instant::now() + Duration::from_secs(10);
         while let Err(e) = server.stats() {
@@ -66,14 +50,13 @@ impl ServerProcess {
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// The server process has exited (crashed: nothing here stops it but
-    /// [`ServerProcess::stop`]). It stays a zombie until reaped by `stop`.
+    /// [`ServerProcess::stop`]); it is reaped when found so.
     pub fn died(&self) -> bool {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .map_or(true, |stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
+        !matches!(self.process.exit_status(), Ok(None))
     }
 
     /// Samples the server's memory and CPU.
@@ -132,29 +115,11 @@ impl ServerProcess {
 
     /// SIGTERM, then wait (up to `timeout`) for a clean exit; kills otherwise.
     /// Returns whether it exited 0 on its own.
-    pub fn stop(mut self, timeout: Duration) -> bool {
+    pub fn stop(self, timeout: Duration) -> bool {
         // Our own /stats connection would otherwise hold the server in its
         // close linger, waiting for the peer to finish.
         drop(self.stats_conn.lock().unwrap_or_else(|e| e.into_inner()).take());
-        // SAFETY: kill(2) with a pid we own and a valid signal number.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.stop(libc::SIGTERM, timeout).is_ok_and(|status| status.success())
     }
 }
 
@@ -196,12 +161,6 @@ impl KeepAlive {
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
 }
 
 /// One `GET` on a fresh connection; returns the body.
