@@ -104,8 +104,10 @@ ensure_venv() {
     "$venv/bin/python" -m pip install -q --disable-pip-version-check \
         --no-deps --no-build-isolation -r "$requirements" ||
         die "pip install -r $requirements failed (its error is above)"
-    "$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null ||
+    if ! log="$("$venv/bin/python" -m pip check --disable-pip-version-check 2>&1)"; then
+        echo "$log" >&2
         die "the pinned packages do not satisfy each other (pip check, above): fix $requirements"
+    fi
     printf '%s\n' "$want" >"$stamp"
 }
 
