@@ -29,6 +29,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 rtlab="${1:-$root/target/debug/rtlab}"
 if [[ $# -gt 0 ]]; then shift; fi
+[[ "$rtlab" != */* ]] || rtlab="$(cd "$(dirname "$rtlab")" && pwd)/$(basename "$rtlab")"
 
 VIRTUALENV_VERSION=16.7.12 # the last virtualenv that runs on Python 2.7 with no dependencies
 EXPECTED_CASES=301          # cases 1.* to 10.* in autobahntestsuite 25.10.1
@@ -81,6 +82,7 @@ ensure_venv() {
         return
     fi
     echo "autobahn: making the virtualenv $venv with $python (pinned: $requirements)"
+    SECONDS=0
     rm -rf "$venv"
     "$python" -m pip --version >/dev/null 2>&1 ||
         die "$python has no pip, needed once to fetch virtualenv $VIRTUALENV_VERSION ($python -m ensurepip installs one)"
@@ -109,6 +111,7 @@ ensure_venv() {
         die "the pinned packages do not satisfy each other (pip check, above): fix $requirements"
     fi
     printf '%s\n' "$want" >"$stamp"
+    echo "autobahn: virtualenv made in $SECONDS s"
 }
 
 # --- One lab ----------------------------------------------------------------
@@ -176,7 +179,7 @@ EOF
     [[ "$status" == 0 ]] || failures+=("$lab: on SIGTERM the server: exit status $status (see $dir/server.log)")
     wall="$(echo "$started $(date +%s.%N)" | awk '{printf "%.1f", $2 - $1}')"
     echo "$wall" >"$dir/wall_seconds"
-    echo "autobahn: $lab: $(grep -c 'Running test case' "$dir/wstest.log" || true) cases run in $wall s (wstest exit $rc, server exit $status); report: $dir/index.html"
+    echo "autobahn: $lab: $(grep -c 'Running test case' "$dir/wstest.log" || true) cases run in $wall s (wstest exit $rc, server exit $status); reports in $dir/"
 }
 
 # --- All of it --------------------------------------------------------------
