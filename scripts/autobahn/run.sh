@@ -139,6 +139,7 @@ run_lab() {
     local lab=$1 dir="$out/$1" addr started rc status wall
     mkdir -p "$dir"
     started="$(date +%s.%N)"
+    : >"$dir/server.out" # before the server opens it: polled right away
     "$rtlab" serve --runtime "$lab" --addr 127.0.0.1:0 >"$dir/server.out" 2>"$dir/server.log" &
     server_pid=$!
     for _ in $(seq 100); do
