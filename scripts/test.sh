@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The test command of rtlab: lints, unit + conformance tests, benches in test
-# mode, interop checks with independent clients, and the book. Linux only.
-# Needs a Rust toolchain with clippy, curl, Python 3 with pip, Node.js with
-# npm, and root with apt-get unless chromium is already installed. Installs
-# what is missing: mdbook 0.5.4 (cargo install), chromium (apt-get),
-# websockets (pip), playwright-core (npm ci). Run from anywhere: scripts/test.sh
+# mode, interop checks with independent clients, the Autobahn WebSocket
+# testsuite, and the book. Linux only.
+# Needs a Rust toolchain with clippy, curl, Python 3 with pip, CPython 2.7
+# with pip (python2.7 on PATH or pyenv's), Node.js with npm, and root with
+# apt-get unless chromium is already installed. Installs what is missing:
+# mdbook 0.5.4 (cargo install), chromium (apt-get), websockets (pip),
+# playwright-core (npm ci), autobahntestsuite and its pinned dependencies (pip,
+# into the Python 2.7 virtualenv target/autobahn-venv). Run from anywhere:
+# scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -62,7 +66,16 @@ python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q --root-u
 cargo build -q -p rtlab
 scripts/interop/run.sh target/debug/rtlab
 
-# 6. The book. mdbook 0.5 exits 0 on an unreadable include (it only logs an
+# 6. The Autobahn|Testsuite (wstest, fuzzing client), cases 1.* to 10.*, against
+#    every lab's /echo. wstest runs on Python 2.7 only: the first run makes the
+#    virtualenv target/autobahn-venv from scripts/autobahn/requirements.txt
+#    (every package pinned), later runs reuse it. Fails unless every case of
+#    every lab is OK, NON-STRICT or INFORMATIONAL. Reports: target/autobahn/
+#    (per lab, and the table summary.md / summary.json).
+step "autobahn: wstest fuzzingclient, cases 1.* to 10.*, against every runtime"
+scripts/autobahn/run.sh target/debug/rtlab
+
+# 7. The book. mdbook 0.5 exits 0 on an unreadable include (it only logs an
 #    error) and renders a missing anchor as an empty listing without a word,
 #    so both are checked here.
 step "mdbook build book"
