@@ -2,7 +2,8 @@
 //! document.
 //!
 //! Writes `<dir>/tables/*.md`, `<dir>/findings/*.md`, `<dir>/params/*.md`,
-//! `<dir>/plots/*.svg` and `<dir>/report.md` (every table with its findings,
+//! `<dir>/claims/*.md` (each claim's verdict alone), `<dir>/plots/*.svg` and
+//! `<dir>/report.md` (every table with its findings,
 //! and every plot, on one page). With `--book DIR` (the committed run uses
 //! `book/src/generated`) the same files are also written there, because
 //! mdbook only publishes files under `book/src`: the book's chapters include
@@ -119,10 +120,11 @@ pub fn render(doc: &Document, dir: &Path, book: Option<&Path>) -> std::io::Resul
     let tables = pages(doc);
     let findings = findings(doc);
     let params = params::snippets(doc);
+    let verdicts = claims::verdicts(doc);
     let plots_dir = dir.join("plots");
     std::fs::create_dir_all(&plots_dir)?;
     // Every markdown file, relative to the results directory (and the book's).
-    let markdown: Vec<(PathBuf, &str)> = [("tables", &tables), ("findings", &findings), ("params", &params)]
+    let markdown: Vec<(PathBuf, &str)> = [("tables", &tables), ("findings", &findings), ("params", &params), ("claims", &verdicts)]
         .into_iter()
         .flat_map(|(sub, list)| list.iter().map(move |(name, text)| (PathBuf::from(sub).join(format!("{name}.md")), text.as_str())))
         .collect();

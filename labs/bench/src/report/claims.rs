@@ -16,6 +16,9 @@ use crate::results::Document;
 
 /// A claim, what would test it, and how its verdict is computed.
 struct Claim {
+    /// Its file, `claims/<slug>.md`: the verdict alone, for a chapter that
+    /// quotes the claim.
+    slug: &'static str,
     claim: &'static str,
     tested_by: &'static str,
     /// The verdict, or `None` when the document has no data for it.
@@ -29,87 +32,106 @@ fn not_measured(_: &Document) -> Option<String> {
 
 const CLAIMS: &[Claim] = &[
     Claim {
+        slug: "sse-or-ws",
         claim: "\"Use SSE, not WebSockets\": for one-way push, SSE is the cheaper choice.",
         tested_by: "idle (memory per connection) and fanout (last subscriber's p99), SSE against WebSocket in each lab",
         verdict: sse_or_ws,
     },
     Claim {
+        slug: "frames-and-headers",
         claim: "A WebSocket message costs a 2–14 byte frame header, a poll ~800 bytes of HTTP headers.",
         tested_by: "polling: bytes on the wire per delivered update (WebSocket) and per short poll, request and response",
         verdict: frames_against_headers,
     },
     Claim {
+        slug: "connection-cost",
         claim: "A connection costs ~20 KB (10–50 KB); 200 KB of state per connection is a mistake.",
         tested_by: "idle: user-space memory plus the kernel's share per idle connection, every lab and transport, at the largest size",
         verdict: twenty_kb,
     },
     Claim {
+        slug: "limits",
         claim: "Default limits run out first: 1,024 file descriptors, or 50–100K connections per process.",
         tested_by: "idle at \"max\": as many connections as one process holds, and the limit that stopped it",
         verdict: limits,
     },
     Claim {
+        slug: "polling-at-low-rates",
         claim: "\"Polling is fine at low rates.\"",
         tested_by: "polling: server CPU, bytes per update and staleness of short polling against SSE, in each lab",
         verdict: polling_fine,
     },
     Claim {
+        slug: "polling-33-per-second",
         claim: "10,000 users polling every 5 minutes is 33 requests a second: nothing for a modern server.",
         tested_by: "polling: the server's CPU per short poll, times 33 a second",
         verdict: thirty_three,
     },
     Claim {
+        slug: "encode-once",
         claim: "\"The event loop blocks because you're serializing JSON for 50,000 clients\": encode once, not per subscriber.",
         tested_by: "the core's criterion bench (`fanout/encode_once_shared` against `fanout/encode_per_subscriber`, `labs/core/benches/core.rs`)",
         verdict: not_in_the_run,
     },
     Claim {
+        slug: "redis",
         claim: "Redis pub/sub between servers adds ~1–2 ms.",
         tested_by: "a scenario with several servers and a broker: none yet (rtlab runs one server)",
         verdict: not_measured,
     },
     Claim {
+        slug: "reconnection",
         claim: "SSE reconnects by itself and resumes with Last-Event-ID; WebSocket needs hand-written reconnection.",
         tested_by: "a connection-lifecycle scenario (drop, reconnect, resume): none yet",
         verdict: not_measured,
     },
     Claim {
+        slug: "heartbeats",
         claim: "Heartbeats every 25–30 s find dropped connections.",
         tested_by: "a lifecycle scenario with half-open connections: none yet",
         verdict: not_measured,
     },
     Claim {
+        slug: "jitter",
         claim: "Reconnecting without jitter makes a thundering herd.",
         tested_by: "a lifecycle scenario where every client reconnects at once: none yet",
         verdict: not_measured,
     },
     Claim {
+        slug: "http2",
         claim: "Browsers allow six HTTP/1.1 connections per host; over HTTP/2 one connection carries many SSE streams.",
         tested_by: "none: rtlab serves HTTP/1.1 and its clients are not browsers",
         verdict: not_measured,
     },
     Claim {
+        slug: "deltas",
         claim: "Sending JSON-patch deltas instead of whole documents saves ~98% of the bytes.",
         tested_by: "none: the harness publishes fixed-size messages",
         verdict: not_measured,
     },
     Claim {
+        slug: "sticky-sessions",
         claim: "SSE needs no sticky sessions.",
         tested_by: "a scenario with several servers behind a balancer: none yet",
         verdict: not_measured,
     },
 ];
 
+/// A claim's verdict in this run.
+fn verdict(doc: &Document, c: &Claim) -> String {
+    (c.verdict)(doc).unwrap_or_else(|| "**not yet measured**".to_owned())
+}
+
 /// `tables/claims.md`.
 pub(super) fn claims_table(doc: &Document) -> String {
-    let rows: Vec<Vec<String>> = CLAIMS
-        .iter()
-        .map(|c| {
-            let verdict = (c.verdict)(doc).unwrap_or_else(|| "**not yet measured**".to_owned());
-            vec![c.claim.to_owned(), c.tested_by.to_owned(), verdict.replace('|', "\\|")]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> =
+        CLAIMS.iter().map(|c| vec![c.claim.to_owned(), c.tested_by.to_owned(), verdict(doc, c).replace('|', "\\|")]).collect();
     table_text(&["claim", "tested by", "verdict (this run)"], &rows)
+}
+
+/// Every claim's verdict alone, as `claims/<slug>.md`.
+pub(super) fn verdicts(doc: &Document) -> Vec<(String, String)> {
+    CLAIMS.iter().map(|c| (c.slug.to_owned(), format!("{}\n", verdict(doc, c)))).collect()
 }
 
 /// The criterion bench measures it; the committed run's document does not
@@ -485,7 +507,7 @@ mod tests {
     use super::*;
     use crate::report::tables::tests::fixture;
 
-    fn verdicts(doc: &Document) -> Vec<String> {
+    fn verdict_column(doc: &Document) -> Vec<String> {
         claims_table(doc).lines().skip(2).map(|l| l.rsplit(" | ").next().unwrap_or("").trim_end_matches(" |").to_owned()).collect()
     }
 
@@ -493,16 +515,19 @@ mod tests {
     fn claims_without_data_are_not_yet_measured() {
         let mut doc = fixture();
         doc.cells.clear();
-        let v = verdicts(&doc);
+        let v = verdict_column(&doc);
         assert_eq!(v.len(), CLAIMS.len());
         assert!(v.iter().filter(|v| v.starts_with("**not yet measured**")).count() == CLAIMS.len() - 1, "{v:?}");
         assert!(v[6].starts_with("**not yet measured in this run**"));
+        let files = super::verdicts(&doc);
+        assert_eq!(files.len(), CLAIMS.len());
+        assert_eq!(files[7], ("redis".to_owned(), "**not yet measured**\n".to_owned()));
     }
 
     #[test]
     fn verdicts_from_the_fixture() {
         let doc = fixture();
-        let v = verdicts(&doc);
+        let v = verdict_column(&doc);
         // SSE against WebSocket needs both transports at one fan-out size,
         // and frames against polls a WebSocket polling cell: the fixture's
         // fan-out and its polling have neither.

@@ -390,6 +390,32 @@ pub(super) fn idle(doc: &Document) -> String {
                 label = fmt_int(label.size().unwrap_or(0) as f64)
             );
         }
+        if let Some(s) = lab_against_transport(doc, label) {
+            let _ = writeln!(out, "* {s}");
+        }
+        let kept: Vec<String> = transports
+            .iter()
+            .filter_map(|&t| {
+                let shares: Vec<String> = doc
+                    .runtimes()
+                    .into_iter()
+                    .filter_map(|r| {
+                        let c = cell(doc, scenario, &r, t, label)?;
+                        let (took, kept) = (c.mean("user_bytes_per_conn")?, c.mean("user_retained_bytes_per_conn")?);
+                        (took > 0.0).then(|| format!("{r} {:.0}%", kept / took * 100.0))
+                    })
+                    .collect();
+                (!shares.is_empty()).then(|| format!("{t}: {}", shares.join(", ")))
+            })
+            .collect();
+        if !kept.is_empty() {
+            let _ = writeln!(
+                out,
+                "* What the server kept after the clients left, as a share of what their connections took ({} connections): {}.",
+                fmt_int(label.size().unwrap_or(0) as f64),
+                kept.join("; ")
+            );
+        }
         let items = at(doc, scenario, base, label, "kernel_bytes_per_conn");
         if items.len() >= 2 {
             let (list, sep) = ranking(&items, fmt_b, false);
@@ -431,6 +457,45 @@ pub(super) fn idle(doc: &Document) -> String {
         }
     }
     out
+}
+
+/// Which matters more for user-space memory per idle connection at
+/// `label`: the lab (the largest ratio between two labs over one transport)
+/// or the transport (the largest ratio between two transports in one lab).
+fn lab_against_transport(doc: &Document, label: Label) -> Option<String> {
+    let scenario = ScenarioKind::Idle;
+    let metric = "user_bytes_per_conn";
+    let mean = |r: &str, t: Transport| cell(doc, scenario, r, t, label).and_then(|c| c.mean(metric)).filter(|v| *v > 0.0);
+    let mut labs: Option<(f64, Transport, String, String)> = None;
+    for &t in scenario.transports() {
+        let v: Vec<(String, f64)> = doc.runtimes().into_iter().filter_map(|r| mean(&r, t).map(|m| (r, m))).collect();
+        let (Some(lo), Some(hi)) = (v.iter().min_by(|a, b| a.1.total_cmp(&b.1)), v.iter().max_by(|a, b| a.1.total_cmp(&b.1))) else { continue };
+        if labs.as_ref().is_none_or(|l| hi.1 / lo.1 > l.0) {
+            labs = Some((hi.1 / lo.1, t, hi.0.clone(), lo.0.clone()));
+        }
+    }
+    let stat = |r: &str, t: Transport| cell(doc, scenario, r, t, label).and_then(|c| c.metrics.get(metric)).filter(|s| s.mean > 0.0);
+    let mut transports: Option<(f64, String, Transport, Transport)> = None;
+    for r in doc.runtimes() {
+        let v: Vec<(Transport, &Stat)> = scenario.transports().iter().filter_map(|&t| stat(&r, t).map(|s| (t, s))).collect();
+        let (Some(lo), Some(hi)) = (v.iter().min_by(|a, b| a.1.mean.total_cmp(&b.1.mean)), v.iter().max_by(|a, b| a.1.mean.total_cmp(&b.1.mean))) else {
+            continue;
+        };
+        let r_ = hi.1.mean / lo.1.mean;
+        if diff(hi.1, lo.1) == Diff::More && transports.as_ref().is_none_or(|x| r_ > x.0) {
+            transports = Some((r_, r.clone(), hi.0, lo.0));
+        }
+    }
+    let (lr, lt, lhi, llo) = labs?;
+    let between = format!("Between labs over one transport, the most is up to {} times the least ({lt}: {lhi} against {llo})", ratio(lr));
+    Some(match transports {
+        Some((tr, tlab, thi, tlo)) => format!(
+            "{between}; between the transports of one lab, up to {} times ({tlab}: {thi} against {tlo}). {}",
+            ratio(tr),
+            if lr > tr { "The lab decides more than the transport." } else { "The transport decides as much as the lab." }
+        ),
+        None => format!("{between}; between the transports of one lab, no difference measured. The lab decides, not the transport."),
+    })
 }
 
 /// `findings/fanout.md`: fan-out latency at a steady pace.
@@ -828,6 +893,8 @@ mod tests {
             idle(&doc),
             "* **sse**, 1,000 connections: user-space memory per connection, least first: tokio (1,827 B), axum (22,024 B). They differ beyond the ranges of their runs. The most is 12 times the least.\n\
              * The transport, in each lab against its own sse figure (1,000 connections, user space): ws: no difference measured in tokio.\n\
+             * Between labs over one transport, the most is up to 12 times the least (sse: axum against tokio); between the transports of one lab, no difference measured. The lab decides, not the transport.\n\
+             * What the server kept after the clients left, as a share of what their connections took (1,000 connections): sse: tokio 100%, axum 100%; ws: tokio 100%.\n\
              * The kernel's share per connection (sse, 1,000 connections, both ends of each loopback connection), least first: axum (6,860 B), tokio (7,020 B). They differ beyond the ranges of their runs.\n\
              * As many as one process held, each asked for more than the open-files limit of 20,000: tokio 19,985, stopped by the open-files limit of 20,000 (all but 15 descriptors, which the server keeps for itself); axum 19,985, stopped by the open-files limit of 20,000 (all but 15 descriptors, which the server keeps for itself).\n"
         );
