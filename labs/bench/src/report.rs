@@ -206,7 +206,8 @@ fn findings(doc: &Document) -> Vec<(String, String)> {
         ("saturation", findings::saturation(doc)),
         ("backpressure", findings::backpressure(doc)),
         ("polling", findings::polling(doc)),
-        ("targets", findings::targets(doc)),
+        ("targets-mio", findings::targets_mio(doc)),
+        ("targets-may-threads", findings::targets_may_threads(doc)),
         ("guide", guide::guide(doc)),
         ("scorecard", guide::scorecard(doc)),
     ]

@@ -796,8 +796,58 @@ pub(super) fn polling(doc: &Document) -> String {
     out
 }
 
-/// A target a chapter set for a lab, and whether the run met it.
-pub(super) fn targets(doc: &Document) -> String {
+/// The event-loop chapter's target for the mio lab, and whether the run met
+/// it (`findings/targets-mio.md`).
+pub(super) fn targets_mio(doc: &Document) -> String {
+    let mut out = String::new();
+    // mio: the least user-space memory per idle connection, at every size
+    // and transport, and how much it changed with the size.
+    let mio: Vec<&Cell> = doc.cells_of(ScenarioKind::Idle).filter(|c| c.runtime == "mio" && c.verified && c.label.size().is_some()).collect();
+    if mio.is_empty() {
+        let _ = writeln!(out, "* mio, a small, fixed cost per idle connection in user space: not measured in this run.");
+    } else {
+        let mut not_least = Vec::new();
+        for c in &mio {
+            let Some(m) = c.metrics.get("user_bytes_per_conn") else { continue };
+            let beaten = doc
+                .cells_of(ScenarioKind::Idle)
+                .filter(|o| o.runtime != "mio" && o.verified && o.transport == c.transport && o.label == c.label)
+                .filter_map(|o| o.metrics.get("user_bytes_per_conn"))
+                .any(|o| diff(m, o) != Diff::Less);
+            if beaten {
+                not_least.push(format!("{} at {} connections", c.transport, fmt_int(c.label.size().unwrap_or(0) as f64)));
+            }
+        }
+        let values: Vec<f64> = mio.iter().filter_map(|c| c.mean("user_bytes_per_conn")).collect();
+        let growth: Vec<String> = ScenarioKind::Idle
+            .transports()
+            .iter()
+            .filter_map(|&t| {
+                let s = sizes(doc, ScenarioKind::Idle, t);
+                let a = cell(doc, ScenarioKind::Idle, "mio", t, Label::Size(*s.first()?))?.mean("user_bytes_per_conn")?;
+                let b = cell(doc, ScenarioKind::Idle, "mio", t, Label::Size(*s.last()?))?.mean("user_bytes_per_conn")?;
+                (s.len() > 1 && a > 0.0).then(|| format!("{t} {}", relative(b, a)))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "* mio, a small, fixed cost per idle connection in user space: **{}** — {}, {}{}.",
+            if not_least.is_empty() { "met" } else { "not met" },
+            if not_least.is_empty() {
+                "the least of the labs at every size and transport, beyond the ranges of their runs".to_owned()
+            } else {
+                format!("not the least, beyond the ranges of the runs, at {}", and_list(&not_least))
+            },
+            span(values.iter().copied().fold(f64::INFINITY, f64::min), values.iter().copied().fold(0.0, f64::max), fmt_b),
+            if growth.is_empty() { String::new() } else { format!("; from the smallest size to the largest: {}", growth.join(", ")) }
+        );
+    }
+    out
+}
+
+/// The coroutines-and-threads chapter's targets for the may and threads
+/// labs, and whether the run met them (`findings/targets-may-threads.md`).
+pub(super) fn targets_may_threads(doc: &Document) -> String {
     let mut out = String::new();
     // may: at most 8 KiB of user-space memory per idle connection.
     const MAY_BYTES: f64 = 8.0 * 1024.0;
@@ -938,11 +988,30 @@ mod tests {
             ),
             "{text}"
         );
+        assert_eq!(targets_mio(&doc), "* mio, a small, fixed cost per idle connection in user space: not measured in this run.\n");
         assert_eq!(
-            targets(&doc),
+            targets_may_threads(&doc),
             "* may, at most 8 KiB of user-space memory per idle connection: **met** — at most 1,835 B in any run, at every transport and size.\n\
              * may, as many connections in one process as the open-files limit allows, all but 10 (19,990 with this run's limit of 20,000): **not met** — it held 19,989, 1 short.\n\
              * threads, measured and reported with its ceiling: **done** — it held 16,116, stopped by vm.max_map_count: 64,540 memory mappings of 65,530, 4.0 per connection.\n"
+        );
+    }
+
+    #[test]
+    fn the_mio_target_needs_the_least_memory_everywhere() {
+        let mut doc = fixture();
+        doc.labs.push(crate::results::Lab { runtime: "mio".into(), baseline: false, transports: vec![Transport::Sse, Transport::Ws] });
+        let tokio: Vec<Cell> =
+            doc.cells.iter().filter(|c| c.scenario == ScenarioKind::Idle && c.runtime == "tokio" && c.label.size().is_some()).cloned().collect();
+        for (mut c, v) in tokio.into_iter().zip([[201.0, 201.0], [1826.816, 1900.0]]) {
+            c.runtime = "mio".into();
+            c.metrics.insert("user_bytes_per_conn".into(), Stat::of(v.to_vec()));
+            doc.cells.push(c);
+        }
+        // Over ws, mio's runs (1,827 and 1,900 B) touch tokio's (1,827 B): not the least.
+        assert_eq!(
+            targets_mio(&doc),
+            "* mio, a small, fixed cost per idle connection in user space: **not met** — not the least, beyond the ranges of the runs, at ws at 1,000 connections, 201 B to 1,863 B.\n"
         );
     }
 
