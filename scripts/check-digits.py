@@ -226,6 +226,7 @@ def main(argv: list[str]) -> int:
             print(f"{name}:{n}: {word}")
             bad += 1
     if bad:
+        sys.stdout.flush()
         print(
             f"check-digits: {bad} digit(s) in the book's prose: a number from a run comes from "
             f"book/src/generated/ (rtlab report) through {{{{#include}}}}; a constant of a "
