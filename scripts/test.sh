@@ -77,8 +77,14 @@ scripts/autobahn/run.sh target/debug/rtlab
 
 # 7. The book. mdbook 0.5 exits 0 on an unreadable include (it only logs an
 #    error) and renders a missing anchor as an empty listing without a word,
-#    so both are checked here.
+#    so both are checked here. First, no typed run numbers in its prose:
+#    every number a run measured comes from book/src/generated/ (rtlab
+#    report) through an include; any other digit is on the commented
+#    allow-list book/digits-allowed.txt (scripts/check-digits.py, which tests
+#    itself first).
 step "mdbook build book"
+python3 scripts/check-digits.py --self-test
+python3 scripts/check-digits.py
 missing=0
 while IFS= read -r include; do
     file="${include%:*}" anchor="${include##*:}"

@@ -51,10 +51,14 @@ raise() {
 # --- memory mappings -------------------------------------------------------
 # vm.max_map_count: memory mappings (VMAs) per process; default 65530.
 # may: every coroutine stack is one mmap plus an mprotect'ed guard page, two
-# mappings, so the default caps a may server near 32,000 connections; past
-# it, creating a stack fails and the lab answers 503.
-# threads: every thread stack is a mapping plus a guard page too: the same
-# cap of ~32,000 threads.
+# mappings, so a may server holds at most about vm.max_map_count / 2
+# connections; past it, creating a stack fails and the lab answers 503.
+# threads: four mappings per thread (glibc's stack and its guard page, std's
+# signal stack and its guard page), so about vm.max_map_count / 4 threads,
+# less the mappings the process already has; the lab counts that budget when
+# it starts and answers 503 one thread short of it (thread_ceiling in
+# labs/threads/src/lib.rs). The ceilings this machine gives are printed at
+# the end.
 raise vm.max_map_count 1048576
 
 # --- threads and processes ---------------------------------------------------
@@ -117,3 +121,5 @@ else
     echo "tune-os: $changed setting(s) changed (until reboot)"
 fi
 echo "tune-os: open files for this shell: soft $(ulimit -Sn), hard $(ulimit -Hn) (raise with ulimit -n, see the top of this script)"
+maps="$(</proc/sys/vm/max_map_count)"
+echo "tune-os: vm.max_map_count $maps: may holds at most about $((maps / 2)) connections, threads about $((maps / 4)) (two and four mappings per connection)"

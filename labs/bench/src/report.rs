@@ -1,12 +1,17 @@
 //! `rtlab report <dir>`: SVG plots and markdown tables from a results
 //! document.
 //!
-//! Writes `<dir>/tables/*.md`, `<dir>/plots/*.svg` and `<dir>/report.md`
-//! (every table and plot on one page). With `--book DIR` (the committed run
-//! uses `book/src/generated`) the same tables and plots are also written
-//! there, because mdbook only publishes files under `book/src`: the book's
-//! chapters include `generated/tables/*.md` and show `generated/plots/*.svg`,
-//! so every number in the book comes from this generator, never typed.
+//! Writes `<dir>/tables/*.md`, `<dir>/findings/*.md`, `<dir>/params/*.md`,
+//! `<dir>/claims/*.md` (each claim's verdict alone), `<dir>/plots/*.svg` and
+//! `<dir>/report.md` (every table with its findings,
+//! and every plot, on one page). With `--book DIR` (the committed run uses
+//! `book/src/generated`) the same files are also written there, because
+//! mdbook only publishes files under `book/src`: the book's chapters include
+//! `generated/tables/*.md` and `generated/findings/*.md`, inline
+//! `generated/params/*.md` in their sentences and show
+//! `generated/plots/*.svg`, so every number and every finding in the book
+//! comes from this generator, never typed (`scripts/check-digits.py` checks
+//! the prose).
 //!
 //! File names do not depend on which labs ran (a plot per transport or
 //! policy, one line or bar per lab), so the chapters can name them; a plot
@@ -19,13 +24,21 @@
 //! | this one | the command: reading the document, writing the files, the page that shows them all; the runtimes' colours |
 //! | [`tables`] | the markdown tables |
 //! | [`notes`] | sentences computed from the data, under the tables |
+//! | [`findings`] | what the data shows beside each table: rankings, ratios, crossovers, which limit stopped a lab; a difference only where the runs' ranges do not overlap |
+//! | [`claims`] | the claims table: each claim, what tests it, its verdict in this run |
+//! | [`guide`] | the conclusion's decision guide and the labs' scorecard |
+//! | [`params`] | the run's parameters as inline snippets for the chapters' sentences |
 //! | [`plots`] | the plot catalogue: which SVG files, showing what |
 //! | [`charts`] | drawing bar and line charts (plotters) |
 //! | [`format`](mod@format) | how numbers are written |
 
 pub mod charts;
+pub mod claims;
+pub mod findings;
 pub mod format;
+pub mod guide;
 pub mod notes;
+pub mod params;
 pub mod plots;
 pub mod tables;
 
@@ -101,24 +114,43 @@ pub fn run(args: &ReportArgs) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Renders every table and plot of `doc` into `dir` (and `book`).
+/// Renders every table, finding, parameter and plot of `doc` into `dir`
+/// (and `book`).
 pub fn render(doc: &Document, dir: &Path, book: Option<&Path>) -> std::io::Result<Rendered> {
     let tables = pages(doc);
+    let findings = findings(doc);
+    let params = params::snippets(doc);
+    let verdicts = claims::verdicts(doc);
     let plots_dir = dir.join("plots");
-    let tables_dir = dir.join("tables");
     std::fs::create_dir_all(&plots_dir)?;
-    std::fs::create_dir_all(&tables_dir)?;
+    // Every markdown file, relative to the results directory (and the book's).
+    let markdown: Vec<(PathBuf, &str)> = [("tables", &tables), ("findings", &findings), ("params", &params), ("claims", &verdicts)]
+        .into_iter()
+        .flat_map(|(sub, list)| list.iter().map(move |(name, text)| (PathBuf::from(sub).join(format!("{name}.md")), text.as_str())))
+        .collect();
     let mut files = Vec::new();
-    for (name, text) in &tables {
-        std::fs::write(tables_dir.join(format!("{name}.md")), text)?;
-        files.push(PathBuf::from("tables").join(format!("{name}.md")));
+    for root in std::iter::once(dir).chain(book) {
+        for (path, text) in &markdown {
+            let path = root.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, text)?;
+        }
     }
+    files.extend(markdown.iter().map(|(path, _)| path.clone()));
     let plots = plots::plots(doc, &plots_dir).map_err(|e| std::io::Error::other(format!("plotting: {e}")))?;
     for name in &plots {
         files.push(PathBuf::from("plots").join(name));
     }
     let mut page = String::from("# rtlab benchmark report\n\n");
     for (name, text) in &tables {
+        let _ = writeln!(page, "## {name}\n\n{text}");
+        if let Some((_, f)) = findings.iter().find(|(n, _)| n == name) {
+            let _ = writeln!(page, "Findings:\n\n{f}");
+        }
+    }
+    for (name, text) in findings.iter().filter(|(n, _)| !tables.iter().any(|(t, _)| t == n)) {
         let _ = writeln!(page, "## {name}\n\n{text}");
     }
     page.push_str("## plots\n\n");
@@ -128,11 +160,7 @@ pub fn render(doc: &Document, dir: &Path, book: Option<&Path>) -> std::io::Resul
     std::fs::write(dir.join("report.md"), page)?;
     files.push(PathBuf::from("report.md"));
     if let Some(book) = book {
-        std::fs::create_dir_all(book.join("tables"))?;
         std::fs::create_dir_all(book.join("plots"))?;
-        for (name, text) in &tables {
-            std::fs::write(book.join("tables").join(format!("{name}.md")), text)?;
-        }
         for name in &plots {
             std::fs::copy(plots_dir.join(name), book.join("plots").join(name))?;
         }
@@ -162,9 +190,32 @@ fn pages(doc: &Document) -> Vec<(String, String)> {
         ("polling-notes", notes::polling_notes(doc)),
         ("conditions", tables::conditions_table(doc)),
         ("failures", tables::failures_table(doc)),
+        ("claims", claims::claims_table(doc)),
     ]
     .into_iter()
     .map(|(name, text)| (name.to_owned(), text))
+    .collect()
+}
+
+/// Every findings file (`findings/<name>.md`): those named as a table go
+/// beside it on the report's page, the others after the tables.
+fn findings(doc: &Document) -> Vec<(String, String)> {
+    [
+        ("idle", findings::idle(doc)),
+        ("fanout", findings::fanout(doc)),
+        ("saturation", findings::saturation(doc)),
+        ("backpressure", findings::backpressure(doc)),
+        ("polling", findings::polling(doc)),
+        ("targets-mio", findings::targets_mio(doc)),
+        ("targets-may-threads", findings::targets_may_threads(doc)),
+        ("guide", guide::guide(doc)),
+        ("scorecard", guide::scorecard(doc)),
+    ]
+    .into_iter()
+    .map(|(name, text)| {
+        let text = if text.is_empty() { "Nothing to compare in this results document.\n".to_owned() } else { text };
+        (name.to_owned(), text)
+    })
     .collect()
 }
 

@@ -192,11 +192,18 @@ pub(super) fn idle_table(doc: &Document) -> String {
     ])
 }
 
+/// A scenario's option as its cells ran with it (the first cell that has
+/// it), written as the document stores it.
+fn cell_option(doc: &Document, scenario: ScenarioKind, key: &str) -> String {
+    doc.cells_of(scenario).find_map(|c| c.params.get(key).filter(|v| !v.is_null())).map_or("?".to_owned(), ToString::to_string)
+}
+
 pub(super) fn fanout_table(doc: &Document) -> String {
     let p = &doc.parameters;
     let intro = format!(
-        "{} messages of 64 bytes, one every {} ms, to every subscriber. {}\n\n",
+        "{} messages of {} bytes, one every {} ms, to every subscriber. {}\n\n",
         p["fanout_messages"],
+        cell_option(doc, ScenarioKind::Fanout, "size"),
         p["fanout_interval_ms"],
         spread_note(doc)
     );
@@ -258,9 +265,10 @@ pub(super) fn backpressure_table(doc: &Document) -> String {
     };
     let p = &doc.parameters;
     let intro = format!(
-        "{} fast subscribers and {} stalled ones (receive buffer 4 KiB, never read); {} messages of {} bytes at {} per second. The stalled column adds up all stalled subscribers: how many the server closed / messages they received once they drained / messages the server told them they missed. {}\n",
+        "{} fast subscribers and {} stalled ones (receive buffer {}, never read); {} messages of {} bytes at {} per second. The stalled column adds up all stalled subscribers: how many the server closed / messages they received once they drained / messages the server told them they missed. {}\n",
         p["bp_fast"],
         p["bp_stalled"],
+        doc.cells_of(ScenarioKind::Backpressure).find_map(|c| c.params.get("rcvbuf")?.as_u64()).map_or("?".to_owned(), super::params::fmt_size),
         p["bp_messages"],
         p["bp_size"],
         p["bp_rate"],
@@ -282,9 +290,10 @@ pub(super) fn backpressure_table(doc: &Document) -> String {
 pub(super) fn polling_table(doc: &Document) -> String {
     let p = &doc.parameters;
     let intro = format!(
-        "{} clients, {} updates of 64 bytes per second for {} s; short polls every {} ms. Bytes: everything the clients wrote and read after their connections were open, HTTP heads and framing included, divided by the messages delivered; opening a connection is counted apart. {}\n",
+        "{} clients, {} updates of {} bytes per second for {} s; short polls every {} ms. Bytes: everything the clients wrote and read after their connections were open, HTTP heads and framing included, divided by the messages delivered; opening a connection is counted apart. {}\n",
         p["poll_clients"],
         p["poll_rate"],
+        cell_option(doc, ScenarioKind::Polling, "size"),
         p["poll_secs"],
         p["poll_every_ms"],
         spread_note(doc)
@@ -342,7 +351,7 @@ pub(super) mod tests {
 
     /// A cut-down copy of the committed run (`bench-results/2026-11-24-vm`):
     /// tokio and the axum baseline, a few cells of every scenario, each run
-    /// cut to the fields the tables and notes read, and the failed
+    /// cut to the fields the tables, notes and findings read, and the failed
     /// backpressure cell of axum with its failures. Cells are deliberately
     /// not in table order.
     pub(in crate::report) fn fixture() -> Document {
