@@ -56,8 +56,13 @@ impl Strategy {
     /// The command-line names, in the order of the variants.
     pub const NAMES: [&'static str; 5] = ["none", "exponential", "full-jitter", "equal-jitter", "decorrelated-jitter"];
 
-    const ALL: [Strategy; 5] =
-        [Strategy::Constant, Strategy::Exponential, Strategy::FullJitter, Strategy::EqualJitter, Strategy::Decorrelated];
+    const ALL: [Strategy; 5] = [
+        Strategy::Constant,
+        Strategy::Exponential,
+        Strategy::FullJitter,
+        Strategy::EqualJitter,
+        Strategy::Decorrelated,
+    ];
 
     /// The command-line name (`none` for [`Strategy::Constant`]).
     pub fn name(self) -> &'static str {
@@ -153,7 +158,9 @@ impl Backoff {
         Backoff { strategy, base, cap: cap.max(base), max_attempts: None, attempt: 0, previous: base }
     }
 
-    /// Gives up after `max` consecutive failures (`None`: never).
+    /// Gives up after `max` attempts in a row: [`next_delay`](Backoff::next_delay)
+    /// returns `None` once it has returned `max` delays since the last reset
+    /// (`None`: never).
     pub fn with_max_attempts(mut self, max: Option<u32>) -> Backoff {
         self.max_attempts = max;
         self

@@ -63,7 +63,11 @@ impl fmt::Display for Url {
 impl Url {
     /// `HOST:PORT`, with brackets around an IPv6 address: the `Host` header.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) }
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -336,7 +340,8 @@ mod tests {
         assert_eq!((u.port, u.prefix.as_str(), u.authority()), (80, "/rt", "example.test:80".to_owned()));
         let u: Url = "http://[::1]:9000".parse().unwrap();
         assert_eq!((u.host.as_str(), u.authority()), ("::1", "[::1]:9000".to_owned()));
-        for bad in ["https://a", "127.0.0.1:8080", "http://", "http://a:0", "http://a:x", "http://a/?q", "http://[::1"] {
+        for bad in ["https://a", "127.0.0.1:8080", "http://", "http://a:0", "http://a:x", "http://a/?q", "http://[::1"]
+        {
             assert!(bad.parse::<Url>().is_err(), "{bad} parsed");
         }
     }

@@ -211,10 +211,10 @@ mod tests {
         // No data: nothing dispatched, but the id is remembered.
         assert_eq!(parse(b"id: 5\n\ndata: y\n\n"), [event("message", "y", Some("5"))]);
         // An id with NUL is ignored; an empty id clears it.
-        assert_eq!(parse(b"id: 1\ndata: a\n\nid: 2\0\ndata: b\n\nid\ndata: c\n\n")[1..], [
-            event("message", "b", Some("1")),
-            event("message", "c", None)
-        ]);
+        assert_eq!(
+            parse(b"id: 1\ndata: a\n\nid: 2\0\ndata: b\n\nid\ndata: c\n\n")[1..],
+            [event("message", "b", Some("1")), event("message", "c", None)]
+        );
         // retry: only digits counts.
         assert_eq!(parse(b"retry: 1.5\nretry: x\nretry:\nretry: 20\n"), [SseItem::Retry(20)]);
         // An unfinished event at the end of the bytes is not dispatched yet.
