@@ -11,7 +11,9 @@
 //! `quinn-proto`/`quinn` split: the [`Subscriber`] is a state machine that
 //! takes bytes and the current time and returns actions (connect, send,
 //! disconnect, deliver) and a deadline; it owns no socket and reads no clock,
-//! so its tests run on simulated time.
+//! so its tests run on simulated time. [`blocking`] is the thin runtime that
+//! drives it over real sockets, and `rtlab listen` is that runtime on the
+//! command line.
 //!
 //! ## Map of the crate
 //!
@@ -22,6 +24,8 @@
 //! | [`wire`] | what differs per [`Transport`]: requests, the checks of a response head, bytes → messages (SSE through [`sse`], WebSocket through `tungstenite`, poll answers through `serde_json`) |
 //! | [`sse`] | an incremental `text/event-stream` parser, by the WHATWG standard |
 //! | [`http`] | the base [`Url`], request heads, response heads (`httparse`) and body framing (length, chunked, until close) |
+//! | [`blocking`] | the runtime: std sockets on the caller's thread, read timeouts as the timer |
+//! | [`listen`] | `rtlab listen`: its arguments and output |
 //!
 //! ## How a runtime uses it
 //!
@@ -46,7 +50,9 @@
 //! ```
 
 pub mod backoff;
+pub mod blocking;
 pub mod http;
+pub mod listen;
 pub mod sse;
 pub mod subscriber;
 pub mod wire;

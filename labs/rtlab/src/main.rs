@@ -50,6 +50,10 @@ enum Command {
     /// baselines instead.
     #[command(hide = true)]
     Runtimes(RuntimesArgs),
+    /// Subscribe to a topic as a reconnecting client (labs/client): print
+    /// each message (`ID DATA`), each reconnection and missed range, one per
+    /// line; resume after the last id on every new connection.
+    Listen(rtlab_client::listen::ListenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Listen(args) => rtlab_client::listen::run(&args),
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
