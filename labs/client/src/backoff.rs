@@ -29,7 +29,7 @@ use rand::{Rng, RngExt};
 /// meets a server that is busiest exactly then: a thundering herd. Spreading
 /// each client's delay at random over an interval turns the waves into a
 /// trickle. Brooker's simulation of contending clients found full jitter
-/// needed well under half the calls of plain exponential back-off, with
+/// needed less than half the calls of plain exponential back-off, with
 /// equal jitter slightly behind and decorrelated jitter close to full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Strategy {
