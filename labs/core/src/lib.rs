@@ -38,7 +38,7 @@
 //! impl Wake for NoWake { fn wake(&self, _token: usize) {} }
 //!
 //! let server = Server::new(Config::default());
-//! let mut conn = Connection::new(server, Arc::new(NoWake), 0);
+//! let mut conn = Connection::new(server, Arc::new(NoWake), 0, Instant::now());
 //! conn.on_read(b"POST /publish?topic=demo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", Instant::now());
 //! let mut out = Vec::new();
 //! let n = conn.take_output(&mut out, usize::MAX); // write these bytes to the socket...
@@ -66,4 +66,4 @@ pub use encode::{Message, Transport};
 pub use http::{HttpError, Route};
 pub use hub::{Hub, Wake};
 pub use outbox::Policy;
-pub use stats::{Kind, Stats};
+pub use stats::{Kind, Refusal, Stats};
