@@ -177,7 +177,7 @@ impl Hub {
     // ANCHOR: topic
     /// The topic named `name`, created if it does not exist — unless the hub
     /// already holds `max_topics`: then idle topics are evicted to make room
-    /// ([`evict_idle`](Hub::evict_idle)), and if none is idle the request is
+    /// (`evict_idle`, below), and if none is idle the request is
     /// refused ([`Refusal::Topics`], a `503`). Below the limit nothing is
     /// ever evicted.
     ///

@@ -56,6 +56,7 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
         let mut tasks = JoinSet::new();
         loop {
             tokio::select! {
+                // ANCHOR: admit
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => match gate.admit() {
                         Some(ticket) => {
@@ -68,6 +69,7 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
                             Err(e) => tracing::warn!("refusing a connection: {e}"),
                         },
                     },
+                    // ANCHOR_END: admit
                     // Out of file descriptors (EMFILE/ENFILE) or a connection
                     // reset before accept: not fatal. Back off briefly so a
                     // persistent error cannot spin a core at 100%.
