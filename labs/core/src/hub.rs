@@ -13,9 +13,10 @@ use crate::encode::{Message, Transport};
 use crate::outbox::Outbox;
 use crate::stats::{Refusal, Stats};
 
-/// How long a sweep for evictable topics that found none keeps the next one
-/// from running: a flood of new topic names at the limit then costs one map
-/// lookup each, not one walk over every topic each.
+/// How long a sweep for evictable topics keeps the next one from running. A
+/// sweep walks every topic and frees every idle one at once; without a pause,
+/// a flood of new topic names at the limit would cost a walk each (under the
+/// map's lock, which every lookup needs), with it, one lookup each.
 pub const SWEEP_PAUSE: Duration = Duration::from_secs(1);
 
 // ANCHOR: wake
@@ -216,8 +217,7 @@ impl Hub {
     /// resume then gets).
     ///
     /// A walk over every topic, under the map's lock: it runs only when the
-    /// map is full, and after a walk that found nothing, not again for
-    /// [`SWEEP_PAUSE`].
+    /// map is full, and at most once per [`SWEEP_PAUSE`].
     fn evict_idle(&self, topics: &mut Topics, now: Instant, stats: &Stats) -> usize {
         if topics.next_sweep.is_some_and(|at| now < at) {
             return 0;
@@ -232,10 +232,7 @@ impl Hub {
             !t.subscribers.is_empty() || now.saturating_duration_since(t.touched) < ttl
         });
         let evicted = before - topics.by_name.len();
-        topics.next_sweep = (evicted == 0).then(|| now + SWEEP_PAUSE);
-        if evicted > 0 {
-            topics.by_name.shrink_to_fit();
-        }
+        topics.next_sweep = Some(now + SWEEP_PAUSE);
         stats.topics.fetch_sub(evicted as i64, Relaxed);
         stats.evicted_topics.fetch_add(evicted as u64, Relaxed);
         evicted
@@ -631,6 +628,19 @@ mod tests {
         // A topic that comes back starts a new life: ids from 1.
         assert_eq!(hub.publish("a", "again", at(11), &s), Ok(1));
         assert_eq!(hub.poll("a", 0).messages.len(), 1);
+    }
+
+    #[test]
+    fn a_sweep_that_frees_some_pauses_the_next_too() {
+        let hub = Hub::with_limits(8, 2, 2 * SEC);
+        let s = Stats::default();
+        let ms = |n| now() + Duration::from_millis(n);
+        assert_eq!(hub.publish("a", "x", ms(0), &s), Ok(1));
+        assert_eq!(hub.publish("b", "x", ms(500), &s), Ok(1));
+        assert_eq!(hub.publish("c", "x", ms(2000), &s), Ok(1), "the sweep at 2 s frees a, not b");
+        assert_eq!(hub.publish("d", "x", ms(2600), &s), Err(Refusal::Topics), "b is idle, but the next sweep waits");
+        assert_eq!(hub.publish("d", "x", ms(2000) + SWEEP_PAUSE, &s), Ok(1));
+        assert_eq!(s.evicted_topics.load(Relaxed), 2);
     }
 
     #[test]
