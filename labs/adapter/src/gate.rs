@@ -277,9 +277,8 @@ mod tests {
     fn admitting_from_many_threads_never_passes_the_limit() {
         let gate = gate(10);
         let tickets: Vec<Ticket> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| (0..100).filter_map(|_| gate.admit()).collect::<Vec<_>>()))
-                .collect();
+            let handles: Vec<_> =
+                (0..8).map(|_| s.spawn(|| (0..100).filter_map(|_| gate.admit()).collect::<Vec<_>>())).collect();
             handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(tickets.len(), 10);

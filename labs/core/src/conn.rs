@@ -55,7 +55,8 @@ impl Server {
     fn refusal(&self, why: Refusal) -> HttpError {
         HttpError::Unavailable(match why {
             Refusal::Topics => format!(
-                "too many topics (this server keeps at most {}; a topic with no subscriber and no message for {} s makes room)",
+                "too many topics (this server keeps at most {}; \
+                 a topic with no subscriber and no message for {} s makes room)",
                 self.config.max_topics,
                 self.config.topic_ttl.as_secs_f64()
             ),
@@ -91,7 +92,7 @@ enum State {
     /// Waiting for (the rest of) a request. `buf` holds unprocessed input.
     /// `since`: when the wait began — the first byte of the request in `buf`,
     /// or, with `buf` empty, the end of the last request (or the
-    /// connection's start): see [`Connection::http_deadline`].
+    /// connection's start): see [`http_deadline`].
     Http { buf: Vec<u8>, continue_sent: bool, since: Instant },
     /// A long poll held until a message arrives or its deadline passes.
     LongPoll(Box<HeldPoll>),
@@ -223,7 +224,6 @@ impl Connection {
             State::Echo { .. } => None,
         }
     }
-
 
     /// Moves up to about `max` bytes of output into `out` (cheap handles to
     /// shared buffers). Returns the number of bytes. Write them, then call
@@ -670,9 +670,9 @@ impl Connection {
 /// in `buf`, no request is in progress: the connection is idle, before its
 /// first request or between two (`since` is when the last one was served,
 /// or when the connection was accepted), and after `idle_timeout` it is
-/// closed without a word — there is no request to answer, and a client that
-/// sends one just as the server closes retries it on a new connection (RFC
-/// 9112 §9.3.1).
+/// closed without a word — there is no request to answer. (A client that
+/// sends one just as the server closes sees the connection end, as it may
+/// at any time, and retries on a new one if it can: RFC 9112 §9.3.1.)
 fn http_deadline(config: &Config, buf: &[u8], since: Instant) -> (Instant, HttpWait) {
     let (limit, wait) = if buf.is_empty() {
         (config.idle_timeout, HttpWait::Idle)

@@ -115,7 +115,8 @@ impl fmt::Display for HttpError {
             HttpError::NotFound => write!(f, "not found"),
             HttpError::MethodNotAllowed { allow } => write!(f, "method not allowed (use {allow})"),
             HttpError::RequestTimeout { limit } => {
-                write!(f, "request timeout: the request was not complete {} s after its first byte", limit.as_secs_f64())
+                let secs = limit.as_secs_f64();
+                write!(f, "request timeout: the request was not complete {secs} s after its first byte")
             }
             HttpError::LengthRequired => write!(f, "a request body needs a Content-Length header"),
             HttpError::PayloadTooLarge { limit } => write!(f, "message larger than {limit} bytes"),
@@ -518,7 +519,8 @@ mod tests {
             let text = e.to_string();
             assert!(text.contains("Content-Length and Transfer-Encoding"), "{text}");
             let response = e.response();
-            assert!(std::str::from_utf8(&response).unwrap().contains("\r\nConnection: close\r\n"), "and the connection closes");
+            let text = std::str::from_utf8(&response).unwrap();
+            assert!(text.contains("\r\nConnection: close\r\n"), "and the connection closes: {text}");
         }
     }
 

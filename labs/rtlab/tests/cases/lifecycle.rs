@@ -148,7 +148,8 @@ fn publish_until_refused(addr: std::net::SocketAddr, topic: &str) -> (Vec<(u64, 
     let mut buf = Vec::new();
     for n in 0.. {
         let body = format!("m{n}");
-        let req = format!("POST /publish?topic={topic} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let len = body.len();
+        let req = format!("POST /publish?topic={topic} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n{body}");
         if stream.write_all(req.as_bytes()).is_err() {
             return (acked, LastAnswer::Closed);
         }

@@ -19,8 +19,8 @@ use crate::common::*;
 /// would close it under the next request.
 fn publish_once(addr: SocketAddr, topic: &str, data: &str) -> Response {
     let mut conn = RawConn::connect(addr);
-    let mut raw =
-        request("POST", &format!("/publish?topic={topic}"), &format!("Content-Length: {}\r\nConnection: close\r\n", data.len()));
+    let extra = format!("Content-Length: {}\r\nConnection: close\r\n", data.len());
+    let mut raw = request("POST", &format!("/publish?topic={topic}"), &extra);
     raw.extend_from_slice(data.as_bytes());
     conn.send(&raw);
     conn.read_response()
