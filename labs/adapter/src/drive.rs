@@ -228,7 +228,7 @@ mod tests {
     }
 
     fn conn() -> Connection {
-        Connection::new(Server::new(Config::default()), Arc::new(NoWake), 0)
+        Connection::new(Server::new(Config::default()), Arc::new(NoWake), 0, Instant::now())
     }
 
     fn run(conn: &mut Connection, unsent: &mut Unsent, socket: &mut Fake) -> Step {

@@ -15,7 +15,8 @@
 //! | [`drive`] | [`step`]: the one loop every lab runs for a connection — tick, write, half-close, read — until it must wait, and the [`Socket`] it needs |
 //! | [`unsent`] | [`Unsent`]: output taken from a connection that the socket has not accepted yet (partial writes) |
 //! | [`socket`] | per-socket options ([`tune_socket`]) and the self-connect that wakes a blocking `accept` |
-//! | [`stop`] | [`Stop`]: a runtime-neutral stop request (graceful shutdown) |
+//! | [`stop`] | [`Stop`]: a runtime-neutral stop request (graceful shutdown), and [`begin_shutdown`], a server's first step when it stops |
+//! | [`gate`] | [`Gate`]: the connection limit ([`Gate::admit`], a [`Ticket`] per connection) and the one way every lab refuses a client: a `503`, a half-close, a brief drain, on the gate's thread |
 //! | [`roster`] | [`Roster`]: the live connections of a lab with a coroutine or thread per connection, for stop and the shutdown wait |
 //!
 //! ## The constants every lab shares
@@ -26,6 +27,7 @@
 //! per-lab choice.
 
 pub mod drive;
+pub mod gate;
 pub mod roster;
 pub mod socket;
 pub mod stop;
@@ -34,12 +36,13 @@ pub mod unsent;
 use std::time::{Duration, Instant};
 
 pub use drive::{Socket, Step, step};
+pub use gate::{Gate, Ticket};
 pub use roster::Roster;
 pub use socket::{self_connect_addr, tune_socket, wake_accept};
 pub use stop::Stop;
 pub use unsent::{Unsent, WRITE_BATCH};
 
-use rtlab_core::Config;
+use rtlab_core::{Config, Server};
 
 // ANCHOR: constants
 /// Bytes read from a socket at once. A read hands the core whatever the
@@ -70,7 +73,17 @@ pub fn shutdown_wait(config: &Config) -> Duration {
     config.close_linger + SHUTDOWN_GRACE
 }
 
-/// When a server that starts stopping `now` stops waiting for its connections.
-pub fn shutdown_deadline(config: &Config, now: Instant) -> Instant {
-    now + shutdown_wait(config)
+// ANCHOR: begin_shutdown
+/// A server begins to stop at `now`: it is marked stopping in the core
+/// ([`Server::begin_stop`]: publishing is refused from now on), and the
+/// time is returned by which the lab stops waiting for its connections.
+///
+/// Every connection's goodbye ([`Connection::shutdown`](rtlab_core::Connection::shutdown))
+/// marks the server stopping too, before it leaves its topic; this call
+/// covers the connections a lab gives up on at the deadline, which are
+/// dropped without a goodbye.
+pub fn begin_shutdown(server: &Server, now: Instant) -> Instant {
+    server.begin_stop();
+    now + shutdown_wait(&server.config)
 }
+// ANCHOR_END: begin_shutdown

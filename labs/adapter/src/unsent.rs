@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn partial_writes_keep_order_and_release_memory() {
         let server = Server::new(Config::default());
-        let mut conn = Connection::new(server, Arc::new(NoWake), 0);
+        let mut conn = Connection::new(server, Arc::new(NoWake), 0, Instant::now());
         conn.on_read(b"GET /poll?topic=t HTTP/1.1\r\n\r\nGET /poll?topic=u HTTP/1.1\r\n\r\n", Instant::now());
         let mut unsent = Unsent::new();
         assert!(unsent.refill(&mut conn));

@@ -11,8 +11,11 @@ use crate::outbox::Policy;
 /// The defaults are the contract's (the book's chapter "The contract",
 /// `book/src/contract.md`): 1024 retained messages per topic, 64 KiB
 /// messages, a keep-alive comment every 15 s, a WebSocket ping every 30 s.
-/// They are written only here: `rtlab serve` takes its option defaults from
-/// `Config::default()`.
+/// The limits on what a client may make the server hold — request time,
+/// idle time, topics, connections — and why their defaults are what they
+/// are, are the book's chapter "Bad input and hostile clients"
+/// (`book/src/hostile-clients.md`). Every default is written only here:
+/// `rtlab serve` takes its option defaults from `Config::default()`.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Messages each topic keeps for replay.
@@ -24,6 +27,29 @@ pub struct Config {
     pub max_echo_message: usize,
     /// Largest request head (request line and headers) before `431`.
     pub max_head: usize,
+    /// How long one request may take to arrive, counted from its first byte:
+    /// its head and, for a publish, its body. Past it the server answers
+    /// `408 Request Timeout` and closes. A client that trickles a request a
+    /// byte at a time (slowloris) holds a connection this long, not forever.
+    pub request_timeout: Duration,
+    /// How long a connection may stay open with no request in progress:
+    /// before its first request, and between keep-alive requests. Past it
+    /// the connection is closed without a word: there is no request to
+    /// answer. (Event streams, WebSockets and held long polls are not idle.)
+    pub idle_timeout: Duration,
+    /// Most topics the server keeps at once. A publish or subscription that
+    /// would create one more, when no topic can be evicted, gets `503`.
+    pub max_topics: usize,
+    /// How long a topic must have been quiet — no subscriber, and no message
+    /// published since this long — before it may be evicted to make room for
+    /// a new one. Eviction happens only when the server is at `max_topics`.
+    pub topic_ttl: Duration,
+    /// Most connections served at once by the process; the next client gets
+    /// a `503` and is closed. 0: derived when the server starts from the
+    /// open-files limit (`RLIMIT_NOFILE`), less a reserve for the server's own
+    /// descriptors (`rtlab_adapter::gate`), so that the server refuses while
+    /// it still has descriptors to refuse with.
+    pub max_connections: usize,
     /// Interval of SSE `: keep-alive` comments on an otherwise quiet stream.
     pub keepalive: Duration,
     /// Interval of server pings on `/ws`; a pong missing for two intervals closes.
@@ -52,6 +78,11 @@ impl Default for Config {
             max_message: 64 * 1024,
             max_echo_message: 16 * 1024 * 1024,
             max_head: 8 * 1024,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_topics: 10_000,
+            topic_ttl: Duration::from_secs(300),
+            max_connections: 0,
             keepalive: Duration::from_secs(15),
             ping_interval: Duration::from_secs(30),
             outbox_budget: 256 * 1024,

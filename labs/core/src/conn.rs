@@ -3,7 +3,7 @@
 //! socket and the timers and calls these methods.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
@@ -12,9 +12,9 @@ use crate::config::Config;
 use crate::encode::{self, Transport};
 use crate::heartbeat::{Beat, KeepAlive, Pinger};
 use crate::http::{self, HttpError, Request, Route};
-use crate::hub::{Hub, Peer, Subscription, Wake};
+use crate::hub::{Hub, Peer, Subscription, TopicRef, Wake};
 use crate::outbox::Outbox;
-use crate::stats::{Kind, Stats};
+use crate::stats::{Kind, Refusal, Stats};
 use crate::ws::{WsDecoder, WsError, WsEvent};
 
 /// Everything connections share: options, topics and counters. A runtime
@@ -32,7 +32,37 @@ pub struct Server {
 impl Server {
     /// A server with no topics yet.
     pub fn new(config: Config) -> Arc<Server> {
-        Arc::new(Server { hub: Hub::new(config.retention), config, stats: Stats::default() })
+        let hub = Hub::with_limits(config.retention, config.max_topics, config.topic_ttl);
+        let stats = Stats::default();
+        stats.max_topics.store(config.max_topics as u64, std::sync::atomic::Ordering::Relaxed);
+        Arc::new(Server { hub, config, stats })
+    }
+
+    /// The server begins to stop: publishing is refused from now on
+    /// ([`Hub::begin_stop`] says why that makes a `200` a promise). Every
+    /// [`Connection::shutdown`] calls it before anything else, so no runtime
+    /// can forget it; a runtime may call it earlier.
+    pub fn begin_stop(&self) {
+        self.hub.begin_stop();
+    }
+
+    /// Whether [`begin_stop`](Server::begin_stop) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.hub.is_stopping()
+    }
+
+    /// The one-line reason of a `503` for `why`.
+    fn refusal(&self, why: Refusal) -> HttpError {
+        HttpError::Unavailable(match why {
+            Refusal::Topics => format!(
+                "too many topics (this server keeps at most {}; \
+                 a topic with no subscriber and no message for {} s makes room)",
+                self.config.max_topics,
+                self.config.topic_ttl.as_secs_f64()
+            ),
+            Refusal::Stopping => "the server is shutting down".into(),
+            Refusal::Connections | Refusal::Capacity => "server at capacity".into(),
+        })
     }
 }
 
@@ -60,7 +90,10 @@ pub enum Status {
 #[derive(Debug)]
 enum State {
     /// Waiting for (the rest of) a request. `buf` holds unprocessed input.
-    Http { buf: Vec<u8>, continue_sent: bool },
+    /// `since`: when the wait began — the first byte of the request in `buf`,
+    /// or, with `buf` empty, the end of the last request (or the
+    /// connection's start): see [`http_deadline`].
+    Http { buf: Vec<u8>, continue_sent: bool, since: Instant },
     /// A long poll held until a message arrives or its deadline passes.
     LongPoll(Box<HeldPoll>),
     /// An event stream.
@@ -120,15 +153,16 @@ pub struct Connection {
 // ANCHOR_END: connection
 
 impl Connection {
-    /// A new connection. `waker.wake(token)` is how publishers reach it.
-    pub fn new(server: Arc<Server>, waker: Arc<dyn Wake>, token: usize) -> Connection {
+    /// A new connection, accepted at `now` (its idle time counts from here).
+    /// `waker.wake(token)` is how publishers reach it.
+    pub fn new(server: Arc<Server>, waker: Arc<dyn Wake>, token: usize, now: Instant) -> Connection {
         let c = &server.config;
         let peer = Arc::new(Peer::new(Outbox::new(Transport::Sse, c.outbox_budget, c.policy), waker, token));
         server.stats.open(Kind::Http);
         Connection {
             server,
             peer,
-            state: State::Http { buf: Vec::new(), continue_sent: false },
+            state: State::Http { buf: Vec::new(), continue_sent: false, since: now },
             kind: Kind::Http,
             eof: false,
             closed: false,
@@ -186,7 +220,8 @@ impl Connection {
             State::LongPoll(poll) => Some(poll.deadline),
             State::Sse { keepalive, .. } => Some(keepalive.deadline()),
             State::Ws { pinger, .. } => Some(pinger.deadline(self.server.config.ping_interval)),
-            State::Http { .. } | State::Echo { .. } => None,
+            State::Http { buf, since, .. } => Some(http_deadline(&self.server.config, buf, *since).0),
+            State::Echo { .. } => None,
         }
     }
 
@@ -209,7 +244,10 @@ impl Connection {
             return; // Draining a closing connection: input is discarded.
         }
         match &mut self.state {
-            State::Http { buf, .. } => {
+            State::Http { buf, since, .. } => {
+                if buf.is_empty() && !data.is_empty() {
+                    *since = now; // The first byte of a request: its clock starts.
+                }
                 buf.extend_from_slice(data);
                 self.serve_requests(now);
             }
@@ -264,6 +302,21 @@ impl Connection {
             return;
         }
         match &mut self.state {
+            State::Http { buf, since, .. } => {
+                let (deadline, wait) = http_deadline(&self.server.config, buf, *since);
+                if now >= deadline {
+                    match wait {
+                        HttpWait::Idle => {
+                            self.server.stats.idle_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.close(now);
+                        }
+                        HttpWait::Request(limit) => {
+                            self.server.stats.request_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.fail(HttpError::RequestTimeout { limit }, now);
+                        }
+                    }
+                }
+            }
             State::LongPoll(poll) => {
                 let replay = self.server.hub.poll(&poll.topic, poll.after);
                 if !replay.messages.is_empty() || now >= poll.deadline {
@@ -285,7 +338,7 @@ impl Connection {
                 }
                 Beat::Dead => self.close_with(Some(encode::ws_close(1008, "no pong")), now),
             },
-            State::Http { .. } | State::Echo { .. } | State::Done { .. } => {}
+            State::Echo { .. } | State::Done { .. } => {}
         }
     }
     // ANCHOR_END: on_tick
@@ -293,7 +346,12 @@ impl Connection {
     // ANCHOR: shutdown
     /// The server is shutting down: say goodbye the way each transport
     /// expects, then close.
+    ///
+    /// First of all, the server is marked as stopping ([`Server::begin_stop`]),
+    /// before this connection leaves its topic: from then on no publish is
+    /// acknowledged that this subscriber would miss.
     pub fn shutdown(&mut self, now: Instant) {
+        self.server.begin_stop();
         if self.is_closing() || self.closed {
             return;
         }
@@ -361,7 +419,7 @@ impl Connection {
     /// Serves every complete request in the input buffer (clients may pipeline).
     fn serve_requests(&mut self, now: Instant) {
         loop {
-            let State::Http { buf, continue_sent } = &mut self.state else { return };
+            let State::Http { buf, continue_sent, since } = &mut self.state else { return };
             let config = &self.server.config;
             let (req, head_len) = match http::parse_request(buf, config.max_head, config.max_message) {
                 Ok(Some(parsed)) => parsed,
@@ -385,6 +443,8 @@ impl Connection {
             let rest = buf.split_off(total);
             *buf = rest;
             *continue_sent = false;
+            // The next wait — for the next request, or idle — starts now.
+            *since = now;
             let keep_alive = req.keep_alive;
             self.route(req, body, now);
             if !keep_alive && matches!(self.state, State::Http { .. }) {
@@ -399,36 +459,62 @@ impl Connection {
         self.close(now);
     }
 
+    /// Answers `503` for `why` and closes.
+    fn refuse(&mut self, why: Refusal, now: Instant) {
+        let e = self.server.refusal(why);
+        self.fail(e, now);
+    }
+
+    /// The topic a subscription is about to join: found, or created within
+    /// the limit. `None`: refused, and the `503` is already on its way.
+    fn topic_or_refuse(&mut self, name: &str, now: Instant) -> Option<TopicRef> {
+        match self.server.hub.topic(name, now, &self.server.stats) {
+            Ok(topic) => Some(topic),
+            Err(why) => {
+                self.refuse(why, now);
+                None
+            }
+        }
+    }
+
     // ANCHOR: dispatch
     fn route(&mut self, req: Request, body: Vec<u8>, now: Instant) {
         let server = self.server.clone();
         match req.route {
             Route::Publish { topic } => match String::from_utf8(body) {
-                Ok(data) => {
-                    let id = server.hub.publish(&topic, &data, &server.stats);
-                    self.respond(http::response(200, "application/json", format!("{{\"id\":{id}}}").as_bytes()));
-                }
+                Ok(data) => match server.hub.publish(&topic, &data, now, &server.stats) {
+                    Ok(id) => {
+                        self.respond(http::response(200, "application/json", format!("{{\"id\":{id}}}").as_bytes()))
+                    }
+                    Err(why) => self.refuse(why, now),
+                },
                 Err(_) => self.fail(HttpError::BadRequest("message is not valid UTF-8".into()), now),
             },
             Route::Poll { topic, after, wait } => {
                 let replay = server.hub.poll(&topic, after);
                 match wait {
                     Some(secs) if replay.messages.is_empty() => {
-                        self.hold_long_poll(topic, after, now + std::time::Duration::from_secs(secs.into()), req.keep_alive, now)
+                        let Some(handle) = self.topic_or_refuse(&topic, now) else { return };
+                        let deadline = now + Duration::from_secs(secs.into());
+                        self.hold_long_poll(handle, topic, after, deadline, req.keep_alive, now)
                     }
                     _ => self.answer_poll(replay),
                 }
             }
+            // A subscription finds (or creates) its topic before it answers,
+            // so that a refusal is a plain 503 and not a broken stream.
             Route::Sse { topic, resume } => {
+                let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(Bytes::from_static(http::SSE_HEAD));
                 self.set_kind(Kind::Sse);
-                let sub = self.subscribe(&topic, Transport::Sse, resume);
+                let sub = self.subscribe(topic, Transport::Sse, resume);
                 self.state = State::Sse { sub, keepalive: KeepAlive::new(server.config.keepalive, now) };
             }
             Route::Ws { topic, resume, accept } => {
+                let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(http::websocket_accept(&accept));
                 self.set_kind(Kind::Ws);
-                let sub = self.subscribe(&topic, Transport::Ws, resume);
+                let sub = self.subscribe(topic, Transport::Ws, resume);
                 // A /ws publish carries the message JSON-escaped: allow for that.
                 let decoder = WsDecoder::new(server.config.max_message.saturating_mul(6).saturating_add(1024));
                 self.upgrade(State::Ws { sub, decoder, pinger: Pinger::new(server.config.ping_interval, now) }, now);
@@ -453,7 +539,7 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, topic: &str, transport: Transport, resume: Option<u64>) -> Subscription {
+    fn subscribe(&mut self, topic: TopicRef, transport: Transport, resume: Option<u64>) -> Subscription {
         self.server.hub.subscribe(topic, &self.peer, transport, resume, &self.server.stats)
     }
 
@@ -468,13 +554,21 @@ impl Connection {
     }
 
     // ANCHOR: long_poll
-    fn hold_long_poll(&mut self, topic: String, after: u64, deadline: Instant, keep_alive: bool, now: Instant) {
+    fn hold_long_poll(
+        &mut self,
+        handle: TopicRef,
+        topic: String,
+        after: u64,
+        deadline: Instant,
+        keep_alive: bool,
+        now: Instant,
+    ) {
         let State::Http { buf, .. } = &mut self.state else { return };
         let buf = std::mem::take(buf);
         self.set_kind(Kind::LongPoll);
         // Subscribe first, then look again: a message published between the
         // first look and the subscription would otherwise be slept through.
-        let sub = self.server.hub.subscribe(&topic, &self.peer, Transport::LongPoll, None, &self.server.stats);
+        let sub = self.server.hub.subscribe(handle, &self.peer, Transport::LongPoll, None, &self.server.stats);
         self.state = State::LongPoll(Box::new(HeldPoll { sub, topic, after, deadline, keep_alive, buf }));
         if let State::LongPoll(poll) = &self.state {
             let replay = self.server.hub.poll(&poll.topic, poll.after);
@@ -485,7 +579,7 @@ impl Connection {
     }
 
     fn answer_long_poll(&mut self, replay: crate::hub::Replay, now: Instant) {
-        let placeholder = State::Http { buf: Vec::new(), continue_sent: false };
+        let placeholder = State::Http { buf: Vec::new(), continue_sent: false, since: now };
         let State::LongPoll(poll) = std::mem::replace(&mut self.state, placeholder) else {
             return;
         };
@@ -493,7 +587,7 @@ impl Connection {
         self.server.hub.unsubscribe(&sub);
         self.set_kind(Kind::Http);
         self.answer_poll(replay);
-        self.state = State::Http { buf, continue_sent: false };
+        self.state = State::Http { buf, continue_sent: false, since: now };
         if keep_alive {
             self.serve_requests(now); // Requests pipelined behind the poll.
         } else {
@@ -525,7 +619,7 @@ impl Connection {
             }
             WsEvent::Text(text) if echo => self.respond(encode::ws_frame(OpCode::Data(Data::Text), text.as_bytes())),
             WsEvent::Binary(data) if echo => self.respond(encode::ws_frame(OpCode::Data(Data::Binary), &data)),
-            WsEvent::Text(text) => self.ws_publish(&text),
+            WsEvent::Text(text) => self.ws_publish(&text, now),
             WsEvent::Binary(_) => self.respond(encode::ws_error("binary frames are not accepted on /ws")),
         }
     }
@@ -533,7 +627,7 @@ impl Connection {
 
     // ANCHOR: ws_publish
     /// A `/ws` client frame: `{"op":"publish","data":"..."}`.
-    fn ws_publish(&mut self, text: &str) {
+    fn ws_publish(&mut self, text: &str, now: Instant) {
         let State::Ws { sub, .. } = &self.state else { return };
         let request: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
@@ -550,7 +644,10 @@ impl Connection {
             return self.respond(encode::ws_error(&format!("message larger than {max} bytes")));
         }
         let topic = sub.topic.clone();
-        self.server.hub.publish_to(&topic, data, &self.server.stats);
+        if let Err(why) = self.server.hub.publish_to(&topic, data, now, &self.server.stats) {
+            let e = self.server.refusal(why);
+            self.respond(encode::ws_error(&e.to_string()));
+        }
     }
     // ANCHOR_END: ws_publish
 
@@ -559,6 +656,42 @@ impl Connection {
             self.close_with(Some(encode::ws_close(e.code, e.reason)), now);
         }
     }
+}
+
+// ANCHOR: http_deadline
+/// The deadline of a connection waiting for a request, and what passing it
+/// means.
+///
+/// With part of a request in `buf` (a head, or a head and part of a
+/// publish's body), the whole request must have arrived within
+/// `request_timeout` of its first byte (`since`): past it, `408` and close —
+/// the answer to a client that trickles its request a byte at a time to hold
+/// a connection forever (slowloris), or its body (slow POST). With nothing
+/// in `buf`, no request is in progress: the connection is idle, before its
+/// first request or between two (`since` is when the last one was served,
+/// or when the connection was accepted), and after `idle_timeout` it is
+/// closed without a word — there is no request to answer. (A client that
+/// sends one just as the server closes sees the connection end, as it may
+/// at any time, and retries on a new one if it can: RFC 9112 §9.3.1.)
+fn http_deadline(config: &Config, buf: &[u8], since: Instant) -> (Instant, HttpWait) {
+    let (limit, wait) = if buf.is_empty() {
+        (config.idle_timeout, HttpWait::Idle)
+    } else {
+        (config.request_timeout, HttpWait::Request(config.request_timeout))
+    };
+    // A limit too far away to add is no limit (a year is as good as forever here).
+    (since.checked_add(limit).unwrap_or(since + Duration::from_secs(365 * 86_400)), wait)
+}
+// ANCHOR_END: http_deadline
+
+/// What a connection waiting for a request is waiting for (see
+/// [`http_deadline`]).
+#[derive(Debug, Clone, Copy)]
+enum HttpWait {
+    /// Nothing yet: the idle timeout applies.
+    Idle,
+    /// The rest of a request: the request timeout (this one) applies.
+    Request(Duration),
 }
 
 impl Drop for Connection {

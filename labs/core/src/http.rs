@@ -5,6 +5,7 @@
 //! which status code when something is wrong.
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -54,6 +55,8 @@ pub enum HttpError {
     NotFound,
     /// `405`: the path exists, the method does not; `allow` lists the right one.
     MethodNotAllowed { allow: &'static str },
+    /// `408`: the request did not arrive whole within `limit` of its first byte.
+    RequestTimeout { limit: Duration },
     /// `411`: a body without `Content-Length` (chunked uploads are not accepted).
     LengthRequired,
     /// `413`: the message is larger than the server's limit.
@@ -62,6 +65,10 @@ pub enum HttpError {
     UpgradeRequired,
     /// `431`: the request head is larger than the server's limit.
     HeadersTooLarge,
+    /// `503`: a limit of the server refuses what the request asks for (too
+    /// many connections or topics, or the server is stopping); the reason
+    /// says which.
+    Unavailable(String),
 }
 // ANCHOR_END: errors
 
@@ -73,10 +80,12 @@ impl HttpError {
             HttpError::BadRequest(_) => 400,
             HttpError::NotFound => 404,
             HttpError::MethodNotAllowed { .. } => 405,
+            HttpError::RequestTimeout { .. } => 408,
             HttpError::LengthRequired => 411,
             HttpError::PayloadTooLarge { .. } => 413,
             HttpError::UpgradeRequired => 426,
             HttpError::HeadersTooLarge => 431,
+            HttpError::Unavailable(_) => 503,
         }
     }
 
@@ -88,6 +97,7 @@ impl HttpError {
         match self {
             HttpError::MethodNotAllowed { allow } => extra = format!("Allow: {allow}\r\n"),
             HttpError::UpgradeRequired => extra.push_str("Sec-WebSocket-Version: 13\r\n"),
+            HttpError::Unavailable(_) => extra.push_str("Retry-After: 1\r\n"),
             _ => {}
         }
         // The connection closes after every error response (the body of a
@@ -104,10 +114,15 @@ impl fmt::Display for HttpError {
             HttpError::BadRequest(why) => write!(f, "bad request: {why}"),
             HttpError::NotFound => write!(f, "not found"),
             HttpError::MethodNotAllowed { allow } => write!(f, "method not allowed (use {allow})"),
+            HttpError::RequestTimeout { limit } => {
+                let secs = limit.as_secs_f64();
+                write!(f, "request timeout: the request was not complete {secs} s after its first byte")
+            }
             HttpError::LengthRequired => write!(f, "a request body needs a Content-Length header"),
             HttpError::PayloadTooLarge { limit } => write!(f, "message larger than {limit} bytes"),
             HttpError::UpgradeRequired => write!(f, "WebSocket version 13 required"),
             HttpError::HeadersTooLarge => write!(f, "request header fields too large"),
+            HttpError::Unavailable(why) => write!(f, "service unavailable: {why}"),
         }
     }
 }
@@ -144,11 +159,25 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let query = Query::parse(query);
 
-    let content_length = match (h.content_length, h.chunked) {
-        (_, true) => return Err(HttpError::LengthRequired),
+    // ANCHOR: framing
+    // RFC 9112 §6.1: a request with both Content-Length and Transfer-Encoding
+    // has two answers to "where does the body end?". A proxy in front of us
+    // may pick the other one, and the bytes it counts as our body it would
+    // see as the next request (request smuggling). So: 400, and the
+    // connection closes, as every error here does. Transfer-Encoding alone
+    // (chunked uploads) is simply not supported: 411.
+    let content_length = match (h.content_length, h.transfer_encoding) {
+        (Some(_), true) => {
+            return Err(HttpError::BadRequest(
+                "Content-Length and Transfer-Encoding together: the body's length is ambiguous (RFC 9112 section 6.1)"
+                    .into(),
+            ));
+        }
+        (None, true) => return Err(HttpError::LengthRequired),
         (Some(n), false) => n,
         (None, false) => 0,
     };
+    // ANCHOR_END: framing
     let keep_alive = match (version, h.connection_close, h.connection_keep_alive) {
         (_, true, _) => false,
         (0, _, keep) => keep,
@@ -219,7 +248,7 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
 #[derive(Default)]
 struct Headers<'a> {
     content_length: Option<usize>,
-    chunked: bool,
+    transfer_encoding: bool,
     connection_close: bool,
     connection_keep_alive: bool,
     connection_upgrade: bool,
@@ -251,7 +280,7 @@ impl<'a> Headers<'a> {
                 }
                 h.content_length = Some(n);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                h.chunked = true;
+                h.transfer_encoding = true;
             } else if name.eq_ignore_ascii_case("connection") {
                 h.connection_close |= has_token("close");
                 h.connection_keep_alive |= has_token("keep-alive");
@@ -355,6 +384,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
@@ -381,11 +411,12 @@ pub fn response_with(status: u16, content_type: &str, extra: &str, body: &[u8]) 
     out.into()
 }
 
-/// `503 Service Unavailable`, for a client a runtime has no room for (no
-/// thread, no coroutine stack): the runtime sends it instead of serving the
-/// connection, then closes it, and keeps serving everyone else.
+/// `503 Service Unavailable` with `reason`, for a client a runtime will not
+/// serve (over the connection limit, no thread, no coroutine stack): the
+/// runtime sends it instead of serving the connection, then closes it, and
+/// keeps serving everyone else. The same bytes as [`HttpError::Unavailable`].
 pub fn unavailable(reason: &str) -> Bytes {
-    response_with(503, "text/plain; charset=utf-8", "Connection: close\r\nRetry-After: 1\r\n", format!("{reason}\n").as_bytes())
+    HttpError::Unavailable(reason.to_owned()).response()
 }
 
 /// The interim response that lets an `Expect: 100-continue` client send its body.
@@ -465,12 +496,45 @@ mod tests {
         assert_eq!(status("GET /poll?topic=a&wait=61 HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("POST /publish?topic=a HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"), 413);
         assert_eq!(status("POST /publish?topic=a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 411);
+        assert_eq!(status("POST /publish?topic=a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 411);
         assert_eq!(status("GET /ws?topic=a HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(
             status("GET /echo HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
             426
         );
         assert_eq!(status("GARBAGE\r\n\r\n"), 400);
+    }
+
+    /// RFC 9112 §6.1: both framings at once is a 400 that says so, in either
+    /// order — not a 411 that claims Content-Length is missing.
+    #[test]
+    fn content_length_with_transfer_encoding_is_400_with_a_true_reason() {
+        for raw in [
+            "POST /publish?topic=a HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /publish?topic=a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST /publish?topic=a HTTP/1.1\r\ncontent-length: 0\r\ntransfer-encoding: identity\r\n\r\n",
+        ] {
+            let e = route(raw).unwrap_err();
+            assert_eq!(e.status(), 400, "{raw:?}");
+            let text = e.to_string();
+            assert!(text.contains("Content-Length and Transfer-Encoding"), "{text}");
+            let response = e.response();
+            let text = std::str::from_utf8(&response).unwrap();
+            assert!(text.contains("\r\nConnection: close\r\n"), "and the connection closes: {text}");
+        }
+    }
+
+    #[test]
+    fn limits_answer_408_and_503_and_close() {
+        let timeout = HttpError::RequestTimeout { limit: Duration::from_millis(1500) }.response();
+        let text = std::str::from_utf8(&timeout).unwrap();
+        assert!(text.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n") && text.ends_with("1.5 s after its first byte\n"), "{text}");
+        let full = unavailable("too many topics");
+        let text = std::str::from_utf8(&full).unwrap();
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        assert!(text.contains("\r\nRetry-After: 1\r\n") && text.contains("\r\nConnection: close\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nservice unavailable: too many topics\n"), "{text}");
     }
 
     #[test]

@@ -1,14 +1,23 @@
 //! The hub: topics, per-topic ids, retention, replay, and fan-out to
-//! subscribers' outboxes.
+//! subscribers' outboxes; the limit on topics and their eviction; and the
+//! stop that makes publishing refuse what it could no longer deliver.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::encode::{Message, Transport};
 use crate::outbox::Outbox;
-use crate::stats::Stats;
+use crate::stats::{Refusal, Stats};
+
+/// How long a sweep for evictable topics keeps the next one from running. A
+/// sweep walks every topic and frees every idle one at once; without a pause,
+/// a flood of new topic names at the limit would cost a walk each (under the
+/// map's lock, which every lookup needs), with it, one lookup each.
+pub const SWEEP_PAUSE: Duration = Duration::from_secs(1);
 
 // ANCHOR: wake
 /// How a runtime is told that a connection has work: new output in its
@@ -65,6 +74,9 @@ pub struct Topic {
     /// Live subscribers by key. Each peer's outbox knows its transport, so
     /// an entry is just a key and a pointer: 16 bytes per idle subscriber.
     subscribers: HashMap<u64, Arc<Peer>>,
+    /// When its newest message was published (its creation, before any):
+    /// the topic may be evicted `topic_ttl` after this, once nobody holds it.
+    touched: Instant,
 }
 
 /// A topic and its lock. Connections hold one to unsubscribe without a lookup.
@@ -82,8 +94,8 @@ pub struct Replay {
 }
 
 impl Topic {
-    fn new() -> Topic {
-        Topic { last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new() }
+    fn new(now: Instant) -> Topic {
+        Topic { last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), touched: now }
     }
 
     // ANCHOR: replay
@@ -103,17 +115,30 @@ impl Topic {
 
 /// Every topic of one server.
 ///
-/// Locking: the map's lock is held only to find or create a topic. A topic's
-/// lock is held while a publish assigns its id and pushes it to every
-/// outbox, which is what keeps ids gap-free and every subscriber's messages
-/// in id order; outbox locks are taken inside it, never the other way round.
-/// Waking the subscribers' connections happens after the topic's lock is
-/// released ([`publish_to`](Hub::publish_to)).
+/// Locking: the map's lock is held only to find or create a topic (and,
+/// when the map is full, to evict idle ones). A topic's lock is held while a
+/// publish assigns its id and pushes it to every outbox, which is what keeps
+/// ids gap-free and every subscriber's messages in id order; outbox locks are
+/// taken inside it, never the other way round. The map's lock may be taken
+/// before a topic's, never after. Waking the subscribers' connections
+/// happens after the topic's lock is released ([`publish_to`](Hub::publish_to)).
 #[derive(Debug)]
 pub struct Hub {
-    topics: Mutex<HashMap<String, TopicRef>>,
+    topics: Mutex<Topics>,
     retention: usize,
-    next_subscriber: std::sync::atomic::AtomicU64,
+    max_topics: usize,
+    topic_ttl: Duration,
+    next_subscriber: AtomicU64,
+    /// Set once, when the server begins to stop ([`begin_stop`](Hub::begin_stop)).
+    stopping: AtomicBool,
+}
+
+/// The map of topics by name, and when the next sweep for evictable topics
+/// may run.
+#[derive(Debug, Default)]
+struct Topics {
+    by_name: HashMap<String, TopicRef>,
+    next_sweep: Option<Instant>,
 }
 
 /// A live subscription; dropping it does not unsubscribe (call
@@ -131,32 +156,135 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    /// An empty hub whose topics retain `retention` messages each.
+    /// An empty hub whose topics retain `retention` messages each, with no
+    /// limit on topics (the unit tests' hub; a server's is [`with_limits`](Hub::with_limits)).
     pub fn new(retention: usize) -> Hub {
-        Hub { topics: Mutex::new(HashMap::new()), retention: retention.max(1), next_subscriber: 1.into() }
+        Hub::with_limits(retention, usize::MAX, Duration::MAX)
     }
 
-    fn topic(&self, name: &str) -> TopicRef {
-        let mut topics = lock(&self.topics);
-        if let Some(t) = topics.get(name) {
-            return t.clone();
+    /// An empty hub that holds at most `max_topics` topics, and may evict a
+    /// topic nobody holds once it has had no message for `topic_ttl`.
+    pub fn with_limits(retention: usize, max_topics: usize, topic_ttl: Duration) -> Hub {
+        Hub {
+            topics: Mutex::new(Topics::default()),
+            retention: retention.max(1),
+            max_topics,
+            topic_ttl,
+            next_subscriber: 1.into(),
+            stopping: AtomicBool::new(false),
         }
-        let t = Arc::new(Mutex::new(Topic::new()));
-        topics.insert(name.to_owned(), t.clone());
-        t
     }
+
+    // ANCHOR: topic
+    /// The topic named `name`, created if it does not exist — unless the hub
+    /// already holds `max_topics`: then idle topics are evicted to make room
+    /// (`evict_idle`, below), and if none is idle the request is
+    /// refused ([`Refusal::Topics`], a `503`). Below the limit nothing is
+    /// ever evicted.
+    ///
+    /// The handle returned keeps the topic from being evicted for as long as
+    /// it lives: that is what makes it safe to use after the map's lock is
+    /// released.
+    pub fn topic(&self, name: &str, now: Instant, stats: &Stats) -> Result<TopicRef, Refusal> {
+        let mut topics = lock(&self.topics);
+        if let Some(t) = topics.by_name.get(name) {
+            return Ok(t.clone());
+        }
+        if topics.by_name.len() >= self.max_topics && self.evict_idle(&mut topics, now, stats) == 0 {
+            stats.refused(Refusal::Topics);
+            return Err(Refusal::Topics);
+        }
+        let t = Arc::new(Mutex::new(Topic::new(now)));
+        topics.by_name.insert(name.to_owned(), t.clone());
+        stats.topics.fetch_add(1, Relaxed);
+        Ok(t)
+    }
+    // ANCHOR_END: topic
+
+    // ANCHOR: evict
+    /// Forgets every idle topic and returns how many: a topic is idle when
+    /// no one but the map holds a handle to it — no subscription, no request
+    /// in the middle of using it — and its newest message (or its creation)
+    /// is at least `topic_ttl` old.
+    ///
+    /// "No one else holds a handle" is read from the handle's reference
+    /// count, under the map's lock: a new handle can only be cloned from the
+    /// map, which this holds, so the count cannot rise while it looks. That
+    /// is why nothing can publish into, or subscribe to, a topic that is
+    /// being forgotten. An evicted topic has no subscriber to surprise; a
+    /// client that comes back later finds a new topic whose ids start again
+    /// at 1 (the book's chapter "Bad input and hostile clients" says what a
+    /// resume then gets).
+    ///
+    /// A walk over every topic, under the map's lock: it runs only when the
+    /// map is full, and at most once per [`SWEEP_PAUSE`].
+    fn evict_idle(&self, topics: &mut Topics, now: Instant, stats: &Stats) -> usize {
+        if topics.next_sweep.is_some_and(|at| now < at) {
+            return 0;
+        }
+        let before = topics.by_name.len();
+        let ttl = self.topic_ttl;
+        topics.by_name.retain(|_, topic| {
+            if Arc::strong_count(topic) > 1 {
+                return true; // Held: subscribed to, or in use by a request.
+            }
+            let t = lock(topic); // Never waits: nobody else holds it.
+            !t.subscribers.is_empty() || now.saturating_duration_since(t.touched) < ttl
+        });
+        let evicted = before - topics.by_name.len();
+        topics.next_sweep = Some(now + SWEEP_PAUSE);
+        stats.topics.fetch_sub(evicted as i64, Relaxed);
+        stats.evicted_topics.fetch_add(evicted as u64, Relaxed);
+        evicted
+    }
+    // ANCHOR_END: evict
 
     fn existing(&self, name: &str) -> Option<TopicRef> {
-        lock(&self.topics).get(name).cloned()
+        lock(&self.topics).by_name.get(name).cloned()
+    }
+
+    /// Topics held now.
+    pub fn topic_count(&self) -> usize {
+        lock(&self.topics).by_name.len()
+    }
+
+    // ANCHOR: begin_stop
+    /// The server begins to stop: from now on every publish is refused
+    /// ([`Refusal::Stopping`]).
+    ///
+    /// Set before any connection leaves its topic because of the stop
+    /// ([`Connection::shutdown`](crate::Connection::shutdown) calls it
+    /// first), and read by [`publish_to`](Hub::publish_to) under the topic's
+    /// lock. A subscriber's leaving takes that lock too, so every publish is
+    /// on one side of it: either it took the lock first — it saw "not
+    /// stopping", and its message is already in the subscriber's outbox,
+    /// which a closing connection still flushes — or it took it after, and
+    /// then it sees "stopping" and is refused. No publish is acknowledged
+    /// that a subscriber connected when the stop began will not get.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, SeqCst);
+    }
+    // ANCHOR_END: begin_stop
+
+    /// Whether [`begin_stop`](Hub::begin_stop) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(SeqCst)
     }
 
     // ANCHOR: publish
-    /// Publishes `data` to `topic`: assigns the next id, encodes the message
-    /// once, retains it and pushes the same bytes to every subscriber.
-    /// Subscribers over budget under the disconnect policy are removed here
-    /// and woken so that their connection closes.
-    pub fn publish(&self, topic: &str, data: &str, stats: &Stats) -> u64 {
-        self.publish_to(&self.topic(topic), data, stats)
+    /// Publishes `data` to `topic` (created if needed, see
+    /// [`topic`](Hub::topic)): assigns the next id, encodes the message once,
+    /// retains it and pushes the same bytes to every subscriber. Subscribers
+    /// over budget under the disconnect policy are removed here and woken so
+    /// that their connection closes. Refused when the topic would be one too
+    /// many, or the server is stopping.
+    pub fn publish(&self, topic: &str, data: &str, now: Instant, stats: &Stats) -> Result<u64, Refusal> {
+        if self.is_stopping() {
+            // Only a shortcut: the check that counts is under the topic's lock.
+            stats.refused(Refusal::Stopping);
+            return Err(Refusal::Stopping);
+        }
+        self.publish_to(&self.topic(topic, now, stats)?, data, now, stats)
     }
 
     /// [`publish`](Self::publish) to a topic already looked up (a `/ws`
@@ -171,10 +299,16 @@ impl Hub {
     /// lock and woken after it is released. A connection woken late finds its
     /// messages already in its outbox, in order; one woken for a message it
     /// has already written finds nothing to do.
-    pub fn publish_to(&self, topic: &TopicRef, data: &str, stats: &Stats) -> u64 {
+    pub fn publish_to(&self, topic: &TopicRef, data: &str, now: Instant, stats: &Stats) -> Result<u64, Refusal> {
         let mut to_wake = Vec::new();
         let id = {
             let mut t = lock(topic);
+            // Under the topic's lock: see `begin_stop`.
+            if self.is_stopping() {
+                stats.refused(Refusal::Stopping);
+                return Err(Refusal::Stopping);
+            }
+            t.touched = now;
             t.last_id += 1;
             let message = Arc::new(Message::encode(t.last_id, data));
             if t.retained.len() == self.retention {
@@ -218,31 +352,40 @@ impl Hub {
         for peer in &to_wake {
             peer.wake();
         }
-        id
+        Ok(id)
     }
     // ANCHOR_END: publish
 
     // ANCHOR: subscribe
-    /// Subscribes `peer` to `topic` with `transport` (which its outbox
-    /// remembers). With `resume = Some(id)` the retained messages after `id`
-    /// are queued first (preceded by a missed marker if some are gone) under
-    /// the same lock that publishes take, so nothing can fall between the
-    /// replay and the live stream.
+    /// Subscribes `peer` to `topic` (a handle from [`topic`](Hub::topic))
+    /// with `transport` (which its outbox remembers). With `resume =
+    /// Some(id)` the retained messages after `id` are queued first (preceded
+    /// by a missed marker if some are gone) under the same lock that
+    /// publishes take, so nothing can fall between the replay and the live
+    /// stream.
+    ///
+    /// An id the topic has never given out (above its newest) can only come
+    /// from an earlier life of the topic — before it was evicted, or before
+    /// the server restarted — whose ids this one reuses. Resuming after it
+    /// would silently skip everything this life has published up to that id,
+    /// so the subscriber gets the topic from its beginning instead: what is
+    /// retained, with a missed marker for what is not. (Its ids going down is
+    /// the sign; the contract's epochs will make it an explicit reset.)
     pub fn subscribe(
         &self,
-        topic: &str,
+        topic: TopicRef,
         peer: &Arc<Peer>,
         transport: Transport,
         resume: Option<u64>,
         stats: &Stats,
     ) -> Subscription {
-        let topic = self.topic(topic);
         let key = self.next_subscriber.fetch_add(1, Relaxed);
         {
             let mut t = lock(&topic);
             let mut outbox = peer.outbox();
             outbox.set_transport(transport);
             if let (Some(after), Transport::Sse | Transport::Ws) = (resume, transport) {
+                let after = if after > t.last_id { 0 } else { after };
                 let replay = t.replay(after);
                 if let Some((from, to)) = replay.missed {
                     outbox.push_control(crate::encode::missed(transport, from, to));
@@ -298,6 +441,16 @@ mod tests {
         }
     }
 
+    /// The one time these tests need (nothing here depends on it passing).
+    fn now() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
+    fn publish(hub: &Hub, topic: &str, data: &str, s: &Stats) -> u64 {
+        hub.publish(topic, data, now(), s).expect("published")
+    }
+
     fn peer(transport: Transport, budget: usize, policy: Policy) -> (Arc<Peer>, Arc<CountWakes>) {
         let w = Arc::new(CountWakes::default());
         (Arc::new(Peer::new(Outbox::new(transport, budget, policy), w.clone(), 0)), w)
@@ -315,9 +468,9 @@ mod tests {
     fn ids_are_per_topic_and_gap_free() {
         let hub = Hub::new(8);
         let s = Stats::default();
-        assert_eq!(hub.publish("a", "x", &s), 1);
-        assert_eq!(hub.publish("a", "y", &s), 2);
-        assert_eq!(hub.publish("b", "z", &s), 1);
+        assert_eq!(publish(&hub, "a", "x", &s), 1);
+        assert_eq!(publish(&hub, "a", "y", &s), 2);
+        assert_eq!(publish(&hub, "b", "z", &s), 1);
         assert_eq!(hub.last_id("a"), 2);
         assert_eq!(hub.last_id("nope"), 0);
     }
@@ -327,7 +480,7 @@ mod tests {
         let hub = Hub::new(3);
         let s = Stats::default();
         for i in 1..=5 {
-            hub.publish("t", &format!("m{i}"), &s);
+            publish(&hub, "t", &format!("m{i}"), &s);
         }
         let r = hub.poll("t", 0);
         assert_eq!(r.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![3, 4, 5]);
@@ -350,11 +503,11 @@ mod tests {
         let hub = Hub::new(3);
         let s = Stats::default();
         for i in 1..=5 {
-            hub.publish("t", &format!("m{i}"), &s);
+            publish(&hub, "t", &format!("m{i}"), &s);
         }
         let (p, wakes) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
-        let sub = hub.subscribe("t", &p, Transport::Sse, Some(1), &s);
-        hub.publish("t", "m6", &s);
+        let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(1), &s);
+        publish(&hub, "t", "m6", &s);
         let got = ids(&p);
         assert_eq!(got[0], "event: missed\ndata: {\"from\":2,\"to\":2}\n\n");
         assert!(got[1].starts_with("id: 3\n"));
@@ -363,7 +516,7 @@ mod tests {
         // The outbox already held the replay, so the live push did not wake.
         assert_eq!(wakes.0.load(Relaxed), 0);
         hub.unsubscribe(&sub);
-        hub.publish("t", "m7", &s);
+        publish(&hub, "t", "m7", &s);
         assert!(ids(&p).is_empty());
         assert_eq!(hub.subscriber_count("t"), 0);
     }
@@ -374,9 +527,9 @@ mod tests {
         let s = Stats::default();
         let (a, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
         let (b, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
-        hub.subscribe("t", &a, Transport::Ws, None, &s);
-        hub.subscribe("t", &b, Transport::Ws, None, &s);
-        hub.publish("t", "shared", &s);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &a, Transport::Ws, None, &s);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &b, Transport::Ws, None, &s);
+        publish(&hub, "t", "shared", &s);
         let (mut x, mut y) = (Vec::new(), Vec::new());
         a.outbox().take(&mut x, usize::MAX);
         b.outbox().take(&mut y, usize::MAX);
@@ -389,10 +542,10 @@ mod tests {
         let s = Stats::default();
         let (slow, slow_wakes) = peer(Transport::Ws, 100, Policy::Disconnect);
         let (fast, _) = peer(Transport::Ws, 100, Policy::Disconnect);
-        hub.subscribe("t", &slow, Transport::Ws, None, &s);
-        hub.subscribe("t", &fast, Transport::Ws, None, &s);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &slow, Transport::Ws, None, &s);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &fast, Transport::Ws, None, &s);
         for i in 0..10 {
-            hub.publish("t", &format!("message number {i}"), &s);
+            publish(&hub, "t", &format!("message number {i}"), &s);
             assert_eq!(ids(&fast).len(), 1);
         }
         assert!(slow.outbox().overflowed());
@@ -424,11 +577,11 @@ mod tests {
         for transport in [Transport::Sse, Transport::Ws, Transport::LongPoll] {
             let w = Arc::new(SeesTopic::default());
             let p = Arc::new(Peer::new(Outbox::new(transport, 1 << 20, Policy::Disconnect), w.clone(), 0));
-            let sub = hub.subscribe("t", &p, transport, None, &s);
+            let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, transport, None, &s);
             *lock(&w.topic) = Some(sub.topic.clone());
             seen.push((w, p));
         }
-        hub.publish("t", "x", &s);
+        publish(&hub, "t", "x", &s);
         for (w, _) in &seen {
             assert_eq!(w.woken_unlocked.load(Relaxed), 1);
             assert_eq!(w.woken_locked.load(Relaxed), 0, "no wake while the topic is locked");
@@ -440,9 +593,165 @@ mod tests {
         let hub = Hub::new(3);
         let s = Stats::default();
         let (p, wakes) = peer(Transport::LongPoll, 100, Policy::Disconnect);
-        hub.subscribe("t", &p, Transport::LongPoll, None, &s);
-        hub.publish("t", "x", &s);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::LongPoll, None, &s);
+        publish(&hub, "t", "x", &s);
         assert_eq!(wakes.0.load(Relaxed), 1);
         assert!(p.outbox().is_empty());
+    }
+
+    // ---------------------------------------------------------------------
+    // The topic limit and eviction (simulated time: `now()` plus seconds).
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn at(secs: u64) -> Instant {
+        now() + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn past_the_limit_a_new_topic_is_refused_until_one_has_been_idle_for_the_ttl() {
+        let hub = Hub::with_limits(8, 3, 10 * SEC);
+        let s = Stats::default();
+        for name in ["a", "b", "c"] {
+            assert_eq!(hub.publish(name, "x", at(0), &s), Ok(1));
+        }
+        assert_eq!(hub.publish("d", "x", at(0), &s), Err(Refusal::Topics));
+        assert_eq!(hub.publish("a", "y", at(0), &s), Ok(2), "existing topics are still served");
+        assert_eq!(hub.publish("d", "x", at(5), &s), Err(Refusal::Topics), "not idle for the ttl yet");
+        assert_eq!(s.refused_count(Refusal::Topics), 2);
+        assert_eq!((hub.topic_count(), s.topic_count()), (3, 3));
+        // b and c have been quiet for 11 s, a (published at 0 too) as well:
+        // all three go, and d takes a place.
+        assert_eq!(hub.publish("d", "x", at(11), &s), Ok(1));
+        assert_eq!((hub.topic_count(), s.topic_count()), (1, 1));
+        assert_eq!(s.evicted_topics.load(Relaxed), 3);
+        // A topic that comes back starts a new life: ids from 1.
+        assert_eq!(hub.publish("a", "again", at(11), &s), Ok(1));
+        assert_eq!(hub.poll("a", 0).messages.len(), 1);
+    }
+
+    #[test]
+    fn a_sweep_that_frees_some_pauses_the_next_too() {
+        let hub = Hub::with_limits(8, 2, 2 * SEC);
+        let s = Stats::default();
+        let ms = |n| now() + Duration::from_millis(n);
+        assert_eq!(hub.publish("a", "x", ms(0), &s), Ok(1));
+        assert_eq!(hub.publish("b", "x", ms(500), &s), Ok(1));
+        assert_eq!(hub.publish("c", "x", ms(2000), &s), Ok(1), "the sweep at 2 s frees a, not b");
+        assert_eq!(hub.publish("d", "x", ms(2600), &s), Err(Refusal::Topics), "b is idle, but the next sweep waits");
+        assert_eq!(hub.publish("d", "x", ms(2000) + SWEEP_PAUSE, &s), Ok(1));
+        assert_eq!(s.evicted_topics.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_sweep_that_finds_nothing_pauses_the_next() {
+        let hub = Hub::with_limits(8, 1, 2 * SEC);
+        let s = Stats::default();
+        assert_eq!(hub.publish("a", "x", at(0), &s), Ok(1));
+        assert_eq!(hub.publish("b", "x", at(1), &s), Err(Refusal::Topics), "a is 1 s old: a sweep finds nothing");
+        // a is idle from 2 s on, but the next sweep may only run at 1 s + SWEEP_PAUSE.
+        let paused = now() + SEC + SWEEP_PAUSE;
+        assert_eq!(hub.publish("b", "x", paused - Duration::from_millis(1), &s), Err(Refusal::Topics));
+        assert_eq!(hub.publish("b", "x", paused.max(at(2)), &s), Ok(1));
+    }
+
+    #[test]
+    fn a_topic_with_a_subscriber_or_a_handle_in_use_is_never_evicted() {
+        let hub = Hub::with_limits(8, 2, SEC);
+        let s = Stats::default();
+        let (p, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
+        let sub = hub.subscribe(hub.topic("held", at(0), &s).unwrap(), &p, Transport::Ws, None, &s);
+        assert_eq!(hub.publish("held", "1", at(0), &s), Ok(1));
+        let in_use = hub.topic("busy", at(0), &s).unwrap(); // A request between lookup and use.
+        assert_eq!(hub.publish("new", "x", at(100), &s), Err(Refusal::Topics), "both are held");
+        drop(in_use);
+        assert_eq!(hub.publish("new", "x", at(200), &s), Ok(1), "busy is free now, and idle");
+        assert_eq!(s.evicted_topics.load(Relaxed), 1);
+        // The subscriber's topic kept its ids and its subscriber.
+        assert_eq!(hub.publish("held", "2", at(200), &s), Ok(2));
+        assert_eq!(ids(&p).len(), 2);
+        hub.unsubscribe(&sub);
+    }
+
+    /// A resume id the topic never gave out comes from an earlier life of the
+    /// topic: the subscriber gets this life from its beginning, not a silent
+    /// jump to live messages.
+    #[test]
+    fn resuming_from_an_id_the_topic_never_gave_out_starts_from_its_beginning() {
+        let hub = Hub::new(2);
+        let s = Stats::default();
+        for i in 1..=3 {
+            publish(&hub, "t", &format!("m{i}"), &s);
+        }
+        let (p, _) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(57), &s);
+        let got = ids(&p);
+        assert_eq!(got[0], "event: missed\ndata: {\"from\":1,\"to\":1}\n\n");
+        assert!(got[1].starts_with("id: 2\n") && got[2].starts_with("id: 3\n"), "{got:?}");
+        assert_eq!(got.len(), 3);
+        // A poll answer carries last_id, below the client's id: nothing to change there.
+        let r = hub.poll("t", 57);
+        assert!(r.messages.is_empty() && r.last_id == 3);
+    }
+
+    // ---------------------------------------------------------------------
+    // Stopping.
+
+    #[test]
+    fn once_stopping_every_publish_is_refused() {
+        let hub = Hub::new(8);
+        let s = Stats::default();
+        publish(&hub, "t", "before", &s);
+        hub.begin_stop();
+        assert_eq!(hub.publish("t", "after", now(), &s), Err(Refusal::Stopping));
+        let topic = hub.topic("t", now(), &s).unwrap();
+        assert_eq!(hub.publish_to(&topic, "after", now(), &s), Err(Refusal::Stopping));
+        assert_eq!(hub.last_id("t"), 1, "nothing refused was stored");
+        assert_eq!(s.refused_count(Refusal::Stopping), 2);
+    }
+
+    /// The stop's promise under a real race: publishers on four threads, and
+    /// a stop that, as a connection's shutdown does, sets the flag and then
+    /// unsubscribes. Every publish that was acknowledged must be in the
+    /// subscriber's outbox. (Without the flag, publishes after the
+    /// unsubscribe are acknowledged and missing; with the flag read outside
+    /// the topic's lock, one can slip between the read and the lock.)
+    #[test]
+    fn a_publish_acknowledged_while_stopping_reached_every_subscriber() {
+        for _ in 0..20 {
+            let hub = Hub::new(1 << 16);
+            let s = Stats::default();
+            let (p, _) = peer(Transport::Ws, 1 << 30, Policy::Unbounded);
+            let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Ws, None, &s);
+            let acked: Vec<u64> = std::thread::scope(|scope| {
+                let publishers: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut acked = Vec::new();
+                            // Bounded, so that a hub that never refuses fails instead of hanging.
+                            for _ in 0..100_000 {
+                                match hub.publish("t", "x", now(), &s) {
+                                    Ok(id) => acked.push(id),
+                                    Err(_) => break,
+                                }
+                            }
+                            acked
+                        })
+                    })
+                    .collect();
+                while hub.last_id("t") < 100 {
+                    std::thread::yield_now();
+                }
+                hub.begin_stop();
+                hub.unsubscribe(&sub);
+                publishers.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            });
+            let mut out = Vec::new();
+            let n = p.outbox().take(&mut out, usize::MAX);
+            p.outbox().written(n);
+            let delivered = out.len() as u64;
+            let max = acked.iter().copied().max().unwrap_or(0);
+            assert!(max <= delivered, "id {max} was acknowledged, the subscriber got {delivered}");
+        }
     }
 }

@@ -13,13 +13,13 @@
 //! | module | what it owns |
 //! |---|---|
 //! | [`http`] | request heads (parsed by `httparse`) → typed [`Route`]s or [`HttpError`]s with their status codes; response bytes |
-//! | [`hub`] | topics, per-topic ids, the retention ring, replay after an id, the missed-messages signal, fan-out |
+//! | [`hub`] | topics, per-topic ids, the retention ring, replay after an id, the missed-messages signal, fan-out; the topic limit and the eviction of idle topics; the "stopping" flag that makes a `200` a promise |
 //! | [`encode`] | a published [`Message`] encoded **once** for SSE, WebSocket and poll JSON, shared by every subscriber |
 //! | [`outbox`] | a connection's unsent output, its byte budget and the backpressure [`Policy`] |
 //! | [`ws`] | WebSocket frames from clients: RFC 6455 checks on top of `tungstenite`'s frame header parser |
 //! | [`heartbeat`] | SSE keep-alive and WebSocket ping/pong deadlines |
-//! | [`conn`] | one [`Connection`] as a state machine: bytes and time in, bytes and deadlines out |
-//! | [`stats`] | the `/stats` counters |
+//! | [`conn`] | one [`Connection`] as a state machine: bytes and time in, bytes and deadlines out (the request and idle deadlines among them) |
+//! | [`stats`] | the `/stats` counters, refusals by reason ([`Refusal`]) and timeouts among them |
 //! | [`config`] | every server option ([`Config`]) |
 //!
 //! What every runtime adapter needs besides the protocol — socket options,
@@ -38,7 +38,7 @@
 //! impl Wake for NoWake { fn wake(&self, _token: usize) {} }
 //!
 //! let server = Server::new(Config::default());
-//! let mut conn = Connection::new(server, Arc::new(NoWake), 0);
+//! let mut conn = Connection::new(server, Arc::new(NoWake), 0, Instant::now());
 //! conn.on_read(b"POST /publish?topic=demo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", Instant::now());
 //! let mut out = Vec::new();
 //! let n = conn.take_output(&mut out, usize::MAX); // write these bytes to the socket...
@@ -66,4 +66,4 @@ pub use encode::{Message, Transport};
 pub use http::{HttpError, Route};
 pub use hub::{Hub, Wake};
 pub use outbox::Policy;
-pub use stats::{Kind, Stats};
+pub use stats::{Kind, Refusal, Stats};

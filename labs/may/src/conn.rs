@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use may::io::{WaitIo, WaitIoWaker};
 use may::net::TcpStream;
-use rtlab_adapter::{READ_CHUNK, Step, Unsent, step};
+use rtlab_adapter::{READ_CHUNK, Step, Ticket, Unsent, step};
 use rtlab_core::{Connection, Wake};
 
 use crate::Shared;
@@ -41,10 +41,12 @@ impl Wake for CoWaker {
 /// The connection coroutine. Everything that survives a wait is on the heap
 /// (the [`Driver`]); the coroutine's own stack only ever holds this loop and
 /// `may`'s parking, while each step runs on the worker's work stack.
-pub(crate) fn run(stream: Arc<TcpStream>, shared: Arc<Shared>) {
+pub(crate) fn run(stream: Arc<TcpStream>, shared: Arc<Shared>, ticket: Ticket) {
     let on_work = shared.work_stack;
     let waker = Arc::new(CoWaker { woken: AtomicBool::new(false), io: stream.waker() });
-    let Some(mut driver) = work(on_work, || Box::new(Driver::new(stream, waker, shared))).result else { return };
+    let Some(mut driver) = work(on_work, || Box::new(Driver::new(stream, waker, shared, ticket))).result else {
+        return;
+    };
     loop {
         let worked = work(on_work, || driver.step());
         driver.deepest = driver.deepest.max(worked.depth);
@@ -80,12 +82,14 @@ struct Driver {
     armed: Option<Instant>,
     /// Deepest use of the work stack, when measuring.
     deepest: usize,
+    /// Its place at the gate, given back when the driver is dropped.
+    _admitted: Ticket,
 }
 
 impl Driver {
-    fn new(stream: Arc<TcpStream>, waker: Arc<CoWaker>, shared: Arc<Shared>) -> Driver {
+    fn new(stream: Arc<TcpStream>, waker: Arc<CoWaker>, shared: Arc<Shared>, ticket: Ticket) -> Driver {
         let key = shared.roster.join(waker.clone());
-        let conn = Connection::new(shared.server.clone(), waker.clone(), 0);
+        let conn = Connection::new(shared.server.clone(), waker.clone(), 0, Instant::now());
         Driver {
             stream,
             waker,
@@ -95,6 +99,7 @@ impl Driver {
             unsent: Unsent::new(),
             armed: None,
             deepest: 0,
+            _admitted: ticket,
         }
     }
 

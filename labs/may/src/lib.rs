@@ -15,7 +15,8 @@
 //!
 //! * [`serve`] / [`serve_with`] — configure `may` (stack size, workers), run
 //!   the accept loop in a coroutine until [`Stop`], then close every
-//!   connection gracefully. A client refused a coroutine stack gets a `503`.
+//!   connection gracefully. A client past the connection limit, or refused a
+//!   coroutine stack, gets a `503` from the adapter's [`Gate`].
 //! * `conn` — the per-connection coroutine: a step that reads, writes and
 //!   ticks the core without waiting, then a park in `wait_io` until the
 //!   socket, a publisher or the timer wakes it.
@@ -43,7 +44,6 @@ mod timer;
 pub use stack::WORK_STACK;
 
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -51,7 +51,7 @@ use std::time::Instant;
 
 use may::coroutine;
 use may::net::{TcpListener, TcpStream};
-use rtlab_adapter::{ACCEPT_BACKOFF, Roster, Stop, shutdown_deadline, tune_socket, wake_accept};
+use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, begin_shutdown, tune_socket, wake_accept};
 use rtlab_core::Server;
 
 use crate::timer::Timers;
@@ -128,6 +128,8 @@ struct Shared {
     /// The live connections, and whether the server is stopping.
     roster: Roster,
     timers: Timers,
+    /// The connection limit, and where refused clients go.
+    gate: Arc<Gate>,
 }
 
 /// Serves the contract on `listener` until `stop` is requested, then stops
@@ -171,6 +173,7 @@ pub fn serve_with(
         work_stack: options.work_stack,
         roster: Roster::new(),
         timers: Timers::start()?,
+        gate: Gate::start(&server)?,
     });
 
     let on_stop = shared.clone();
@@ -195,7 +198,7 @@ pub fn serve_with(
 
     tracing::info!("stopping: closing {} connections", shared.roster.len());
     // The serving thread waits, not a coroutine: a plain sleep is fine.
-    shared.roster.wait_empty(shutdown_deadline(&server.config, Instant::now()));
+    shared.roster.wait_empty(begin_shutdown(&server, Instant::now()));
     shared.timers.stop();
     Ok(())
 }
@@ -203,7 +206,6 @@ pub fn serve_with(
 // ANCHOR: accept
 /// Accepts until the server stops, one coroutine per connection.
 fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
-    let mut refusals: u64 = 0;
     loop {
         // Blocking style: this parks the coroutine until a client connects.
         let stream = match listener.accept() {
@@ -220,9 +222,13 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         if shared.roster.is_stopping() {
             return; // The wake-up connection from `stop`, or a late client.
         }
+        let Some(ticket) = shared.gate.admit() else {
+            shared.gate.refuse_full(into_std(stream));
+            continue;
+        };
         tune_socket(&shared.server.config, socket2::SockRef::from(stream.inner()));
         let stream = Arc::new(stream);
-        let (mine, shared) = (stream.clone(), shared.clone());
+        let (mine, mine_shared) = (stream.clone(), shared.clone());
         // A new coroutine needs a new stack mapping once may's pool is empty;
         // when the kernel refuses it (vm.max_map_count, memory), the stack
         // allocator panics. That is this lab's ceiling: refuse this client
@@ -231,18 +237,24 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         // a yield (see `conn`), and its deepest use fits `STACK_WORDS` (see
         // there for how that was measured).
         let spawned = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-            coroutine::Builder::new().spawn(move || conn::run(mine, shared))
+            coroutine::Builder::new().spawn(move || conn::run(mine, mine_shared, ticket))
         }));
         if !matches!(spawned, Ok(Ok(_))) {
-            refusals += 1;
-            if refusals.is_power_of_two() {
-                tracing::warn!("no coroutine stack for a new connection: answering 503 ({refusals} so far)");
+            // The closure, with its handle on the socket and the ticket, was dropped unrun.
+            if let Ok(stream) = Arc::try_unwrap(stream) {
+                shared.gate.refuse_capacity(into_std(stream), "no coroutine stack available");
             }
-            refuse(&stream);
         }
     }
 }
 // ANCHOR_END: accept
+
+/// A `may` socket as a plain `std` one, for the gate: `may` stops watching
+/// it (its `into_raw_fd` deregisters it), and the descriptor moves over.
+fn into_std(stream: TcpStream) -> std::net::TcpStream {
+    // SAFETY: the descriptor was just given up by its only owner.
+    unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) }
+}
 
 // ANCHOR: signals
 /// Runs `f` with every asynchronous signal blocked in this thread, so that
@@ -266,16 +278,3 @@ fn with_async_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 // ANCHOR_END: signals
-
-/// Answers a client the server has no room for. The socket is non-blocking
-/// and new, so the short answer fits its send buffer in one write; input
-/// that already arrived is read first, so that closing does not reset the
-/// connection under the answer.
-fn refuse(stream: &TcpStream) {
-    use std::io::{Read, Write};
-    let mut sink = [0u8; 1024];
-    while matches!(stream.inner().read(&mut sink), Ok(1..)) {}
-    let response = rtlab_core::http::unavailable("server at capacity: no coroutine stack available");
-    let _ = stream.inner().write_all(&response);
-    let _ = stream.shutdown(Shutdown::Write);
-}

@@ -6,7 +6,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use rtlab_adapter::{Socket, Step, Unsent, step};
+use rtlab_adapter::{Socket, Step, Ticket, Unsent, step};
 use rtlab_core::Connection;
 
 use crate::timers::NOT_FILED;
@@ -67,13 +67,15 @@ pub(crate) struct Conn {
     /// The time this connection is filed under in the loop's timer heap
     /// (or [`NOT_FILED`]).
     pub(crate) filed: u64,
+    /// Its place at the gate, given back when the slab drops it.
+    _admitted: Ticket,
 }
 // ANCHOR_END: conn
 
 impl Conn {
     /// A freshly accepted connection. A new socket has an empty send buffer,
     /// so it starts writable; whether it is readable, an event will say.
-    pub(crate) fn new(conn: Connection, stream: TcpStream) -> Conn {
+    pub(crate) fn new(conn: Connection, stream: TcpStream, admitted: Ticket) -> Conn {
         Conn {
             conn,
             stream,
@@ -83,6 +85,7 @@ impl Conn {
             tick: false,
             queued: false,
             filed: NOT_FILED,
+            _admitted: admitted,
         }
     }
 
@@ -175,9 +178,15 @@ impl Socket for Ready<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtlab_adapter::Gate;
     use rtlab_core::{Config, Server, Wake};
     use std::sync::Arc;
     use std::time::Duration;
+
+    /// A place at a gate of its own.
+    fn ticket() -> Ticket {
+        Gate::start(&Server::new(Config::default())).expect("gate").admit().expect("a place")
+    }
 
     /// A connected pair: the server's end as the loop holds it, and a
     /// blocking client end.
@@ -195,7 +204,7 @@ mod tests {
         impl Wake for NoWake {
             fn wake(&self, _token: usize) {}
         }
-        let mut conn = Connection::new(Server::new(Config::default()), Arc::new(NoWake), 0);
+        let mut conn = Connection::new(Server::new(Config::default()), Arc::new(NoWake), 0, Instant::now());
         conn.on_read(request, Instant::now());
         conn
     }
@@ -208,12 +217,12 @@ mod tests {
         socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).expect("linger");
         drop(client);
         std::thread::sleep(Duration::from_millis(50));
-        let mut a = Conn::new(answered(b"GET /poll?topic=a HTTP/1.1\r\n\r\n"), stream);
+        let mut a = Conn::new(answered(b"GET /poll?topic=a HTTP/1.1\r\n\r\n"), stream, ticket());
         assert_eq!(a.drive(&mut scratch, Instant::now(), false), Step::Done);
         assert!(scratch.unsent.is_empty(), "a's answer must not stay in the loop's batch");
         // Connection b, driven next with the same scratch, gets its own answer only.
         let (stream, mut client) = pair();
-        let mut b = Conn::new(answered(b"GET /stats HTTP/1.1\r\n\r\n"), stream);
+        let mut b = Conn::new(answered(b"GET /stats HTTP/1.1\r\n\r\n"), stream, ticket());
         assert!(matches!(b.drive(&mut scratch, Instant::now(), false), Step::Wait { .. }));
         client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let mut got = vec![0u8; 4096];
@@ -230,8 +239,9 @@ mod tests {
         println!("  Connection       {:>4} bytes (rtlab-core)", size_of::<Connection>());
         println!("  TcpStream        {:>4} bytes (mio adds a selector id in debug builds)", size_of::<TcpStream>());
         println!("timer heap entry   {:>4} bytes", size_of::<u64>());
-        // The core's Connection plus the socket and 24 bytes of I/O state.
-        let bound = size_of::<Connection>() + size_of::<TcpStream>() + 24;
+        println!("  Ticket           {:>4} bytes (its place at the gate)", size_of::<Ticket>());
+        // The core's Connection, the socket, the gate's ticket and 24 bytes of I/O state.
+        let bound = size_of::<Connection>() + size_of::<TcpStream>() + size_of::<Ticket>() + 24;
         assert!(size_of::<Conn>() <= bound, "Conn is {} bytes", size_of::<Conn>());
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rtlab_adapter::{ACCEPT_BACKOFF, READ_CHUNK, Step, Stop, shutdown_deadline, tune_socket};
+use rtlab_adapter::{ACCEPT_BACKOFF, Gate, READ_CHUNK, Step, Stop, begin_shutdown, tune_socket};
 use rtlab_core::{Connection, Server};
 use slab::Slab;
 
@@ -72,6 +72,8 @@ pub(crate) struct EventLoop {
     /// The listening socket, shared by every loop (each watches it in its
     /// own epoll set).
     listener: Arc<TcpListener>,
+    /// The connection limit, shared by every loop.
+    gate: Arc<Gate>,
     accept: Accept,
     conns: Slab<Conn>,
     timers: Timers,
@@ -92,6 +94,7 @@ impl EventLoop {
         listener: Arc<TcpListener>,
         eventfd: Arc<EventFd>,
         server: Arc<Server>,
+        gate: Arc<Gate>,
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         // The listener is one socket in several epoll sets: register its file
@@ -105,6 +108,7 @@ impl EventLoop {
             events: Events::with_capacity(EVENTS),
             server,
             listener,
+            gate,
             accept: Accept::Ready, // Connections may have queued before we registered.
             conns: Slab::new(),
             timers: Timers::new(Instant::now()),
@@ -282,7 +286,7 @@ impl EventLoop {
         self.accept = Accept::Ready;
         for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
-                Ok((stream, _)) => self.add(stream),
+                Ok((stream, _)) => self.add(stream, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if was_paused {
                         tracing::info!(loop_id = self.id, open = self.conns.len(), "accepting again");
@@ -310,22 +314,25 @@ impl EventLoop {
     // ANCHOR_END: accept
 
     // ANCHOR: add
-    /// Sets up an accepted socket and registers it, once, for both directions.
-    fn add(&mut self, mut stream: TcpStream) {
-        tune_socket(&self.server.config, socket2::SockRef::from(&stream));
+    /// Admits an accepted socket at the gate (or lets the gate refuse it),
+    /// sets it up and registers it, once, for both directions.
+    fn add(&mut self, mut stream: TcpStream, now: Instant) {
+        let Some(ticket) = self.gate.admit() else {
+            return self.gate.refuse_full(stream.into());
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if key >= MAX_KEYS {
-            tracing::warn!(loop_id = self.id, "{MAX_KEYS} connections: refusing more");
-            return;
+            return self.gate.refuse_capacity(stream.into(), "this event loop's timer keys are all taken");
         }
+        tune_socket(&self.server.config, socket2::SockRef::from(&stream));
         if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
         {
             tracing::warn!(loop_id = self.id, "cannot register a connection: {e}");
             return; // Dropping the stream closes it.
         }
-        let conn = Connection::new(self.server.clone(), self.waker.clone(), key);
-        entry.insert(Conn::new(conn, stream));
+        let conn = Connection::new(self.server.clone(), self.waker.clone(), key, now);
+        entry.insert(Conn::new(conn, stream, ticket));
     }
     // ANCHOR_END: add
 
@@ -343,7 +350,7 @@ impl EventLoop {
         for (key, conn) in &mut self.conns {
             queue(&mut self.ready, key, conn);
         }
-        shutdown_deadline(&self.server.config, now)
+        begin_shutdown(&self.server, now)
     }
     // ANCHOR_END: shutdown
 }

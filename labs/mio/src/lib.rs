@@ -13,7 +13,8 @@
 //!
 //! ## Map
 //!
-//! * [`serve`] — one event loop per core, all sharing the listening socket;
+//! * [`serve`] — one event loop per core, all sharing the listening socket
+//!   and the adapter's [`Gate`] (the connection limit: past it, a `503`);
 //!   stop them and wait for their connections to close.
 //! * `event_loop` — `EventLoop`: the epoll set, a slab of connections, the
 //!   turn of the loop (poll, note events, wake-ups and deadlines, accept,
@@ -44,12 +45,13 @@
 //! At the open-files limit, every file descriptor the server keeps for itself
 //! is a client it cannot hold. Besides the listening socket it is given, the
 //! lab keeps one epoll set per loop and one eventfd that all loops watch;
-//! everything else is a connection.
+//! everything else is a connection, or a refused one the gate holds for a
+//! moment (which is why the derived connection limit keeps a reserve).
 //!
 //! ## Where an idle connection's memory goes
 //!
 //! In the slab: one `Conn` (the core's `Connection`, the socket's file
-//! descriptor, a few flags). Behind it: the core's `Peer` (its outbox, empty)
+//! descriptor, the gate's ticket, a few flags). Behind it: the core's `Peer` (its outbox, empty)
 //! and one hub entry per subscription, and one entry in the timer heap. No
 //! read buffer (every read lands in the loop's one buffer, and the core keeps
 //! only an unfinished request head or frame), no write buffer (output waits
@@ -59,7 +61,7 @@ use std::io;
 use std::sync::Arc;
 use std::thread;
 
-use rtlab_adapter::Stop;
+use rtlab_adapter::{Gate, Stop};
 use rtlab_core::Server;
 
 mod conn;
@@ -81,9 +83,10 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
     listener.set_nonblocking(true)?;
     let listener = Arc::new(mio::net::TcpListener::from_std(listener));
     let eventfd = Arc::new(EventFd::new()?);
+    let gate = Gate::start(&server)?;
     let count = thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut loops = (0..count)
-        .map(|id| EventLoop::new(id, listener.clone(), eventfd.clone(), server.clone()))
+        .map(|id| EventLoop::new(id, listener.clone(), eventfd.clone(), server.clone(), gate.clone()))
         .collect::<io::Result<Vec<_>>>()?;
     let wakers: Vec<_> = loops.iter().map(EventLoop::waker).collect();
     stop.on_stop(move || wakers.iter().for_each(|waker| waker.wake_loop()));

@@ -48,7 +48,11 @@ fn child() {
     let stop = Stop::new();
     let on_eof = stop.clone();
     on_stdin_eof(move || on_eof.stop());
-    rtlab_mio::serve(listener, Server::new(Config::default()), stop).expect("serve");
+    // A connection limit above the open-files limit: by default the gate
+    // would refuse with a 503 before the descriptors run out; this test is
+    // about what happens when they do run out.
+    let config = Config { max_connections: 1_000_000, ..Config::default() };
+    rtlab_mio::serve(listener, Server::new(config), stop).expect("serve");
 }
 
 /// One SSE subscriber: the request is sent at once; the response head comes

@@ -129,6 +129,33 @@ struct ServeArgs {
     /// SO_SNDBUF for accepted sockets, in bytes (0: the kernel's autotuning).
     #[arg(long, default_value_t = Config::default().socket_send_buffer)]
     send_buffer: usize,
+    // Limits: what a client may make the server hold (the book's chapter
+    // "Bad input and hostile clients").
+    /// Largest request head (request line and headers), in bytes (larger: 431).
+    #[arg(long, default_value_t = Config::default().max_head as u64, value_parser = clap::value_parser!(u64).range(256..))]
+    max_head: u64,
+    /// Seconds a request may take to arrive, head and body, from its first
+    /// byte; slower: 408 and close (decimals allowed).
+    #[arg(long, default_value_t = Seconds(Config::default().request_timeout), value_parser = seconds)]
+    request_timeout: Seconds,
+    /// Seconds a connection may stay open with no request in progress,
+    /// before its first and between keep-alive requests; then it is closed
+    /// without a response (decimals allowed).
+    #[arg(long, default_value_t = Seconds(Config::default().idle_timeout), value_parser = seconds)]
+    idle_timeout: Seconds,
+    /// Most topics kept at once; a publish or subscription that would create
+    /// one more gets 503, unless an idle topic can be evicted.
+    #[arg(long, default_value_t = Config::default().max_topics as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_topics: u64,
+    /// Seconds a topic must have had no subscriber and no new message before
+    /// it may be evicted to make room (only at --max-topics) (decimals allowed).
+    #[arg(long, default_value_t = Seconds(Config::default().topic_ttl), value_parser = seconds)]
+    topic_ttl: Seconds,
+    /// Most connections served at once; the next client gets 503. 0: the
+    /// open-files limit (ulimit -n) less a reserve for the server's own
+    /// descriptors.
+    #[arg(long, default_value_t = Config::default().max_connections)]
+    max_connections: usize,
 }
 
 /// A duration given on the command line as a number of seconds. It prints as
@@ -162,6 +189,12 @@ impl ServeArgs {
             policy: self.policy,
             close_linger: self.close_linger.0,
             socket_send_buffer: self.send_buffer,
+            max_head: self.max_head as usize,
+            request_timeout: self.request_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            max_topics: self.max_topics as usize,
+            topic_ttl: self.topic_ttl.0,
+            max_connections: self.max_connections,
             ..Config::default()
         }
     }

@@ -34,6 +34,7 @@ macro_rules! conformance {
                 unknown_path_gets_404,
                 wrong_method_gets_405,
                 chunked_publish_gets_411,
+                content_length_with_transfer_encoding_gets_400,
                 oversized_publish_gets_413,
                 oversized_head_gets_431,
                 invalid_utf8_publish_gets_400,
@@ -60,11 +61,17 @@ macro_rules! conformance {
                 thousand_subscribers_receive_everything_in_order,
                 slow_consumer_is_disconnected,
                 slow_consumer_drops_oldest,
+                // Limits.
+                slow_requests_get_408_and_idle_connections_close,
+                topic_flood_levels_off_with_503,
+                idle_topics_make_room_and_held_ones_stay,
+                connection_flood_gets_503_while_others_are_served,
                 // The page, /stats, shutdown.
                 index_page_uses_eventsource_and_websocket,
                 stats_count_connections_and_messages,
                 graceful_shutdown_on_sigterm,
                 graceful_shutdown_on_sigint,
+                publishes_acknowledged_during_shutdown_are_delivered,
             );
         }
     };

@@ -7,17 +7,19 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtlab_adapter::{READ_CHUNK, Step, Unsent, step};
+use rtlab_adapter::{READ_CHUNK, Step, Ticket, Unsent, step};
 use rtlab_core::Connection;
 
 use crate::Shared;
 use crate::wake::ThreadWaker;
 
-/// The connection thread: attaches its waker, runs the loop, leaves.
-pub(crate) fn run(stream: &TcpStream, waker: &Arc<ThreadWaker>, key: u64, shared: &Shared) {
+/// The connection thread: attaches its waker, runs the loop, leaves (and
+/// gives its place at the gate back, with `ticket`).
+pub(crate) fn run(stream: &TcpStream, waker: &Arc<ThreadWaker>, key: u64, shared: &Shared, ticket: Ticket) {
+    let _admitted = ticket;
     match (waker.attach(), stream.set_nonblocking(true)) {
         (Ok(sleep_mask), Ok(())) => {
-            let conn = Connection::new(shared.server.clone(), waker.clone(), 0);
+            let conn = Connection::new(shared.server.clone(), waker.clone(), 0, Instant::now());
             drive(stream, conn, waker, &sleep_mask, shared);
         }
         (Err(e), _) | (_, Err(e)) => tracing::warn!("connection setup failed: {e}"),

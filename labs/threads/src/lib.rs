@@ -15,8 +15,9 @@
 //!
 //! * [`serve`] / [`serve_with`] — the accept loop on the calling thread until
 //!   [`Stop`], one thread per accepted connection, then a graceful close.
-//!   When no thread can be created, the new client gets a `503` and everyone
-//!   else keeps being served.
+//!   Past the connection limit, or when no thread can be created, the new
+//!   client gets a `503` from the adapter's [`Gate`] and everyone else keeps
+//!   being served.
 //! * `conn` — the per-connection thread: one loop that reads, writes and then
 //!   sleeps in `ppoll(2)` on its socket until data, room to write, a deadline
 //!   or a wake arrives.
@@ -35,14 +36,12 @@
 mod conn;
 mod wake;
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::io;
+use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rtlab_adapter::{ACCEPT_BACKOFF, Roster, Stop, shutdown_deadline, tune_socket, wake_accept};
+use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, begin_shutdown, tune_socket, wake_accept};
 use rtlab_core::Server;
 
 use crate::wake::ThreadWaker;
@@ -60,12 +59,6 @@ use crate::wake::ThreadWaker;
 /// that. An overflow hits the guard page, and std aborts the whole process.
 pub const STACK_SIZE: usize = 512 * 1024;
 // ANCHOR_END: stack_size
-
-/// Refused sockets waiting for their client to read the 503 and close.
-const MAX_REFUSED: usize = 64;
-
-/// How long a refused socket may linger.
-const REFUSED_LINGER: Duration = Duration::from_secs(1);
 
 /// The lab's tunables.
 #[derive(Debug, Clone)]
@@ -130,6 +123,8 @@ struct Shared {
     server: Arc<Server>,
     /// The live connections, and whether the server is stopping.
     roster: Roster,
+    /// The connection limit, and where refused clients go.
+    gate: Arc<Gate>,
 }
 
 /// Serves the contract on `listener` until `stop` is requested, then stops
@@ -144,7 +139,7 @@ pub fn serve_with(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>, o
     wake::install()?;
     listener.set_nonblocking(false)?;
     let listening = listener.local_addr()?;
-    let shared = Arc::new(Shared { server: server.clone(), roster: Roster::new() });
+    let shared = Arc::new(Shared { server: server.clone(), roster: Roster::new(), gate: Gate::start(&server)? });
 
     let on_stop = shared.clone();
     stop.on_stop(move || {
@@ -163,21 +158,14 @@ pub fn serve_with(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>, o
     drop(listener);
 
     tracing::info!("stopping: closing {} connections", shared.roster.len());
-    shared.roster.wait_empty(shutdown_deadline(&server.config, Instant::now()));
+    shared.roster.wait_empty(begin_shutdown(&server, Instant::now()));
     Ok(())
 }
 
 // ANCHOR: accept
 /// Accepts until the server stops, one thread per connection.
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, options: &Options) {
-    let mut refused = Refused::default();
-    let mut refusals: u64 = 0;
     loop {
-        // Refused sockets need a look now and then; otherwise block.
-        if !refused.is_empty() && !wait_readable(listener, Duration::from_millis(50)) {
-            refused.tend();
-            continue;
-        }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -192,6 +180,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, options: &Options) 
         if shared.roster.is_stopping() {
             return; // The wake-up connection from `stop`, or a late client.
         }
+        let Some(ticket) = shared.gate.admit() else {
+            shared.gate.refuse_full(stream);
+            continue;
+        };
         tune_socket(&shared.server.config, socket2::SockRef::from(&stream));
         let stream = Arc::new(stream);
         // The connection joins the roster here, before its thread exists, so
@@ -204,80 +196,22 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, options: &Options) 
             let (mine, shared) = (stream.clone(), shared.clone());
             std::thread::Builder::new()
                 .stack_size(options.stack_size)
-                .spawn(move || conn::run(&mine, &waker, key, &shared))
+                .spawn(move || conn::run(&mine, &waker, key, &shared, ticket))
                 .map(drop)
         };
         // When the OS cannot create another thread (process ids,
         // kernel.threads-max, RLIMIT_NPROC, a cgroup's pids.max, memory),
-        // spawn fails and the closure — with its handle on the socket — is
-        // dropped unrun; the map budget is checked above, before std could
-        // abort. This lab's ceiling: refuse this client, keep the rest.
+        // spawn fails and the closure — with its handles on the socket and
+        // the gate's ticket — is dropped unrun; the map budget is checked
+        // above, before std could abort. This lab's ceiling: the gate
+        // refuses this client, the rest are served.
         if let Err(e) = spawned {
             shared.roster.leave(key);
-            refusals += 1;
-            if refusals.is_power_of_two() {
-                tracing::warn!("no thread for a new connection ({e}): answering 503 ({refusals} so far)");
+            tracing::debug!("no thread for a new connection: {e}");
+            if let Ok(stream) = Arc::try_unwrap(stream) {
+                shared.gate.refuse_capacity(stream, "no thread available");
             }
-            refused.add(stream);
         }
-        refused.tend();
     }
 }
 // ANCHOR_END: accept
-
-/// Waits until `listener` has a connection to accept, at most `limit`.
-fn wait_readable(listener: &TcpListener, limit: Duration) -> bool {
-    let mut fds = [libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-    let ms = limit.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd for the duration of the call.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
-    n > 0
-}
-
-// ANCHOR: refused
-/// Clients refused with a `503`, until they have read it.
-///
-/// Closing a socket whose client has sent bytes the server never read makes
-/// the kernel send a reset, which can destroy the `503` before the client
-/// reads it. So a refused socket is answered, shut down for writing, and kept
-/// here (without a thread: the accept loop looks after them) until its
-/// client closes or a second passes.
-#[derive(Default)]
-struct Refused(VecDeque<(Arc<TcpStream>, Instant)>);
-
-impl Refused {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn add(&mut self, stream: Arc<TcpStream>) {
-        let answer = rtlab_core::http::unavailable("server at capacity: no thread available");
-        let _ = stream.set_nonblocking(true);
-        // A new socket's send buffer is empty: the short answer fits at once.
-        if (&*stream).write_all(&answer).is_err() || stream.shutdown(Shutdown::Write).is_err() {
-            return;
-        }
-        if self.0.len() == MAX_REFUSED {
-            self.0.pop_front();
-        }
-        self.0.push_back((stream, Instant::now() + REFUSED_LINGER));
-    }
-
-    /// Drops the sockets whose client has closed, or whose time is up.
-    fn tend(&mut self) {
-        let now = Instant::now();
-        let mut sink = [0u8; 1024];
-        self.0.retain(|(stream, deadline)| {
-            loop {
-                match (&**stream).read(&mut sink) {
-                    Ok(0) => return false,
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return now < *deadline,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => return false,
-                }
-            }
-        });
-    }
-}
-// ANCHOR_END: refused

@@ -11,7 +11,8 @@
 //! ## Map
 //!
 //! * [`serve`] — build the runtime, run the accept loop until [`Stop`], then
-//!   close every connection gracefully.
+//!   close every connection gracefully. Past the connection limit, the
+//!   adapter's [`Gate`] refuses the client with a `503`.
 //! * `connection` — the per-connection loop: one `select!` over "socket
 //!   readable", "socket writable (if output is pending)", "woken by a
 //!   publisher", "deadline passed" and "server stopping".
@@ -29,7 +30,9 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtlab_adapter::{ACCEPT_BACKOFF, READ_CHUNK, Socket, Step, Stop, Unsent, shutdown_wait, step, tune_socket};
+use rtlab_adapter::{
+    ACCEPT_BACKOFF, Gate, READ_CHUNK, Socket, Step, Stop, Ticket, Unsent, begin_shutdown, step, tune_socket,
+};
 use rtlab_core::{Connection, Server, Wake};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -41,6 +44,7 @@ use tokio::task::JoinSet;
 /// end of event streams, answers to held long polls) and returns.
 pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Stop>) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let gate = Gate::start(&server)?;
     runtime.block_on(async move {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
@@ -52,11 +56,20 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
         let mut tasks = JoinSet::new();
         loop {
             tokio::select! {
+                // ANCHOR: admit
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        tune_socket(&server.config, socket2::SockRef::from(&stream));
-                        tasks.spawn(connection(stream, server.clone(), stop_rx.clone()));
-                    }
+                    Ok((stream, _)) => match gate.admit() {
+                        Some(ticket) => {
+                            tune_socket(&server.config, socket2::SockRef::from(&stream));
+                            tasks.spawn(connection(stream, server.clone(), stop_rx.clone(), ticket));
+                        }
+                        // Past the limit: the gate answers 503 and closes.
+                        None => match stream.into_std() {
+                            Ok(stream) => gate.refuse_full(stream),
+                            Err(e) => tracing::warn!("refusing a connection: {e}"),
+                        },
+                    },
+                    // ANCHOR_END: admit
                     // Out of file descriptors (EMFILE/ENFILE) or a connection
                     // reset before accept: not fatal. Back off briefly so a
                     // persistent error cannot spin a core at 100%.
@@ -72,7 +85,8 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
         }
         drop(listener);
         tracing::info!("stopping: closing {} connections", tasks.len());
-        if tokio::time::timeout(shutdown_wait(&server.config), async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+        let deadline = tokio::time::Instant::from_std(begin_shutdown(&server, Instant::now()));
+        if tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
             tracing::warn!("{} connections did not close in time; dropping them", tasks.len());
             tasks.abort_all();
         }
@@ -102,10 +116,12 @@ impl Wake for TaskWaker {
 /// [`rtlab_adapter::step`] does all that can be done without waiting, with
 /// tokio's non-blocking `try_read`/`try_write_vectored`; then one `select!`
 /// waits for whatever the step said it needs — the socket readable or
-/// writable, the deadline — or for a publisher's wake or the stop.
-async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Receiver<bool>) {
+/// writable, the deadline — or for a publisher's wake or the stop. The
+/// gate's `ticket` is held for as long as the task runs.
+async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Receiver<bool>, ticket: Ticket) {
+    let _admitted = ticket;
     let waker = Arc::new(TaskWaker(Notify::new()));
-    let mut conn = Connection::new(server, waker.clone(), 0);
+    let mut conn = Connection::new(server, waker.clone(), 0, Instant::now());
     // Output taken from the core and not yet accepted by the socket.
     let mut unsent = Unsent::new();
     let mut stopping = *stop.borrow_and_update();

@@ -44,9 +44,10 @@ struct Client {
 }
 
 impl Client {
-    fn new(server: &Arc<Server>, token: usize) -> Client {
+    /// A client whose connection the runtime accepted at `now`.
+    fn new(server: &Arc<Server>, token: usize, now: Instant) -> Client {
         let wakes = Arc::new(Wakes::default());
-        Client { conn: Connection::new(server.clone(), wakes.clone(), token), wakes }
+        Client { conn: Connection::new(server.clone(), wakes.clone(), token, now), wakes }
     }
 
     fn send(&mut self, data: impl AsRef<[u8]>, now: Instant) {
@@ -99,7 +100,7 @@ fn upgrade(target: &str) -> String {
 /// Publishes through a connection of its own, like a separate client would;
 /// returns the id.
 fn publish_via(server: &Arc<Server>, topic: &str, data: &str, now: Instant) -> u64 {
-    let mut p = Client::new(server, usize::MAX);
+    let mut p = Client::new(server, usize::MAX, now);
     p.send(publish(topic, data), now);
     let r = one_response(&p.output());
     assert_eq!(r.status, 200);
@@ -109,7 +110,7 @@ fn publish_via(server: &Arc<Server>, topic: &str, data: &str, now: Instant) -> u
 /// Opens a WebSocket; returns the client and the frames that followed the
 /// `101` (a replay).
 fn open_ws(server: &Arc<Server>, target: &str, token: usize, now: Instant) -> (Client, Vec<Frame>) {
-    let mut c = Client::new(server, token);
+    let mut c = Client::new(server, token, now);
     c.send(upgrade(target), now);
     let out = c.output();
     let (head, rest) = parse_response(&out);
@@ -123,7 +124,7 @@ fn open_ws(server: &Arc<Server>, target: &str, token: usize, now: Instant) -> (C
 
 /// Opens an event stream; returns the client and what followed the head.
 fn open_sse(server: &Arc<Server>, request: &str, token: usize, now: Instant) -> (Client, String) {
-    let mut c = Client::new(server, token);
+    let mut c = Client::new(server, token, now);
     c.send(request, now);
     let out = c.output();
     assert!(out.starts_with(http::SSE_HEAD), "{:?}", String::from_utf8_lossy(&out));
@@ -254,7 +255,7 @@ fn server_frames(mut bytes: &[u8]) -> Vec<Frame> {
 fn publish_answers_id_and_serves_a_pipelined_request_on_the_same_connection() {
     let server = Server::new(Config::default());
     let t0 = Instant::now();
-    let mut c = Client::new(&server, 1);
+    let mut c = Client::new(&server, 1, t0);
     c.send(publish("t", "hello") + &get("/poll?topic=t"), t0);
     let rs = responses(&c.output());
     assert_eq!(rs.len(), 2, "{rs:?}");
@@ -264,7 +265,7 @@ fn publish_answers_id_and_serves_a_pipelined_request_on_the_same_connection() {
     assert_eq!(rs[1].json(), json!({"messages": [{"id": 1, "data": "hello"}], "last_id": 1}));
     assert_eq!(c.conn.status(), Status::Open);
     assert!(c.conn.wants_read());
-    assert_eq!(c.conn.next_deadline(), None);
+    assert_eq!(c.conn.next_deadline(), Some(t0 + server.config.idle_timeout), "idle until the next request");
     assert_eq!(c.conn.kind(), Kind::Http);
 
     // Keep-alive: the next request gets the next id; ids are per topic.
@@ -289,7 +290,7 @@ fn publish_answers_id_and_serves_a_pipelined_request_on_the_same_connection() {
 fn the_fin_is_due_once_when_everything_is_written() {
     let server = Server::new(Config::default());
     let t0 = Instant::now();
-    let mut c = Client::new(&server, 1);
+    let mut c = Client::new(&server, 1, t0);
     c.send(get("/stats"), t0);
     assert!(!c.conn.take_fin(), "an open connection sends no FIN");
     c.send("GET /poll?topic=t HTTP/1.1\r\nConnection: close\r\n\r\n", t0);
@@ -312,7 +313,7 @@ fn the_fin_is_due_once_when_everything_is_written() {
 fn a_request_split_into_one_byte_reads() {
     let server = Server::new(Config::default());
     let t0 = Instant::now();
-    let mut c = Client::new(&server, 1);
+    let mut c = Client::new(&server, 1, t0);
     for request in [publish("t", "split body"), get("/poll?topic=t")] {
         let bytes = request.as_bytes();
         for (i, b) in bytes.iter().enumerate() {
@@ -336,7 +337,7 @@ fn a_request_split_into_one_byte_reads() {
 fn expect_100_continue_gets_the_go_ahead_before_the_body() {
     let server = Server::new(Config::default());
     let t0 = Instant::now();
-    let mut c = Client::new(&server, 1);
+    let mut c = Client::new(&server, 1, t0);
     let head = "POST /publish?topic=t HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n";
     c.send(head, t0);
     assert_eq!(c.output(), http::CONTINUE);
@@ -374,15 +375,17 @@ fn error_responses_close_the_connection() {
         (405, get("/publish?topic=t").into_bytes()),
         (405, "POST /sse?topic=t HTTP/1.1\r\n\r\n".into()),
         (411, "POST /publish?topic=t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".into()),
+        // Both framings at once (RFC 9112 §6.1): 400 with the true reason, not 411.
+        (400, "POST /publish?topic=t HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello".into()),
         (413, "POST /publish?topic=t HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 65537\r\n\r\n".into()),
         (431, format!("GET /stats HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000)).into_bytes()),
         // An unfinished head that is already too large.
         (431, format!("GET /stats HTTP/1.1\r\nX-Big: {}", "a".repeat(9000)).into_bytes()),
     ];
-    let mut healthy = Client::new(&server, 1000);
+    let mut healthy = Client::new(&server, 1000, t0);
     for (i, (status, request)) in cases.into_iter().enumerate() {
         let now = t0 + i as u32 * SEC;
-        let mut c = Client::new(&server, i);
+        let mut c = Client::new(&server, i, t0);
         c.send(&request, now);
         // Input after a bad request is discarded.
         c.send(publish("t", "never"), now);
@@ -426,7 +429,7 @@ fn short_poll_returns_retained_messages_as_json() {
     for i in 1..=5 {
         assert_eq!(publish_via(&server, "t", &format!("m{i}"), t0), i);
     }
-    let mut c = Client::new(&server, 1);
+    let mut c = Client::new(&server, 1, t0);
     c.send(get("/poll?topic=t&after=3"), t0);
     let r = one_response(&c.output());
     assert_eq!(r.body, br#"{"messages":[{"id":4,"data":"m4"},{"id":5,"data":"m5"}],"last_id":5}"#);
@@ -445,7 +448,7 @@ fn short_poll_returns_retained_messages_as_json() {
     c.send(get("/poll?topic=nobody-published-here"), t0);
     assert_eq!(one_response(&c.output()).body, br#"{"messages":[],"last_id":0}"#);
     assert_eq!(c.conn.status(), Status::Open);
-    assert_eq!(c.conn.next_deadline(), None, "a short poll is never held");
+    assert_eq!(c.conn.next_deadline(), Some(t0 + server.config.idle_timeout), "a short poll is never held: idle");
 }
 
 // ---------------------------------------------------------------------------
@@ -456,7 +459,7 @@ fn long_poll_is_held_until_another_connection_publishes() {
     let server = Server::new(Config::default());
     let t0 = Instant::now();
     let asked = t0 + SEC;
-    let mut lp = Client::new(&server, 7);
+    let mut lp = Client::new(&server, 7, t0);
     lp.send(get("/poll?topic=t&after=0&wait=30"), asked);
     assert!(lp.output().is_empty(), "held");
     assert_eq!(lp.conn.next_deadline(), Some(asked + 30 * SEC));
@@ -471,7 +474,7 @@ fn long_poll_is_held_until_another_connection_publishes() {
     assert!(lp.wakes.take().is_empty());
 
     // Another connection on the same server publishes.
-    let mut publisher = Client::new(&server, 8);
+    let mut publisher = Client::new(&server, 8, t0);
     publisher.send(publish("t", "wake up"), asked + 10 * SEC);
     assert_eq!(one_response(&publisher.output()).body, br#"{"id":1}"#);
     assert_eq!(lp.wakes.take(), vec![7], "the held poll's waker fired with its token");
@@ -483,7 +486,7 @@ fn long_poll_is_held_until_another_connection_publishes() {
     assert_eq!(r.json(), json!({"messages": [{"id": 1, "data": "wake up"}], "last_id": 1}));
     assert_eq!(lp.conn.kind(), Kind::Http);
     assert_eq!(lp.conn.status(), Status::Open);
-    assert_eq!(lp.conn.next_deadline(), None);
+    assert_eq!(lp.conn.next_deadline(), Some(asked + 10 * SEC + server.config.idle_timeout), "idle from the answer");
     assert_eq!(server.hub.subscriber_count("t"), 0);
 
     // The connection is kept alive for the next poll.
@@ -495,7 +498,7 @@ fn long_poll_is_held_until_another_connection_publishes() {
 fn long_poll_is_not_answered_by_a_message_it_already_has() {
     let server = Server::new(Config::default());
     let t0 = Instant::now();
-    let mut lp = Client::new(&server, 3);
+    let mut lp = Client::new(&server, 3, t0);
     lp.send(get("/poll?topic=t&after=1&wait=10"), t0);
     assert!(lp.output().is_empty());
     publish_via(&server, "t", "one", t0 + SEC);
@@ -515,7 +518,7 @@ fn long_poll_times_out_with_no_messages_then_serves_what_was_pipelined() {
     let t0 = Instant::now();
     publish_via(&server, "t", "a", t0);
     publish_via(&server, "t", "b", t0);
-    let mut lp = Client::new(&server, 1);
+    let mut lp = Client::new(&server, 1, t0);
     lp.send(get("/poll?topic=t&after=2&wait=5") + &get("/stats"), t0);
     assert!(lp.output().is_empty(), "the stats request waits behind the poll");
     let deadline = t0 + 5 * SEC;
@@ -528,7 +531,7 @@ fn long_poll_times_out_with_no_messages_then_serves_what_was_pipelined() {
     assert_eq!(rs[0].body, br#"{"messages":[],"last_id":2}"#);
     assert_eq!(rs[1].json()["connections"]["long_poll"], 0);
     assert_eq!(lp.conn.status(), Status::Open);
-    assert_eq!(lp.conn.next_deadline(), None);
+    assert_eq!(lp.conn.next_deadline(), Some(deadline + server.config.idle_timeout));
     assert_eq!(server.hub.subscriber_count("t"), 0);
 }
 
@@ -536,7 +539,7 @@ fn long_poll_times_out_with_no_messages_then_serves_what_was_pipelined() {
 fn input_behind_a_held_long_poll_is_bounded() {
     let server = server_with(|c| c.read_pause = 4096);
     let t0 = Instant::now();
-    let mut lp = Client::new(&server, 1);
+    let mut lp = Client::new(&server, 1, t0);
     lp.send(get("/poll?topic=t&wait=5"), t0);
     let request = get("/poll?topic=other");
     let mut pipelined = 0;
@@ -815,10 +818,11 @@ fn echo_returns_text_and_binary_messages() {
 #[test]
 fn echo_frames_sent_with_the_handshake_are_answered() {
     let server = Server::new(Config::default());
-    let mut c = Client::new(&server, 1);
+    let t0 = Instant::now();
+    let mut c = Client::new(&server, 1, t0);
     let mut input = upgrade("/echo").into_bytes();
     input.extend(text_frame("right behind"));
-    c.send(&input, Instant::now());
+    c.send(&input, t0);
     let out = c.output();
     let (head, rest) = parse_response(&out);
     assert_eq!(head.status, 101);
@@ -864,7 +868,7 @@ fn slow_consumers_are_disconnected() {
     let (mut ws, _) = open_ws(&server, "/ws?topic=t", 5, t0);
     let (mut sse, _) = open_sse(&server, &get("/sse?topic=t"), 6, t0);
     let (mut fast, _) = open_ws(&server, "/ws?topic=t", 7, t0);
-    let mut publisher = Client::new(&server, 9);
+    let mut publisher = Client::new(&server, 9, t0);
     let message = "x".repeat(100);
     let mut fast_got = 0;
     for i in 1..=20 {
@@ -892,7 +896,7 @@ fn slow_consumers_are_disconnected() {
     assert!(sse.output().is_empty());
 
     assert_eq!(fast.conn.status(), Status::Open);
-    let mut asker = Client::new(&server, 10);
+    let mut asker = Client::new(&server, 10, t0);
     asker.send(get("/stats"), now);
     let stats = one_response(&asker.output()).json();
     assert_eq!(stats["slow_disconnects"], 2);
@@ -939,7 +943,7 @@ fn drop_oldest_tells_the_subscriber_what_it_missed() {
 fn reading_pauses_while_output_waits() {
     let server = server_with(|c| c.read_pause = 1000);
     let t0 = Instant::now();
-    let mut c = Client::new(&server, 1);
+    let mut c = Client::new(&server, 1, t0);
     let mut sent = 0;
     while c.conn.wants_read() {
         assert!(sent < 100, "never paused");
@@ -980,10 +984,10 @@ fn shutdown_says_goodbye_per_transport() {
     let (mut ws, _) = open_ws(&server, "/ws?topic=t", 1, t0);
     let (mut echo, _) = open_ws(&server, "/echo", 2, t0);
     let (mut sse, _) = open_sse(&server, &get("/sse?topic=t"), 3, t0);
-    let mut lp = Client::new(&server, 4);
+    let mut lp = Client::new(&server, 4, t0);
     lp.send(get("/poll?topic=t&wait=60"), t0);
     assert!(lp.output().is_empty());
-    let mut idle = Client::new(&server, 5);
+    let mut idle = Client::new(&server, 5, t0);
     assert_eq!(server.hub.subscriber_count("t"), 3);
 
     let now = t0 + 5 * SEC;
@@ -1002,8 +1006,13 @@ fn shutdown_says_goodbye_per_transport() {
     assert!(idle.output().is_empty());
     assert_eq!(server.hub.subscriber_count("t"), 0);
 
-    // Nothing more after that: no second goodbye, no messages.
-    publish_via(&server, "t", "too late", now);
+    // Nothing more after that: no second goodbye, no messages — and a
+    // publish now is refused, since nobody would get it.
+    let mut late = Client::new(&server, 6, now);
+    late.send(publish("t", "too late"), now);
+    let refused = one_response(&late.output());
+    assert_eq!(refused.status, 503, "the server is stopping");
+    assert_eq!(server.hub.last_id("t"), 0);
     for c in [&mut ws, &mut echo, &mut sse, &mut lp, &mut idle] {
         c.conn.shutdown(now);
         assert!(c.output().is_empty());
@@ -1017,16 +1026,16 @@ fn stats_count_open_connections_and_drop_unsubscribes() {
     let server = Server::new(Config::default());
     let t0 = Instant::now();
     let stats = |server: &Arc<Server>| {
-        let mut asker = Client::new(server, 99);
+        let mut asker = Client::new(server, 99, t0);
         asker.send(get("/stats"), t0);
         one_response(&asker.output()).json()
     };
     {
-        let _idle = Client::new(&server, 1);
+        let _idle = Client::new(&server, 1, t0);
         let (_ws, _) = open_ws(&server, "/ws?topic=t", 2, t0);
         let (_echo, _) = open_ws(&server, "/echo", 3, t0);
         let (_sse, _) = open_sse(&server, &get("/sse?topic=t"), 4, t0);
-        let mut lp = Client::new(&server, 5);
+        let mut lp = Client::new(&server, 5, t0);
         lp.send(get("/poll?topic=t&wait=60"), t0);
         assert_eq!(server.hub.subscriber_count("t"), 3);
         let s = stats(&server);
@@ -1040,7 +1049,7 @@ fn stats_count_open_connections_and_drop_unsubscribes() {
         assert_eq!(s["published"], 1);
         assert_eq!(s["delivered"], 2, "queued to the ws and sse subscribers");
         // A closed connection counts until the runtime drops it.
-        let mut closed = Client::new(&server, 6);
+        let mut closed = Client::new(&server, 6, t0);
         closed.conn.on_eof(t0);
         assert_eq!(closed.conn.status(), Status::Closed);
         assert_eq!(server.stats.open_count(Kind::Http), 2, "idle and closed");
@@ -1056,4 +1065,156 @@ fn stats_count_open_connections_and_drop_unsubscribes() {
     // Publishing to a topic whose subscribers are gone queues nothing.
     publish_via(&server, "t", "two", t0);
     assert_eq!(stats(&server)["delivered"], 2);
+}
+
+// ---------------------------------------------------------------------------
+// Limits: request and idle time, topics, stopping.
+
+/// A request trickled a byte at a time (slowloris) gets `408` and is closed
+/// `request_timeout` after its first byte: the bytes that keep coming do not
+/// move the deadline. The idle time before it does not count against it.
+#[test]
+fn a_request_that_takes_too_long_gets_408_and_closes() {
+    let server = server_with(|c| c.request_timeout = 10 * SEC);
+    let t0 = Instant::now();
+    let mut c = Client::new(&server, 1, t0);
+    let started = t0 + 20 * SEC; // Idle for 20 s first (below the idle timeout).
+    let head = b"GET /stats HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for (i, byte) in head.iter().enumerate() {
+        let now = started + i as u32 * 200 * MS;
+        if now >= started + 10 * SEC {
+            break;
+        }
+        c.send([*byte], now);
+        assert_eq!(c.conn.next_deadline(), Some(started + 10 * SEC), "byte {i}: the deadline does not move");
+        c.conn.on_tick(now);
+        assert_eq!(c.conn.status(), Status::Open, "byte {i}");
+    }
+    assert!(c.output().is_empty());
+    c.conn.on_tick(started + 10 * SEC - MS);
+    assert_eq!(c.conn.status(), Status::Open);
+    c.conn.on_tick(started + 10 * SEC);
+    let r = one_response(&c.output());
+    assert_eq!(r.status, 408, "{r:?}");
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(std::str::from_utf8(&r.body).unwrap().contains("10 s after its first byte"), "{r:?}");
+    assert_eq!(c.conn.status(), Status::Closing);
+    assert!(server.stats.to_json().contains(r#""timed_out":{"idle":0,"request":1}"#), "{}", server.stats.to_json());
+}
+
+/// A publish whose head arrived but whose body trickles is held to the
+/// same deadline (slow POST).
+#[test]
+fn a_body_that_takes_too_long_gets_408_and_stores_nothing() {
+    let server = server_with(|c| c.request_timeout = 5 * SEC);
+    let t0 = Instant::now();
+    let mut c = Client::new(&server, 1, t0);
+    c.send("POST /publish?topic=t HTTP/1.1\r\nContent-Length: 100\r\n\r\nsome", t0);
+    for i in 1..25 {
+        c.send("x", t0 + i * 200 * MS);
+    }
+    assert_eq!(c.conn.next_deadline(), Some(t0 + 5 * SEC));
+    c.conn.on_tick(t0 + 5 * SEC);
+    assert_eq!(one_response(&c.output()).status, 408);
+    assert_eq!(server.hub.last_id("t"), 0);
+}
+
+/// A connection with no request in progress is closed after the idle
+/// timeout, without a response: before its first request, and between two
+/// keep-alive requests (counted from the end of the last one).
+#[test]
+fn an_idle_connection_is_closed_without_a_word() {
+    let server = server_with(|c| c.idle_timeout = 30 * SEC);
+    let t0 = Instant::now();
+    let mut silent = Client::new(&server, 1, t0);
+    assert_eq!(silent.conn.next_deadline(), Some(t0 + 30 * SEC));
+    silent.conn.on_tick(t0 + 30 * SEC - MS);
+    assert_eq!(silent.conn.status(), Status::Open);
+    silent.conn.on_tick(t0 + 30 * SEC);
+    assert_eq!(silent.conn.status(), Status::Closing);
+    assert!(silent.output().is_empty(), "no request, no response");
+    assert!(silent.conn.take_fin(), "just the FIN");
+
+    let mut kept = Client::new(&server, 2, t0);
+    kept.send(get("/stats"), t0 + 20 * SEC);
+    assert_eq!(one_response(&kept.output()).status, 200);
+    kept.conn.on_tick(t0 + 40 * SEC);
+    assert_eq!(kept.conn.status(), Status::Open, "idle for 20 s only since its request");
+    kept.conn.on_tick(t0 + 50 * SEC);
+    assert_eq!(kept.conn.status(), Status::Closing);
+    assert!(kept.output().is_empty());
+    assert!(server.stats.to_json().contains(r#""timed_out":{"idle":2,"request":0}"#), "{}", server.stats.to_json());
+}
+
+/// Event streams, WebSockets and held long polls are not idle: their own
+/// deadlines (keep-alive, ping, the poll's wait) are the only ones.
+#[test]
+fn streams_are_not_idle() {
+    let server = server_with(|c| c.idle_timeout = SEC);
+    let t0 = Instant::now();
+    let (mut sse, _) = open_sse(&server, &get("/sse?topic=t"), 1, t0);
+    let (mut ws, _) = open_ws(&server, "/ws?topic=t", 2, t0);
+    let mut lp = Client::new(&server, 3, t0);
+    lp.send(get("/poll?topic=t&wait=30"), t0);
+    for c in [&mut sse, &mut ws, &mut lp] {
+        c.conn.on_tick(t0 + 10 * SEC);
+        assert_eq!(c.conn.status(), Status::Open);
+    }
+}
+
+/// Past `max_topics`, a request that would create a topic gets `503` —
+/// publish, SSE, WebSocket and long poll alike — while existing topics are
+/// served; once a topic has been idle for the ttl, it makes room.
+#[test]
+fn a_topic_beyond_the_limit_is_refused_until_one_is_idle() {
+    let server = server_with(|c| {
+        c.max_topics = 2;
+        c.topic_ttl = 60 * SEC;
+    });
+    let t0 = Instant::now();
+    publish_via(&server, "a", "1", t0);
+    let (mut sub, _) = open_sse(&server, &get("/sse?topic=b"), 1, t0);
+    let ws_upgrade = upgrade("/ws?topic=c");
+    for request in [publish("c", "x"), get("/sse?topic=c"), ws_upgrade, get("/poll?topic=c&wait=5")] {
+        let mut c = Client::new(&server, 2, t0);
+        c.send(&request, t0);
+        let r = one_response(&c.output());
+        assert_eq!(r.status, 503, "{request:?}: {r:?}");
+        assert_eq!(r.header("Retry-After"), Some("1"));
+        assert!(std::str::from_utf8(&r.body).unwrap().contains("too many topics"), "{r:?}");
+        assert_eq!(c.conn.status(), Status::Closing);
+    }
+    // A short poll of an unknown topic creates nothing, so it is answered.
+    let mut poller = Client::new(&server, 3, t0);
+    poller.send(get("/poll?topic=c"), t0);
+    assert_eq!(one_response(&poller.output()).status, 200);
+    // Existing topics are served; the subscriber gets its messages.
+    assert_eq!(publish_via(&server, "a", "2", t0 + SEC), 2);
+    assert_eq!(publish_via(&server, "b", "1", t0 + SEC), 1);
+    assert!(sub.text().starts_with("id: 1\n"));
+    // 61 s after a's last message, a is idle and makes room; b is held by
+    // its subscriber and stays.
+    assert_eq!(publish_via(&server, "c", "x", t0 + 62 * SEC), 1);
+    assert_eq!(server.hub.last_id("a"), 0, "a was evicted");
+    assert_eq!(publish_via(&server, "b", "2", t0 + 62 * SEC), 2, "b kept its ids");
+    let stats: Value = serde_json::from_str(&server.stats.to_json()).unwrap();
+    assert_eq!(stats["topics"], 2);
+    assert_eq!(stats["evicted_topics"], 1);
+    assert_eq!(stats["refused"]["topics"], 4);
+    assert_eq!(stats["limits"]["max_topics"], 2);
+}
+
+/// A `/ws` publish while the server is stopping is refused with an error
+/// frame, and nothing is stored.
+#[test]
+fn a_ws_publish_while_stopping_is_refused() {
+    let server = Server::new(Config::default());
+    let t0 = Instant::now();
+    let (mut ws, _) = open_ws(&server, "/ws?topic=t", 1, t0);
+    server.begin_stop();
+    ws.send(text_frame(r#"{"op":"publish","data":"late"}"#), t0);
+    let frames = ws.frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].json(), json!({"error": "service unavailable: the server is shutting down"}));
+    assert_eq!(server.hub.last_id("t"), 0);
 }

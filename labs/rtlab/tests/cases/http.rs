@@ -316,6 +316,29 @@ pub fn chunked_publish_gets_411(rt: &str) {
     assert_eq!(server.publish("ch", "hello"), 1);
 }
 
+/// `Content-Length` together with `Transfer-Encoding` is `400` with a reason
+/// that says so, and the connection closes (RFC 9112 §6.1: the two disagree
+/// on where the body ends, the classic request-smuggling split); nothing is
+/// stored.
+pub fn content_length_with_transfer_encoding_gets_400(rt: &str) {
+    let server = TestServer::start(rt, &[]);
+    for extra in [
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    ] {
+        let mut raw = request("POST", "/publish?topic=cl", extra);
+        raw.extend_from_slice(b"hello");
+        let mut conn = RawConn::connect(server.addr);
+        conn.send(&raw);
+        let resp = conn.read_response();
+        assert_eq!(resp.head.status, 400, "{extra:?}: {}", resp.text());
+        assert!(resp.text().contains("Content-Length and Transfer-Encoding"), "{extra:?}: {:?}", resp.text());
+        assert!(resp.head.connection_close(), "{extra:?}");
+        conn.expect_eof(extra);
+    }
+    assert_eq!(server.poll("cl", 0)["last_id"], 0, "a refused publish stores nothing");
+}
+
 /// A body larger than the limit is refused with 413, judged from
 /// Content-Length alone (the body is never sent here, so a server that
 /// waited for it would time out); the limit itself is accepted.

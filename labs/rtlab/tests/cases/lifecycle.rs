@@ -125,3 +125,144 @@ fn shutdown_on(rt: &str, signal: i32) {
     let status = server.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "exit status after the signal: {status:?}");
 }
+
+/// How one publisher's last request ended, in the shutdown race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastAnswer {
+    /// `503`: refused, the server is stopping.
+    Refused,
+    /// The connection closed before an answer.
+    Closed,
+}
+
+/// Publishes to `topic` on one keep-alive connection until the server
+/// refuses or closes it; returns the acknowledged ids (with when each came)
+/// and how it ended. Written on a plain socket: an end of file where an
+/// answer should be is an outcome here, not a failure.
+fn publish_until_refused(addr: std::net::SocketAddr, topic: &str) -> (Vec<(u64, std::time::Instant)>, LastAnswer) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut acked = Vec::new();
+    let mut buf = Vec::new();
+    for n in 0.. {
+        let body = format!("m{n}");
+        let len = body.len();
+        let req = format!("POST /publish?topic={topic} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n{body}");
+        if stream.write_all(req.as_bytes()).is_err() {
+            return (acked, LastAnswer::Closed);
+        }
+        // One response: head, then Content-Length bytes of body.
+        let (status, body) = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse().ok()))
+                    .expect("Content-Length");
+                if buf.len() >= end + 4 + len {
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                    buf.drain(..end + 4 + len);
+                    break (status, body);
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return (acked, LastAnswer::Closed),
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        };
+        match status {
+            200 => {
+                let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+                acked.push((v["id"].as_u64().expect("id"), std::time::Instant::now()));
+            }
+            503 => return (acked, LastAnswer::Refused),
+            other => panic!("publish answered {other}: {body}"),
+        }
+    }
+    unreachable!()
+}
+
+/// Shutdown acknowledges nothing it will not deliver. Publishers publish
+/// without pause on open connections while the server gets SIGTERM: every
+/// publish is answered `200`, refused with `503`, or its connection closes
+/// first — and every id answered `200` reaches every subscriber that was
+/// connected when the stop began (half of them SSE, half WebSocket), before
+/// their stream ends. Many tries, because it is a race.
+pub fn publishes_acknowledged_during_shutdown_are_delivered(rt: &str) {
+    const TRIES: usize = 20;
+    const SUBSCRIBERS: usize = 200;
+    const PUBLISHERS: usize = 4;
+    use futures_util::StreamExt;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let (mut acked_total, mut after_signal, mut refused, mut closed, mut missing, mut lossy) = (0, 0, 0, 0, 0, 0);
+    for attempt in 0..TRIES {
+        let mut server = TestServer::start(rt, &[]);
+        let addr = server.addr;
+        let subs = runtime.block_on(async {
+            let connecting = (0..SUBSCRIBERS).map(|i| super::load::connect_sub(addr, i % 2 == 0, "race"));
+            let subs: Vec<_> = futures_util::stream::iter(connecting).buffer_unordered(64).collect().await;
+            subs.into_iter().collect::<Result<Vec<_>, _>>().unwrap_or_else(|e| panic!("a subscriber failed: {e}"))
+        });
+        // Every subscriber reads from now on, concurrently, to the end of its stream.
+        let receiving: Vec<_> = subs.into_iter().map(|sub| runtime.spawn(super::load::receive_to_end(sub))).collect();
+
+        let publishers: Vec<_> =
+            (0..PUBLISHERS).map(|_| thread::spawn(move || publish_until_refused(addr, "race"))).collect();
+        // Let the publishers get going, then stop the server under them.
+        // (/stats on connections of their own that close: a kept-alive one
+        // the test does not read would hold the server in its close linger.)
+        let published = || {
+            let mut conn = RawConn::connect(addr);
+            conn.send(&request("GET", "/stats", "Connection: close\r\n"));
+            let stats: serde_json::Value = serde_json::from_slice(&conn.read_response().body).expect("JSON");
+            stats["published"].as_u64().unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while published() < 50 {
+            assert!(std::time::Instant::now() < deadline, "the publishers never got going");
+            thread::sleep(Duration::from_millis(1));
+        }
+        let signalled = std::time::Instant::now();
+        server.signal(libc::SIGTERM);
+
+        let mut acked = Vec::new();
+        for p in publishers {
+            let (ids, end) = p.join().expect("publisher");
+            after_signal += ids.iter().filter(|(_, at)| *at >= signalled).count();
+            acked.extend(ids.into_iter().map(|(id, _)| id));
+            match end {
+                LastAnswer::Refused => refused += 1,
+                LastAnswer::Closed => closed += 1,
+            }
+        }
+        acked_total += acked.len();
+        let received = runtime.block_on(async {
+            let all = futures_util::future::join_all(receiving);
+            tokio::time::timeout(Duration::from_secs(30), all).await.expect("the subscribers' streams ended")
+        });
+        let missing_before = missing;
+        for (i, got) in received.into_iter().enumerate() {
+            let got = got.expect("subscriber task").unwrap_or_else(|e| panic!("try {attempt}, subscriber {i}: {e}"));
+            let ids: std::collections::HashSet<u64> = got.iter().map(|(id, _)| *id).collect();
+            let lost = acked.iter().filter(|id| !ids.contains(id)).count();
+            if lost > 0 {
+                eprintln!("{rt}: try {attempt}: subscriber {i} lacks {lost} acknowledged messages");
+            }
+            missing += lost;
+        }
+        lossy += usize::from(missing > missing_before);
+        let status = server.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status:?}");
+    }
+    eprintln!(
+        "{rt}: {TRIES} tries x {SUBSCRIBERS} subscribers: {acked_total} publishes acknowledged, {after_signal} of them \
+         after SIGTERM; publishers ended refused (503) {refused} times, closed {closed} times; \
+         acknowledged but undelivered: {missing} (in {lossy} of {TRIES} tries)"
+    );
+    assert_eq!(missing, 0, "acknowledged publishes that a subscriber never got");
+}

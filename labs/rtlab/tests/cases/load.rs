@@ -68,25 +68,26 @@ pub fn concurrent_publishers_get_unique_gapless_ids(rt: &str) {
     }
 }
 
-enum Sub {
+/// A subscriber on its own async connection: a WebSocket (tokio-tungstenite)
+/// or a raw SSE stream.
+pub(crate) enum Sub {
     Ws(Box<tokio_tungstenite::WebSocketStream<TcpStream>>),
     Sse(BufReader<TcpStream>),
 }
 
-async fn connect_sub(addr: SocketAddr, ws: bool) -> Result<Sub, String> {
+/// Subscribes to `topic` over `/ws` (if `ws`) or `/sse`; returns once the
+/// handshake is answered, that is, once the server has subscribed it.
+pub(crate) async fn connect_sub(addr: SocketAddr, ws: bool, topic: &str) -> Result<Sub, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
     if ws {
-        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws?topic=crowd"), stream)
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws?topic={topic}"), stream)
             .await
             .map_err(|e| format!("WebSocket handshake: {e}"))?;
         return Ok(Sub::Ws(Box::new(ws)));
     }
     let mut stream = BufReader::new(stream);
-    stream
-        .get_mut()
-        .write_all(b"GET /sse?topic=crowd HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
-        .await
-        .map_err(|e| format!("write: {e}"))?;
+    let request = format!("GET /sse?topic={topic} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+    stream.get_mut().write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
     let mut line = String::new();
     stream.read_line(&mut line).await.map_err(|e| format!("read: {e}"))?;
     if !line.starts_with("HTTP/1.1 200 ") {
@@ -103,17 +104,32 @@ async fn connect_sub(addr: SocketAddr, ws: bool) -> Result<Sub, String> {
     }
 }
 
+/// The first `k` messages a subscriber receives.
 async fn receive(sub: Sub, k: u64) -> Result<Vec<(u64, String)>, String> {
+    receive_until(sub, Some(k)).await
+}
+
+/// Every message a subscriber receives until the server ends its stream
+/// (end of file, or a WebSocket close frame).
+pub(crate) async fn receive_to_end(sub: Sub) -> Result<Vec<(u64, String)>, String> {
+    receive_until(sub, None).await
+}
+
+/// Messages until `k` have come (`Some`), or until the stream ends (`None`:
+/// the end is then expected, not an error).
+async fn receive_until(sub: Sub, k: Option<u64>) -> Result<Vec<(u64, String)>, String> {
     let mut got = Vec::new();
+    let more = |got: &Vec<(u64, String)>| k.is_none_or(|k| (got.len() as u64) < k);
     match sub {
         Sub::Ws(mut ws) => {
-            while (got.len() as u64) < k {
+            while more(&got) {
                 match ws.next().await {
                     Some(Ok(Message::Text(t))) => {
                         let v: serde_json::Value = serde_json::from_str(t.as_str()).map_err(|e| format!("{t}: {e}"))?;
                         got.push(message_of(&v));
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None if k.is_none() => break,
                     other => return Err(format!("WebSocket: unexpected {other:?} after {got:?}")),
                 }
             }
@@ -121,9 +137,12 @@ async fn receive(sub: Sub, k: u64) -> Result<Vec<(u64, String)>, String> {
         Sub::Sse(mut stream) => {
             let mut line = String::new();
             let mut block = Vec::new();
-            while (got.len() as u64) < k {
+            while more(&got) {
                 line.clear();
                 if stream.read_line(&mut line).await.map_err(|e| format!("read: {e}"))? == 0 {
+                    if k.is_none() {
+                        break;
+                    }
                     return Err(format!("SSE: end of file after {got:?}"));
                 }
                 let l = line.trim_end_matches('\n').to_owned();
@@ -155,7 +174,7 @@ pub fn thousand_subscribers_receive_everything_in_order(rt: &str) {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
 
     let subs: Vec<Sub> = runtime.block_on(async {
-        let connecting = futures_util::stream::iter((0..SUBSCRIBERS).map(|i| connect_sub(addr, i % 2 == 0)))
+        let connecting = futures_util::stream::iter((0..SUBSCRIBERS).map(|i| connect_sub(addr, i % 2 == 0, "crowd")))
             .buffer_unordered(64)
             .collect::<Vec<_>>();
         let results = tokio::time::timeout(Duration::from_secs(30), connecting)

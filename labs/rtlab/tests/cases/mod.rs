@@ -4,6 +4,7 @@
 mod echo;
 mod http;
 mod lifecycle;
+mod limits;
 mod load;
 mod sse;
 mod ws;
@@ -11,6 +12,7 @@ mod ws;
 pub use echo::*;
 pub use http::*;
 pub use lifecycle::*;
+pub use limits::*;
 pub use load::*;
 pub use sse::*;
 pub use ws::*;
