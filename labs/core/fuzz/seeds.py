@@ -201,6 +201,8 @@ def connection():
                                    *[f"!pub a {'x' * 200} {i}" for i in range(20)], "!wait 10"),
         "shutdown-ws": plain(upgrade("/ws?topic=a"), "!shutdown", "!wait 2500"),
         "http10-stats": plain("GET /stats HTTP/1.0\r\n\r\n"),
+        # One read answered whole: fails with --features strict_read_pause.
+        "small-pipelined-index": plain("!small", "!drain 0", "GET / HTTP/1.1\n\n" * 300, "!drain 65535"),
         "bad-request-then-more": plain("GET /nope HTTP/1.1\r\n\r\n", "GET /stats HTTP/1.1\r\n\r\n", "!wait 2500"),
         "split-request": plain("GET /sse?to", "pic=a HTTP/1.1\r", "\n\r\n", "!pub a split"),
     }

@@ -181,7 +181,7 @@ fn run(input: &Input) {
             Some(cursor_value(&value))
         }
         RouteKind::SseBoth => {
-            head.extend_from_slice(format!("GET /sse?lastEventId=").as_bytes());
+            head.extend_from_slice(b"GET /sse?lastEventId=");
             head.extend_from_slice(&query_value);
             head.extend_from_slice(format!("&topic={TOPIC} HTTP/1.1\r\n").as_bytes());
             head.extend(header("Last-Event-ID", &value));
