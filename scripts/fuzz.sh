@@ -57,8 +57,9 @@ else
     FUZZ_SANITIZER=none
 fi
 # The core is safe Rust: AddressSanitizer would only watch its dependencies'
-# unsafe code, at about half the speed and a third more build time. Overflow
-# checks and debug assertions are on either way (cargo-fuzz's default).
+# unsafe code, at a fifth to an eighth of the speed and about 40% more build
+# time (labs/core/fuzz/README.md). Overflow checks and debug assertions are
+# on either way (cargo-fuzz's default).
 sanitizer="${FUZZ_SANITIZER:-none}"
 
 # 3. Build every target at once (the runs below then build nothing).
