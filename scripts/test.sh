@@ -36,6 +36,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+# 3b. The core's parsers fuzzed briefly (labs/core/fuzz, libFuzzer via
+#     cargo-fuzz, pinned; installed when missing): 3 s per target from the
+#     committed seeds and what earlier runs found. Fails on any crash.
+#     A real campaign: scripts/fuzz.sh 120.
+step "fuzz the core: scripts/fuzz.sh 3"
+scripts/fuzz.sh 3
+
 # 4. Criterion benches, each benchmark run once as a test: `cargo bench` passes
 #    `--bench` to a bench binary, and without it criterion runs in test mode
 #    (criterion 0.8 docs: "cargo test --benches"). `cargo test` builds

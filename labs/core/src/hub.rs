@@ -102,8 +102,10 @@ impl Topic {
     /// Retained messages with id > `after`, and the gap if some are gone.
     fn replay(&self, after: u64) -> Replay {
         let first = self.retained.front().map_or(self.last_id + 1, |m| m.id);
-        let missed = (after + 1 < first && after < self.last_id).then(|| (after + 1, first - 1));
-        let skip = (after + 1).saturating_sub(first).min(self.retained.len() as u64) as usize;
+        // `after` comes from the client: u64::MAX is a cursor too (nothing follows it).
+        let next = after.saturating_add(1);
+        let missed = (next < first && after < self.last_id).then(|| (next, first - 1));
+        let skip = next.saturating_sub(first).min(self.retained.len() as u64) as usize;
         Replay {
             messages: self.retained.iter().skip(skip).cloned().collect(),
             missed,
@@ -753,5 +755,23 @@ mod tests {
             let max = acked.iter().copied().max().unwrap_or(0);
             assert!(max <= delivered, "id {max} was acknowledged, the subscriber got {delivered}");
         }
+    }
+
+    /// Found by fuzzing (`labs/core/fuzz`, target `resume_cursor`): a cursor of
+    /// u64::MAX overflowed `after + 1` (a panic in debug builds; in release
+    /// it wrapped to 0 and replayed the whole retention).
+    #[test]
+    fn cursor_at_u64_max_replays_nothing() {
+        let hub = Hub::new(4);
+        let s = Stats::default();
+        for _ in 0..6 {
+            hub.publish("t", "x", now(), &s).unwrap();
+        }
+        let r = hub.poll("t", u64::MAX);
+        assert!(r.messages.is_empty());
+        assert_eq!((r.missed, r.last_id), (None, 6));
+        assert_eq!(hub.poll("t", u64::MAX - 1).messages.len(), 0);
+        let r = hub.poll("t", 0);
+        assert_eq!((r.messages.len(), r.missed), (4, Some((1, 2))), "ordinary cursors unchanged");
     }
 }

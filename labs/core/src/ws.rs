@@ -163,7 +163,8 @@ impl WsDecoder {
                 return Err(protocol("control frames must be final and at most 125 bytes"));
             }
             let already = self.partial().map_or(0, |p| p.data.len() as u64);
-            if !is_control && already + len > u64::from(self.max_message) {
+            // `len` is the client's 64-bit length: it may be anything.
+            if !is_control && already.saturating_add(len) > u64::from(self.max_message) {
                 return Err(WsError { code: TOO_BIG, reason: "message too big" });
             }
             // ANCHOR_END: checks
@@ -392,5 +393,22 @@ mod tests {
         for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000] {
             assert!(!is_valid_close_code(bad), "{bad}");
         }
+    }
+
+    /// Found by fuzzing (`labs/core/fuzz`, seed `huge-length-after-fragment`
+    /// of target `ws_decoder`): a continuation frame whose 64-bit length
+    /// overflows when added to the fragment before it. A panic in debug
+    /// builds; in release the sum wrapped, passed the size check, and the
+    /// decoder buffered everything that followed, waiting for a frame that
+    /// never ends: the message limit did not hold.
+    #[test]
+    fn huge_length_after_a_fragment_is_too_big() {
+        let mut d = WsDecoder::new(1024);
+        let mut input = frame(0x01, b"a");
+        input.extend([0x80, 0xFF]);
+        input.extend([0xFF; 8]);
+        input.extend(rtlab_testkit::ws::MASK);
+        let (events, r) = decode(&mut d, &input);
+        assert_eq!((events, r.unwrap_err().code), (vec![], 1009));
     }
 }
