@@ -134,7 +134,13 @@ pub fn run(args: &IdleArgs) -> std::io::Result<Run<IdleResult>> {
     if !matches!(args.transport, Transport::Sse | Transport::Ws | Transport::LongPoll) {
         return Err(std::io::Error::other("idle: a short-polling client holds nothing open; use sse, ws or long-poll"));
     }
-    let (info, cost) = Session::run(&args.common, args.transport, &[], |s| hold(s, args))?;
+    // "How many can one process hold" asks for the runtime's own ceiling
+    // (descriptors, threads, stacks), not for the connection gate's `503`,
+    // which by default refuses a little below the open-files limit: past
+    // that limit the gate is lifted for this run.
+    let lift_gate = vec![format!("--max-connections={}", crate::nofile_limit().saturating_add(1000))];
+    let server_args: &[String] = if args.connections == Count::Max { &lift_gate } else { &[] };
+    let (info, cost) = Session::run(&args.common, args.transport, server_args, |s| hold(s, args))?;
     Ok(Run { info, result: IdleResult { requested: args.connections, cost } })
 }
 

@@ -84,6 +84,8 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
             while tasks.try_join_next().is_some() {}
         }
         drop(listener);
+        // Tasks that already ended are not connections to close.
+        while tasks.try_join_next().is_some() {}
         tracing::info!("stopping: closing {} connections", tasks.len());
         let deadline = tokio::time::Instant::from_std(begin_shutdown(&server, Instant::now()));
         if tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
