@@ -87,3 +87,16 @@ pub fn begin_shutdown(server: &Server, now: Instant) -> Instant {
     now + shutdown_wait(&server.config)
 }
 // ANCHOR_END: begin_shutdown
+
+/// What an accept loop does when `accept` fails: returns `false` if the
+/// server is stopping (the loop ends: the failure is the stop closing the
+/// listener, or does not matter any more); otherwise logs the error and
+/// returns `true`: the loop sleeps [`ACCEPT_BACKOFF`] its own way (a thread
+/// sleeps, a coroutine parks) and accepts again.
+pub fn accept_failed(e: &std::io::Error, stopping: bool) -> bool {
+    if stopping {
+        return false;
+    }
+    tracing::warn!("accept failed: {e}");
+    true
+}

@@ -51,7 +51,7 @@ use std::time::Instant;
 
 use may::coroutine;
 use may::net::{TcpListener, TcpStream};
-use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, begin_shutdown, tune_socket, wake_accept};
+use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, accept_failed, begin_shutdown, tune_socket, wake_accept};
 use rtlab_core::Server;
 
 use crate::timer::Timers;
@@ -211,10 +211,9 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) => {
-                if shared.roster.is_stopping() {
+                if !accept_failed(&e, shared.roster.is_stopping()) {
                     return;
                 }
-                tracing::warn!("accept failed: {e}");
                 coroutine::sleep(ACCEPT_BACKOFF);
                 continue;
             }

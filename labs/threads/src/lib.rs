@@ -41,7 +41,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, begin_shutdown, tune_socket, wake_accept};
+use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, accept_failed, begin_shutdown, tune_socket, wake_accept};
 use rtlab_core::Server;
 
 use crate::wake::ThreadWaker;
@@ -169,10 +169,9 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, options: &Options) 
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) => {
-                if shared.roster.is_stopping() {
+                if !accept_failed(&e, shared.roster.is_stopping()) {
                     return;
                 }
-                tracing::warn!("accept failed: {e}");
                 std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
