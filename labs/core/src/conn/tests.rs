@@ -1218,3 +1218,35 @@ fn a_ws_publish_while_stopping_is_refused() {
     assert_eq!(frames[0].json(), json!({"error": "service unavailable: the server is shutting down"}));
     assert_eq!(server.hub.last_id("t"), 0);
 }
+
+/// The doors are shut with the **default** options, not only with the small
+/// limits the other tests set: a slowloris head gets `408` once the default
+/// request timeout has passed since its first byte, and a flood of new
+/// topics levels off at the default maximum, every topic past it refused.
+#[test]
+fn the_default_options_close_slowloris_and_level_off_a_topic_flood() {
+    let server = Server::new(Config::default());
+    let defaults = Config::default();
+    let t0 = Instant::now();
+
+    let mut slow = Client::new(&server, 1, t0);
+    let mut now = t0;
+    for byte in b"GET /stats HTTP/1.1\r\nX-Slow: ".iter().cycle() {
+        slow.send([*byte], now);
+        slow.conn.on_tick(now);
+        if slow.conn.status() != Status::Open {
+            break;
+        }
+        now += SEC;
+        assert!(now <= t0 + defaults.request_timeout, "still open past the default request timeout");
+    }
+    assert_eq!(one_response(&slow.output()).status, 408);
+    assert_eq!(now, t0 + defaults.request_timeout, "closed exactly at the deadline");
+
+    let flood = defaults.max_topics + 100;
+    let refused = (0..flood)
+        .filter(|i| server.hub.publish(&format!("flood-{i}"), "x", t0, &server.stats).is_err())
+        .count();
+    assert_eq!(refused, 100, "every topic past the default maximum is refused");
+    assert_eq!(server.hub.topic_count(), defaults.max_topics, "the flood levels off");
+}
