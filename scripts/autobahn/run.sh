@@ -197,6 +197,12 @@ EOF
 }
 
 # --- All of it --------------------------------------------------------------
+# The commit, for the record: taken before the run, since the work tree may
+# change while it runs (an earlier record, not yet committed, does not count).
+commit="$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+if [[ "$commit" != unknown && -n "$(git -C "$root" status --porcelain --untracked-files=no -- . ':!bench-results/autobahn' 2>/dev/null)" ]]; then
+    commit+=" with uncommitted changes"
+fi
 ensure_venv
 suite="Autobahn|Testsuite $("$venv/bin/python" -c 'import autobahntestsuite; print(autobahntestsuite.__version__)')"
 if [[ $# -gt 0 ]]; then
@@ -225,10 +231,6 @@ echo "autobahn: every lab passed ($out/summary.md)"
 # The summary as written above, plus where it was run: one "key: value" a line
 # in summary.md (under the table the book includes), a "run" object in
 # summary.json. Written to a temporary directory first, then moved in.
-commit="$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
-if [[ "$commit" != unknown && -n "$(git -C "$root" status --porcelain --untracked-files=no -- . ':!bench-results/autobahn' 2>/dev/null)" ]]; then
-    commit+=" with uncommitted changes"
-fi
 cpu="$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)"
 tmp="$(mktemp -d)"
 AB_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
