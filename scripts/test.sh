@@ -78,7 +78,9 @@ scripts/interop/run.sh target/debug/rtlab
 #    virtualenv target/autobahn-venv from scripts/autobahn/requirements.txt
 #    (every package pinned), later runs reuse it. Fails unless every case of
 #    every lab is OK, NON-STRICT or INFORMATIONAL. Reports: target/autobahn/
-#    (per lab, and the table summary.md / summary.json).
+#    (per lab, and the table summary.md / summary.json). Writes nothing
+#    outside target/: the book's committed result, bench-results/autobahn/,
+#    is recorded only on request (scripts/autobahn/run.sh --record).
 step "autobahn: wstest fuzzingclient, cases 1.* to 10.*, against every runtime"
 scripts/autobahn/run.sh target/debug/rtlab
 

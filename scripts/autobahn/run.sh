@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run: scripts/autobahn/run.sh [path/to/rtlab [runtime...]]
+# Run: scripts/autobahn/run.sh [--record] [path/to/rtlab [runtime...]]
 #
 # The Autobahn|Testsuite against every runtime lab (or the runtimes named):
 # one fresh `rtlab serve --runtime R --addr 127.0.0.1:0` each, and
@@ -21,12 +21,24 @@
 # .html and .json per case, spec.json, wstest.log, server.log); the table:
 # target/autobahn/summary.md and summary.json (scripts/autobahn/summary.py).
 #
+# --record (or AUTOBAHN_RECORD=1): also record the result for the book, in
+# bench-results/autobahn/ (committed; the chapter "Bad input and hostile
+# clients" includes its summary.md): summary.md and summary.json as above,
+# each with the run's provenance added (date, machine, kernel, commit,
+# rustc, the rtlab binary, Python and the testsuite's version). Only a run
+# of every lab (no runtime named) that passed is recorded; otherwise nothing
+# in bench-results/ is touched. Without --record, nothing outside target/ is
+# written (scripts/test.sh runs it so).
+#
 # Environment: AUTOBAHN_PYTHON (the python2.7 to use), AUTOBAHN_TIMEOUT
 # (seconds one lab may take, default 180), AUTOBAHN_VENV (default
-# target/autobahn-venv).
+# target/autobahn-venv), AUTOBAHN_RECORD (1: as --record).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+record="${AUTOBAHN_RECORD:-0}"
+if [[ "${1:-}" == --record ]]; then record=1; shift; fi
+[[ "$record" == 0 || "$record" == 1 ]] || { echo "autobahn: error: AUTOBAHN_RECORD must be 0 or 1, not '$record'" >&2; exit 1; }
 rtlab="${1:-$root/target/debug/rtlab}"
 if [[ $# -gt 0 ]]; then shift; fi
 [[ "$rtlab" != */* ]] || rtlab="$(cd "$(dirname "$rtlab")" && pwd)/$(basename "$rtlab")"
@@ -36,6 +48,7 @@ EXPECTED_CASES=301          # cases 1.* to 10.* in autobahntestsuite 25.10.1
 timeout_s="${AUTOBAHN_TIMEOUT:-180}"
 venv="${AUTOBAHN_VENV:-$root/target/autobahn-venv}"
 out="$root/target/autobahn"
+recorded="$root/bench-results/autobahn"
 requirements="$here/requirements.txt"
 
 die() { echo "autobahn: error: $*" >&2; exit 1; }
@@ -184,9 +197,20 @@ EOF
 }
 
 # --- All of it --------------------------------------------------------------
+# The commit, for the record: taken before the run, since the work tree may
+# change while it runs (an earlier record, not yet committed, does not count).
+commit="$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+if [[ "$commit" != unknown && -n "$(git -C "$root" status --porcelain --untracked-files=no -- . ':!bench-results/autobahn' 2>/dev/null)" ]]; then
+    commit+=" with uncommitted changes"
+fi
 ensure_venv
 suite="Autobahn|Testsuite $("$venv/bin/python" -c 'import autobahntestsuite; print(autobahntestsuite.__version__)')"
-if [[ $# -gt 0 ]]; then labs=("$@"); else mapfile -t labs < <("$rtlab" runtimes); fi
+if [[ $# -gt 0 ]]; then
+    [[ $record == 0 ]] || die "--record records a run of every lab: name no runtime"
+    labs=("$@")
+else
+    mapfile -t labs < <("$rtlab" runtimes)
+fi
 [[ ${#labs[@]} -gt 0 ]] || die "no runtimes: '$rtlab runtimes' listed none"
 rm -rf "$out"
 mkdir -p "$out"
@@ -196,5 +220,48 @@ for lab in "${labs[@]}"; do run_lab "$lab"; done
 summary=0
 python3 "$here/summary.py" --out "$out" --expect "$EXPECTED_CASES" --suite "$suite" "${labs[@]}" || summary=$?
 for failure in ${failures[@]+"${failures[@]}"}; do echo "autobahn: FAILED: $failure" >&2; done
-[[ $summary == 0 && ${#failures[@]} == 0 ]] || exit 1
+if [[ $summary != 0 || ${#failures[@]} != 0 ]]; then
+    [[ $record == 0 ]] || echo "autobahn: not recorded: the run failed (bench-results/autobahn/ left as it was)" >&2
+    exit 1
+fi
 echo "autobahn: every lab passed ($out/summary.md)"
+[[ $record == 1 ]] || exit 0
+
+# --- The record -------------------------------------------------------------
+# The summary as written above, plus where it was run: one "key: value" a line
+# in summary.md (under the table the book includes), a "run" object in
+# summary.json. Written to a temporary directory first, then moved in.
+cpu="$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)"
+tmp="$(mktemp -d)"
+AB_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+AB_HOST="$(hostname 2>/dev/null || uname -n)" \
+AB_MACHINE="$(nproc) × ${cpu:-unknown CPU}, $(uname -m)" \
+AB_KERNEL="$(uname -sr)" \
+AB_COMMIT="$commit" \
+AB_RUSTC="$(rustc -V 2>/dev/null || echo unknown)" \
+AB_BINARY="${rtlab#"$root"/}" \
+AB_PYTHON="$("$venv/bin/python" -c 'import platform; print(platform.python_implementation() + " " + platform.python_version())')" \
+AB_SUITE="$suite" \
+python3 - "$out" "$tmp" <<'PY'
+import json, os, sys
+out, tmp = sys.argv[1], sys.argv[2]
+run = [("recorded (UTC)", "AB_DATE"), ("host", "AB_HOST"), ("machine", "AB_MACHINE"),
+       ("kernel", "AB_KERNEL"), ("commit", "AB_COMMIT"), ("toolchain", "AB_RUSTC"),
+       ("server", "AB_BINARY"), ("wstest", "AB_SUITE"), ("wstest runs on", "AB_PYTHON")]
+with open(os.path.join(out, "summary.md")) as f:
+    text = f.read()
+text += "\nRecorded by `scripts/autobahn/run.sh --record`:\n\n"
+text += "".join("- %s: %s\n" % (label, os.environ[key]) for label, key in run)
+with open(os.path.join(tmp, "summary.md"), "w") as f:
+    f.write(text)
+with open(os.path.join(out, "summary.json")) as f:
+    document = json.load(f)
+document["run"] = {key[3:].lower(): os.environ[key] for _, key in run}
+with open(os.path.join(tmp, "summary.json"), "w") as f:
+    json.dump(document, f, indent=2, ensure_ascii=False)
+    f.write("\n")
+PY
+mkdir -p "$recorded"
+mv "$tmp/summary.md" "$tmp/summary.json" "$recorded/"
+rmdir "$tmp"
+echo "autobahn: recorded in ${recorded#"$root"/}/ (summary.md, summary.json): commit them"

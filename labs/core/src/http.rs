@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+// ANCHOR: max_headers
 /// Most headers a request may carry before it is refused with `431`.
 const MAX_HEADERS: usize = 48;
+// ANCHOR_END: max_headers
 
 /// A contract endpoint with its validated parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]

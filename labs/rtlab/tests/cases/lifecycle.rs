@@ -186,6 +186,7 @@ fn publish_until_refused(addr: std::net::SocketAddr, topic: &str) -> (Vec<(u64, 
     unreachable!()
 }
 
+// ANCHOR: race
 /// Shutdown acknowledges nothing it will not deliver. Publishers publish
 /// without pause on open connections while the server gets SIGTERM: every
 /// publish is answered `200`, refused with `503`, or its connection closes
@@ -196,6 +197,7 @@ pub fn publishes_acknowledged_during_shutdown_are_delivered(rt: &str) {
     const TRIES: usize = 20;
     const SUBSCRIBERS: usize = 200;
     const PUBLISHERS: usize = 4;
+    // ANCHOR_END: race
     use futures_util::StreamExt;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
@@ -264,5 +266,7 @@ pub fn publishes_acknowledged_during_shutdown_are_delivered(rt: &str) {
          after SIGTERM; publishers ended refused (503) {refused} times, closed {closed} times; \
          acknowledged but undelivered: {missing} (in {lossy} of {TRIES} tries)"
     );
+    // ANCHOR: race_verdict
     assert_eq!(missing, 0, "acknowledged publishes that a subscriber never got");
+    // ANCHOR_END: race_verdict
 }
