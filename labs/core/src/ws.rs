@@ -283,9 +283,10 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, WsError> {
 /// later that `tungstenite`'s table knows (1012 "Service Restart", 1013 "Try
 /// Again Later"), and 3000-4999, for libraries and applications (§7.4.2).
 /// Every other code is a protocol error (1002) — 1014 ("Bad Gateway",
-/// registered after `tungstenite`'s table was written) included: §7.4.2
-/// reserves 1000-2999 for specifications and lets an endpoint refuse a code
-/// it does not know, and the Autobahn testsuite passes with this set.
+/// registered after `tungstenite`'s table was written) included. RFC 6455
+/// does not oblige an endpoint to accept codes registered after it (§7.4.2
+/// only reserves 1000-2999 for later specifications), and the Autobahn
+/// testsuite passes with this set.
 fn is_valid_close_code(code: u16) -> bool {
     match code {
         1000..=1003 | 1007..=1011 => true,
