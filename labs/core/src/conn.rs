@@ -92,8 +92,10 @@ enum State {
     /// Waiting for (the rest of) a request. `buf` holds unprocessed input.
     /// `since`: when the wait began — the first byte of the request in `buf`,
     /// or, with `buf` empty, the end of the last request (or the
-    /// connection's start): see [`http_deadline`].
-    Http { buf: Vec<u8>, continue_sent: bool, since: Instant },
+    /// connection's start): see [`http_deadline`]. `paused`: requests in
+    /// `buf` wait, unparsed, for the output to drain below `read_pause`
+    /// (see [`serve_requests`](Connection::serve_requests)).
+    Http { buf: Vec<u8>, continue_sent: bool, since: Instant, paused: bool },
     /// A long poll held until a message arrives or its deadline passes.
     LongPoll(Box<HeldPoll>),
     /// An event stream.
@@ -162,7 +164,7 @@ impl Connection {
         Connection {
             server,
             peer,
-            state: State::Http { buf: Vec::new(), continue_sent: false, since: now },
+            state: State::Http { buf: Vec::new(), continue_sent: false, since: now, paused: false },
             kind: Kind::Http,
             eof: false,
             closed: false,
@@ -199,9 +201,17 @@ impl Connection {
     /// Whether the runtime should read: not after end of file, and not while
     /// too much output is waiting (a client that sends requests or echo
     /// messages without reading the answers is slowed down by TCP itself).
+    ///
+    /// Not either while pipelined requests wait for the output to drain
+    /// (see [`written`](Self::written)): they are served first, and an end
+    /// of file read meanwhile would drop them.
     pub fn wants_read(&self) -> bool {
         // Requests pipelined behind a held long poll wait unparsed: they count too.
-        let held = if let State::LongPoll(poll) = &self.state { poll.buf.len() } else { 0 };
+        let held = match &self.state {
+            State::LongPoll(poll) => poll.buf.len(),
+            State::Http { paused: true, .. } => return false,
+            _ => 0,
+        };
         !self.eof && !self.closed && self.peer.outbox().pending() + held < self.server.config.read_pause
     }
 
@@ -220,7 +230,7 @@ impl Connection {
             State::LongPoll(poll) => Some(poll.deadline),
             State::Sse { keepalive, .. } => Some(keepalive.deadline()),
             State::Ws { pinger, .. } => Some(pinger.deadline(self.server.config.ping_interval)),
-            State::Http { buf, since, .. } => Some(http_deadline(&self.server.config, buf, *since).0),
+            State::Http { buf, since, paused, .. } => Some(http_deadline(&self.server.config, buf, *since, *paused).0),
             State::Echo { .. } => None,
         }
     }
@@ -232,10 +242,28 @@ impl Connection {
         self.peer.outbox().take(out, max)
     }
 
+    // ANCHOR: written
     /// The socket accepted `n` bytes of what `take_output` gave.
+    ///
+    /// If pipelined requests were waiting for the output to drain below
+    /// `read_pause` and now it has, the connection wakes itself (its
+    /// [`Wake`]): the runtime then calls [`on_tick`](Self::on_tick), which
+    /// serves them with the current time. Meanwhile
+    /// [`wants_read`](Self::wants_read) stays false.
     pub fn written(&mut self, n: usize) {
-        self.peer.outbox().written(n);
+        let pending = {
+            let mut outbox = self.peer.outbox();
+            outbox.written(n);
+            outbox.pending()
+        };
+        if n > 0
+            && matches!(self.state, State::Http { paused: true, .. })
+            && pending < self.server.config.read_pause
+        {
+            self.peer.wake();
+        }
     }
+    // ANCHOR_END: written
 
     // ANCHOR: on_read
     /// Bytes arrived from the peer.
@@ -301,9 +329,19 @@ impl Connection {
             self.close_with(goodbye, now);
             return;
         }
+        if let State::Http { since, paused: paused @ true, .. } = &mut self.state
+            && self.peer.outbox().pending() < self.server.config.read_pause
+        {
+            // The output has drained: serve the requests that waited for it.
+            // The next one's clock starts now, not when it was paused.
+            *paused = false;
+            *since = now;
+            self.serve_requests(now);
+            return;
+        }
         match &mut self.state {
-            State::Http { buf, since, .. } => {
-                let (deadline, wait) = http_deadline(&self.server.config, buf, *since);
+            State::Http { buf, since, paused, .. } => {
+                let (deadline, wait) = http_deadline(&self.server.config, buf, *since, *paused);
                 if now >= deadline {
                     match wait {
                         HttpWait::Idle => {
@@ -416,11 +454,23 @@ impl Connection {
     }
 
     // ANCHOR: serve_requests
-    /// Serves every complete request in the input buffer (clients may pipeline).
+    /// Serves the complete requests in the input buffer (clients may
+    /// pipeline), one at a time, until the output pending reaches
+    /// `read_pause`: then the rest waits, unparsed (`paused`), until the
+    /// client has read enough ([`written`](Self::written) wakes the
+    /// connection, [`on_tick`](Self::on_tick) serves them). Pausing only the
+    /// *reads* is not enough: one read of 16 KiB can hold a thousand tiny
+    /// requests, each answered with a demo page or a poll of the retention.
     fn serve_requests(&mut self, now: Instant) {
         loop {
-            let State::Http { buf, continue_sent, since } = &mut self.state else { return };
+            let pending = self.peer.outbox().pending();
+            let State::Http { buf, continue_sent, since, paused } = &mut self.state else { return };
             let config = &self.server.config;
+            if !buf.is_empty() && pending >= config.read_pause {
+                *paused = true;
+                return;
+            }
+            *paused = false;
             let (req, head_len) = match http::parse_request(buf, config.max_head, config.max_message) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
@@ -579,7 +629,7 @@ impl Connection {
     }
 
     fn answer_long_poll(&mut self, replay: crate::hub::Replay, now: Instant) {
-        let placeholder = State::Http { buf: Vec::new(), continue_sent: false, since: now };
+        let placeholder = State::Http { buf: Vec::new(), continue_sent: false, since: now, paused: false };
         let State::LongPoll(poll) = std::mem::replace(&mut self.state, placeholder) else {
             return;
         };
@@ -587,7 +637,7 @@ impl Connection {
         self.server.hub.unsubscribe(&sub);
         self.set_kind(Kind::Http);
         self.answer_poll(replay);
-        self.state = State::Http { buf, continue_sent: false, since: now };
+        self.state = State::Http { buf, continue_sent: false, since: now, paused: false };
         if keep_alive {
             self.serve_requests(now); // Requests pipelined behind the poll.
         } else {
@@ -673,8 +723,12 @@ impl Connection {
 /// closed without a word — there is no request to answer. (A client that
 /// sends one just as the server closes sees the connection end, as it may
 /// at any time, and retries on a new one if it can: RFC 9112 §9.3.1.)
-fn http_deadline(config: &Config, buf: &[u8], since: Instant) -> (Instant, HttpWait) {
-    let (limit, wait) = if buf.is_empty() {
+/// Requests that wait, `paused`, for the client to read the answers to
+/// earlier ones are the server's to serve, not the client's to finish: the
+/// idle timeout applies, counted from the last request served — a client
+/// that reads nothing for that long is closed without a word.
+fn http_deadline(config: &Config, buf: &[u8], since: Instant, paused: bool) -> (Instant, HttpWait) {
+    let (limit, wait) = if buf.is_empty() || paused {
         (config.idle_timeout, HttpWait::Idle)
     } else {
         (config.request_timeout, HttpWait::Request(config.request_timeout))

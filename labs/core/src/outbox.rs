@@ -82,6 +82,14 @@ pub struct Pushed {
 /// against the budget, so a writer stuck on a stalled socket cannot hide
 /// its backlog.
 ///
+/// The budget bounds the *backlog*, not a message: a message always fits an
+/// empty outbox (nothing queued, nothing in flight), however large. The
+/// largest legal message, once encoded, can be bigger than the default
+/// budget — 64 KiB of control characters is a WebSocket frame of about
+/// 384 KiB of `\u00XX` escapes — and without this rule publishing it would
+/// cut off (or, under drop-oldest, skip) every subscriber, however fast it
+/// reads. So the most an outbox holds is the budget, or one message.
+///
 /// An empty outbox allocates nothing: the queue exists only while it holds
 /// something, and is given back as soon as the writer has taken it all. An
 /// idle subscriber costs the 24 bytes of this struct.
@@ -170,7 +178,9 @@ impl Outbox {
         }
         let len = bytes.len();
         let budget = self.budget as usize;
-        if self.policy != Policy::Unbounded && self.pending() + len > budget {
+        // The budget bounds the backlog: into an empty outbox, anything fits.
+        let fits = |pending: usize| pending == 0 || pending + len <= budget;
+        if self.policy != Policy::Unbounded && !fits(self.pending()) {
             match self.policy {
                 Policy::Disconnect => {
                     pushed.dropped = self.clear() + 1;
@@ -181,7 +191,7 @@ impl Outbox {
                 }
                 Policy::DropOldest => {
                     // Discard the oldest messages until the new one fits.
-                    while self.pending() + len > budget {
+                    while !fits(self.pending()) {
                         let Some(queue) = self.queue.as_mut() else { break };
                         let Some(pos) = queue.chunks.iter().position(|c| c.id != 0) else { break };
                         let old = queue.chunks.remove(pos).expect("position is in range");
@@ -189,7 +199,7 @@ impl Outbox {
                         queue.note_missed(old.id);
                         pushed.dropped += 1;
                     }
-                    if self.pending() + len > budget {
+                    if !fits(self.pending()) {
                         // Still no room (the writer holds too much in flight):
                         // the new message is the one that is missed.
                         self.queue().note_missed(id);
@@ -355,6 +365,34 @@ mod tests {
         o.written(90);
         let out = drain(&mut o);
         assert_eq!(&out[0][..], b"event: missed\ndata: {\"from\":2,\"to\":2}\n\n");
+    }
+
+    /// README of `labs/core/fuzz`, "Findings": the largest legal message,
+    /// encoded, may exceed the budget; it must still reach a subscriber that
+    /// has read everything, under either policy — and count against the
+    /// budget for what follows.
+    #[test]
+    fn a_message_larger_than_the_budget_fits_an_empty_outbox() {
+        for policy in [Policy::Disconnect, Policy::DropOldest] {
+            let mut o = Outbox::new(Transport::Ws, 100, policy);
+            let p = o.push_message(msg(1, 300), 1);
+            assert_eq!(p, Pushed { wake: true, dropped: 0, overflow: false }, "{policy}");
+            assert!(!o.overflowed());
+            assert_eq!(o.pending(), 300);
+            // Behind it, the budget holds as before.
+            let p = o.push_message(msg(2, 10), 2);
+            assert!(p.overflow || p.dropped == 1, "{policy}: {p:?}");
+            if policy == Policy::DropOldest {
+                // Dropping the big one makes the outbox empty: the new one fits.
+                let out = drain(&mut o);
+                assert_eq!(out.len(), 2, "a missed marker and message 2");
+                assert_eq!(out[1][0], 2);
+            }
+        }
+        // Not into an outbox that holds anything, even a control frame.
+        let mut o = Outbox::new(Transport::Ws, 100, Policy::Disconnect);
+        o.push_control(Bytes::from_static(b"pong"));
+        assert!(o.push_message(msg(1, 300), 1).overflow);
     }
 
     #[test]

@@ -277,8 +277,16 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, WsError> {
 }
 
 // ANCHOR: close_codes
-/// Codes a peer may send (RFC 6455 §7.4): defined ones except 1004-1006 and
-/// 1015, and the 3000-4999 ranges for libraries and applications.
+/// Codes a peer may send: those of RFC 6455 §7.4.1 that an endpoint may
+/// put in a close frame (1000-1003 and 1007-1011; not the reserved 1004, nor
+/// 1005, 1006 and 1015, which must never be sent), the ones IANA registered
+/// later that `tungstenite`'s table knows (1012 "Service Restart", 1013 "Try
+/// Again Later"), and 3000-4999, for libraries and applications (§7.4.2).
+/// Every other code is a protocol error (1002) — 1014 ("Bad Gateway",
+/// registered after `tungstenite`'s table was written) included. RFC 6455
+/// does not oblige an endpoint to accept codes registered after it (§7.4.2
+/// only reserves 1000-2999 for later specifications), and the Autobahn
+/// testsuite passes with this set.
 fn is_valid_close_code(code: u16) -> bool {
     match code {
         1000..=1003 | 1007..=1011 => true,

@@ -20,9 +20,22 @@
 //! * a closing connection produces nothing more from input;
 //! * `wants_read` is false while the pending output reaches `read_pause`,
 //!   and after end of file;
+//! * one read, or one tick, leaves at most `read_pause` plus one largest
+//!   response pending (more only if more was pending before); on a
+//!   WebSocket, plus the answers to the frames of that one read (each
+//!   frame is answered alone: a pong, an error frame, an echo);
 //! * a publish by someone else adds at most what the outbox budget allows
-//!   (plus a missed marker) to this connection's pending output, unless the
-//!   policy is `unbounded`;
+//!   (plus a missed marker) to this connection's pending output, or one
+//!   whole message if nothing was pending (the budget bounds the backlog),
+//!   unless the policy is `unbounded`; it is refused with "stopping" once
+//!   the server stops, refused with "topics" only when the server holds
+//!   `max_topics` topics, and otherwise gets the topic's next id;
+//! * after a tick, no deadline is left in the past (or the connection is
+//!   closed): a runtime never spins;
+//! * a tick of an HTTP connection waiting for a request (not woken by
+//!   `written`) writes nothing or exactly one `408` response, after which the
+//!   connection closes; and once `idle_timeout` has passed without a step,
+//!   it closes (idle: silently; a request in progress: `408`);
 //! * the first bytes ever written are an HTTP response.
 //!
 //! An input starting with `P` is plain (the seeds are): the default options
@@ -31,10 +44,9 @@
 //! reads N bytes; the first one makes the send buffer finite), `!eof`,
 //! `!shutdown`; a first step `!small` sets small limits instead.
 //!
-//! With `--features strict_read_pause` it also checks that one read cannot
-//! leave more than `read_pause` plus one largest response pending, which
-//! the core does not guarantee today (see README.md: pipelined requests and
-//! small WebSocket frames are all answered within one read).
+//! With small limits the input also picks the request and idle timeouts (so
+//! that `408` and idle closes happen within the script's time) and a limit
+//! of one to three topics (so that `503` does).
 #![no_main]
 
 use std::sync::Arc;
@@ -43,8 +55,8 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use rtlab_core::{Bytes, Config, Connection, Policy, Server, Status, Wake};
-use rtlab_core_fuzz::{LenForm, client_frame, upgrade_request};
+use rtlab_core::{Bytes, Config, Connection, Kind, Message, Policy, Refusal, Server, Status, Wake};
+use rtlab_core_fuzz::{LenForm, client_frame, read_response, upgrade_request};
 
 /// `rtlab-adapter`'s read buffer (`READ_CHUNK`).
 const READ_CHUNK: usize = 16 * 1024;
@@ -68,6 +80,14 @@ struct Knobs {
     budget: u16,
     policy: u8,
     linger_ms: u16,
+    /// With `small`: the request timeout, 1 to 30 s.
+    request_s: u8,
+    /// With `small`: the idle timeout, 1 to 90 s.
+    idle_s: u8,
+    /// With `small`, if not 0: one to three topics at most.
+    max_topics: u8,
+    /// With `small`: the idle time after which a topic may be evicted, 0 to 59 s.
+    topic_ttl_s: u8,
 }
 
 impl Knobs {
@@ -80,6 +100,12 @@ impl Knobs {
             c.max_head = usize::from(self.max_head % 2048) + 16;
             c.read_pause = usize::from(self.read_pause) + 1;
             c.outbox_budget = usize::from(self.budget);
+            c.request_timeout = Duration::from_secs(u64::from(self.request_s % 30) + 1);
+            c.idle_timeout = Duration::from_secs(u64::from(self.idle_s % 90) + 1);
+            if self.max_topics != 0 {
+                c.max_topics = usize::from(self.max_topics % 3) + 1;
+            }
+            c.topic_ttl = Duration::from_secs(u64::from(self.topic_ttl_s % 60));
         }
         c.policy = match self.policy % 3 {
             0 => Policy::Disconnect,
@@ -217,6 +243,11 @@ fn rank(s: Status) -> u8 {
 impl Rt {
     /// Takes everything the connection has; returns the number of bytes.
     fn take(&mut self) -> usize {
+        self.take_bytes().len()
+    }
+
+    /// Takes everything the connection has; returns the bytes.
+    fn take_bytes(&mut self) -> Vec<u8> {
         let mut out: Vec<Bytes> = Vec::new();
         let n = self.conn.take_output(&mut out, usize::MAX);
         assert_eq!(n, out.iter().map(Bytes::len).sum::<usize>(), "take_output counts what it gives");
@@ -224,7 +255,7 @@ impl Rt {
             self.written.extend(out.iter().flat_map(|b| b.iter()).take(16));
         }
         self.unsent += n;
-        n
+        out.concat()
     }
 
     /// Writes what the send buffer has room for.
@@ -258,13 +289,48 @@ impl Rt {
 
     /// One `rtlab_adapter::step`: tick if due, write, obey, read; until
     /// nothing more can be done. Returns false once the connection is gone.
-    fn step(&mut self) -> bool {
+    /// `quiet`: the time that passed since the last step (the model of the
+    /// request and idle deadlines).
+    fn step(&mut self, quiet: Duration) -> bool {
         if self.stopping {
             self.conn.shutdown(self.now);
+            assert!(self.server.is_stopping(), "shutdown did not stop the server");
         }
         let woken = self.woken.0.swap(false, Ordering::Relaxed);
         if woken || self.conn.next_deadline().is_some_and(|d| d <= self.now) {
+            // An HTTP connection waiting for a request, not woken by `written`
+            // (requests waiting for the output to drain): its tick is a deadline.
+            let waiting = !woken && self.conn.kind() == Kind::Http && self.conn.status() == Status::Open;
+            let before = self.unsent;
             self.conn.on_tick(self.now);
+            if self.conn.status() != Status::Closed {
+                assert!(
+                    self.conn.next_deadline().is_none_or(|d| d > self.now),
+                    "a deadline left in the past after a tick ({:?}, {:?})",
+                    self.conn.kind(),
+                    self.conn.status()
+                );
+            }
+            let out = self.take_bytes();
+            let c = &self.config;
+            let largest = largest_response(c);
+            assert!(
+                self.unsent <= before.max(c.read_pause) + largest,
+                "a tick left {} bytes pending (read_pause {}, largest response {largest})",
+                self.unsent,
+                c.read_pause
+            );
+            if waiting {
+                if !out.is_empty() {
+                    let (r, used) = read_response(&out);
+                    assert_eq!((r.status, used), (408, out.len()), "a waiting connection's tick wrote {}", String::from_utf8_lossy(&out));
+                    assert_eq!(r.header("connection"), Some("close"));
+                    assert_ne!(self.conn.status(), Status::Open, "open after a 408");
+                }
+                if quiet >= c.idle_timeout.max(c.request_timeout) {
+                    assert_ne!(self.conn.status(), Status::Open, "an HTTP connection outlived its deadlines by {quiet:?}");
+                }
+            }
         }
         let mut reads = 0;
         loop {
@@ -295,31 +361,35 @@ impl Rt {
             let n = self.input.len().min(READ_CHUNK);
             let data: Vec<u8> = self.input.drain(..n).collect();
             let closing = self.conn.status() != Status::Open;
-            #[cfg(feature = "strict_read_pause")]
             let before = self.unsent;
+            let websocket = matches!(self.conn.kind(), Kind::Ws | Kind::Echo);
             self.conn.on_read(&data, self.now);
             let produced = self.take();
             if closing {
                 assert_eq!(produced, 0, "a closing connection answered input");
             }
-            #[cfg(feature = "strict_read_pause")]
-            {
-                let c = &self.config;
-                let largest = largest_response(c);
-                assert!(
-                    self.unsent <= before.max(c.read_pause) + largest,
-                    "one read of {n} bytes left {} bytes pending (read_pause {}, largest response {largest})",
-                    self.unsent,
-                    c.read_pause
-                );
-            }
+            // Requests are served only while less than `read_pause` is
+            // pending; the frames of one read are all answered (each with a
+            // pong, an error frame or an echo of at most its own size).
+            let c = &self.config;
+            let largest = largest_response(c);
+            let frames = if websocket { (n / 6 + 1) * WS_ANSWER } else { 0 };
+            assert!(
+                self.unsent <= before.max(c.read_pause) + largest + frames,
+                "one read of {n} bytes left {} bytes pending (read_pause {}, largest response {largest})",
+                self.unsent,
+                c.read_pause
+            );
         }
     }
 }
 
+/// The most bytes one WebSocket frame of a read (at least 6 bytes: a masked
+/// header) is answered with, besides an echo of itself: an error frame.
+const WS_ANSWER: usize = 256;
+
 /// An upper bound of the largest single answer to one request or frame:
 /// a poll of a full retention of the largest messages, JSON-escaped.
-#[cfg(feature = "strict_read_pause")]
 fn largest_response(c: &Config) -> usize {
     let page = rtlab_core::page::DEMO_PAGE.len() + 256;
     let poll = c.retention.max(1) * (c.max_message * 6 + 64) + 256;
@@ -354,6 +424,10 @@ impl Knobs {
             budget: 16384,
             policy: 0,
             linger_ms: 1999,
+            request_s: 9,
+            idle_s: 59,
+            max_topics: 0,
+            topic_ttl_s: 0,
         }
     }
 }
@@ -389,12 +463,13 @@ fn run(input: &Input) {
     let config = input.knobs.config();
     let server = Server::new(config.clone());
     let woken = Arc::new(Woken::default());
-    let conn = Connection::new(server.clone(), woken.clone(), 7);
+    let now = Instant::now();
+    let conn = Connection::new(server.clone(), woken.clone(), 7, now);
     let mut rt = Rt {
         server,
         conn,
         woken,
-        now: Instant::now(),
+        now,
         input: Vec::new(),
         eof_sent: false,
         unsent: 0,
@@ -406,6 +481,7 @@ fn run(input: &Input) {
         config,
     };
     for op in input.ops.iter().take(256) {
+        let mut quiet = Duration::ZERO;
         match op {
             Op::Send(chunk) => {
                 if !rt.eof_sent {
@@ -418,16 +494,31 @@ fn run(input: &Input) {
                 rt.room = Some(room + usize::from(*n));
             }
             Op::DrainAll => rt.room = None,
-            Op::Advance(ms) => rt.now += Duration::from_millis(u64::from(*ms) * 4),
+            Op::Advance(ms) => {
+                quiet = Duration::from_millis(u64::from(*ms) * 4);
+                rt.now += quiet;
+            }
             Op::Publish(t, data) => {
                 let topic = TOPICS[usize::from(*t) % TOPICS.len()];
                 if data.len() <= rt.config.max_message {
                     let before = rt.unsent;
-                    rt.server.hub.publish(topic, data, &rt.server.stats);
+                    let (topics, last_id) = (rt.server.hub.topic_count(), rt.server.hub.last_id(topic));
+                    let result = rt.server.hub.publish(topic, data, rt.now, &rt.server.stats);
+                    match result {
+                        _ if rt.server.is_stopping() => assert_eq!(result, Err(Refusal::Stopping)),
+                        Ok(id) => assert_eq!(id, last_id + 1, "ids are gap-free"),
+                        Err(Refusal::Topics) => {
+                            assert!(topics >= rt.config.max_topics, "a topic refused with {topics} of {}", rt.config.max_topics)
+                        }
+                        Err(why) => panic!("a publish refused for {why:?}"),
+                    }
                     let added = rt.take();
                     if rt.config.policy != Policy::Unbounded {
-                        // A missed marker, or a whole message within the budget.
-                        let allowed = rt.config.outbox_budget.saturating_sub(before).max(64);
+                        // A missed marker, or a whole message within the budget
+                        // — or any one message, if nothing was pending.
+                        let message = Message::encode(last_id + 1, data);
+                        let whole = if before == 0 { message.sse.len().max(message.ws.len()) } else { 0 };
+                        let allowed = rt.config.outbox_budget.saturating_sub(before).max(64).max(whole);
                         assert!(added <= allowed, "a publish added {added} bytes to {before} pending (budget {})", rt.config.outbox_budget);
                     }
                 }
@@ -435,7 +526,7 @@ fn run(input: &Input) {
             Op::Eof => rt.eof_sent = true,
             Op::Shutdown => rt.stopping = true,
         }
-        if !rt.step() {
+        if !rt.step(quiet) {
             return;
         }
     }
@@ -443,11 +534,23 @@ fn run(input: &Input) {
     rt.room = None;
     rt.eof_sent = true;
     rt.input.clear();
-    for _ in 0..8 {
-        if !rt.step() {
+    // A runtime steps a woken connection at once: requests waiting for the
+    // output to drain are served without time passing.
+    let mut quiet = Duration::ZERO;
+    let (mut steps, mut wakes) = (0, 0);
+    while steps < 8 {
+        if !rt.step(quiet) {
             return;
         }
-        rt.now += Duration::from_secs(61);
+        if rt.woken.0.load(Ordering::Relaxed) {
+            wakes += 1;
+            assert!(wakes < 100_000, "a connection that keeps waking itself");
+            quiet = Duration::ZERO;
+            continue;
+        }
+        steps += 1;
+        quiet = Duration::from_secs(61);
+        rt.now += quiet;
     }
     panic!("the connection never closed after end of file and time passing: {:?}", rt.conn.status());
 }

@@ -11,7 +11,11 @@
 //!   and every prefix of it is "incomplete" (a request split across reads
 //!   is never refused or misrouted);
 //! * every error maps to a contract status and renders a well-formed
-//!   response with a correct `Content-Length` and `Connection: close`.
+//!   response with a correct `Content-Length` and `Connection: close`;
+//! * framing (RFC 9112 §6.1): a routed request has no `Transfer-Encoding`;
+//!   one with `Transfer-Encoding` and `Content-Length` whose head `httparse`
+//!   reads is never `411` (which would claim the length is missing), and
+//!   one with `Transfer-Encoding` alone is never `400` for ambiguity.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,8 +31,30 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
+/// Whether the head at the start of `buf` (as `httparse` reads it) has a
+/// `Content-Length` and a `Transfer-Encoding` header; `None` if it reads no
+/// complete head.
+fn framing(buf: &[u8]) -> Option<(bool, bool)> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Request::new(&mut headers);
+    match r.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return None,
+    }
+    let has = |name: &str| r.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+    Some((has("content-length"), has("transfer-encoding")))
+}
+
 fn check(buf: &[u8], max_head: usize, max_message: usize) {
     let result = parse_request(buf, max_head, max_message);
+    match (&result, framing(buf)) {
+        (Ok(Some(_)), Some((_, te))) => assert!(!te, "a request with Transfer-Encoding was routed"),
+        (Err(e), Some((true, true))) => assert_ne!(e.status(), 411, "Content-Length and Transfer-Encoding: {e}"),
+        (Err(HttpError::BadRequest(why)), Some((false, true))) => {
+            assert!(!why.contains("Transfer-Encoding"), "Transfer-Encoding alone called ambiguous")
+        }
+        _ => {}
+    }
     match &result {
         Ok(None) => assert!(buf.len() < max_head, "incomplete at {} bytes, limit {max_head}", buf.len()),
         Ok(Some((request, head_len))) => {

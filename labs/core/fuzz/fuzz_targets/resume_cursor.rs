@@ -11,7 +11,10 @@
 //!   wins over the query;
 //! * an accepted cursor replays exactly the retained messages after it, in
 //!   order, preceded by the "missed" signal for the ids it asked for that are
-//!   no longer retained; a cursor at or past the newest id replays nothing;
+//!   no longer retained; a cursor at the newest id replays nothing, and so
+//!   does one past it on `/poll`, while a stream (`/sse`, `/ws`) resuming
+//!   past the newest id (an id from an earlier life of the topic) gets the
+//!   topic from its beginning;
 //! * a refused cursor gets `400` and the connection closes.
 //!
 //! An input starting with `P` is plain (the seeds are): a byte of retention,
@@ -160,7 +163,7 @@ fn run(input: &Input) {
     let config = Config { retention, ..Config::default() };
     let mut sim = Sim::new(config);
     for id in 1..=published {
-        assert_eq!(sim.server.hub.publish(TOPIC, &format!("m{id}"), &sim.server.stats), id);
+        assert_eq!(sim.server.hub.publish(TOPIC, &format!("m{id}"), sim.now, &sim.server.stats), Ok(id));
     }
 
     let value = input.cursor.render(published, !matches!(input.route, RouteKind::SseHeader | RouteKind::SseBoth));
@@ -229,7 +232,12 @@ fn run(input: &Input) {
         return;
     };
 
-    // The model: ids still retained, and what a cursor gets.
+    // The model: ids still retained, and what a cursor gets. A stream (SSE,
+    // WebSocket) resuming after an id the topic never gave out comes from an
+    // earlier life of the topic (evicted, or a restarted server): it gets the
+    // topic from its beginning. A poll just gets nothing newer.
+    let stream = !matches!(input.route, RouteKind::Poll);
+    let after = if stream && after > published { 0 } else { after };
     let first = published.saturating_sub(retention as u64) + 1; // Oldest retained (or published + 1).
     let replay: Vec<u64> = (first..=published).filter(|&id| id > after).collect();
     let missed = (u128::from(after) + 1 < u128::from(first) && after < published).then(|| (after + 1, first - 1));

@@ -11,7 +11,11 @@
 //!   text frame for a command that is not a valid publish (the connection
 //!   stays open), or a close frame with 1007 (invalid UTF-8) or 1009 (too
 //!   big) after which nothing more is written and the input is ignored;
-//! * the topic's last id moves by one for a valid publish, by none otherwise.
+//! * the topic's last id moves by one for a valid publish, by none otherwise;
+//! * a message larger than the outbox budget once encoded (64 KiB of control
+//!   characters) still comes back — it fits an empty outbox — unless the
+//!   pong of a ping between its fragments is queued before it: then the
+//!   connection is cut off with 1008.
 //!
 //! An input starting with `P` is plain (the seeds are): one byte of message
 //! limit (0: the default), then commands separated by `0xFF` bytes (never
@@ -198,9 +202,13 @@ fn run(input: &Input) {
             let value: Option<Value> = serde_json::from_str(text).ok();
             match value.as_ref().map(|v| (v.get("op"), v.get("data"))) {
                 Some((Some(Value::String(op)), Some(Value::String(data)))) if op == "publish" && data.len() <= max => {
-                    // A message whose frame alone exceeds the outbox budget cuts
-                    // its own publisher off (README.md, "Findings").
-                    if Message::encode(last_id + 1, data).ws.len() > budget {
+                    // The outbox budget bounds the backlog: a message whose
+                    // frame alone exceeds it still fits an empty outbox, but
+                    // not one that holds the pong of a ping sent between its
+                    // fragments — then it cuts its own publisher off
+                    // (README.md, "Findings").
+                    let pong_first = ping.is_some() && fragments.len() > 1;
+                    if Message::encode(last_id + 1, data).ws.len() > budget && pong_first {
                         Answer::CutOff
                     } else {
                         Answer::Published(data.clone())

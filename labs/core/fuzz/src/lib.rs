@@ -215,8 +215,9 @@ impl Sim {
 
     /// A fresh connection on `server`.
     pub fn on(server: Arc<Server>) -> Sim {
-        let conn = Connection::new(server.clone(), Arc::new(NoWake), 1);
-        Sim { server, conn, now: Instant::now() }
+        let now = Instant::now();
+        let conn = Connection::new(server.clone(), Arc::new(NoWake), 1, now);
+        Sim { server, conn, now }
     }
 
     /// Bytes from the client.

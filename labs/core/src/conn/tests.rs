@@ -550,9 +550,15 @@ fn input_behind_a_held_long_poll_is_bounded() {
     }
     assert!(pipelined * request.len() >= 4096);
     assert!(lp.output().is_empty());
-    // At the deadline the poll is answered, then everything pipelined.
+    // At the deadline the poll is answered, then everything pipelined: up
+    // to `read_pause` bytes of answers at a time, the next ones once the
+    // client has read those (`written` wakes the connection).
     lp.conn.on_tick(t0 + 5 * SEC);
-    let rs = responses(&lp.output());
+    let mut rs = responses(&lp.output());
+    while lp.wakes.take() == [1] {
+        lp.conn.on_tick(t0 + 5 * SEC);
+        rs.extend(responses(&lp.output()));
+    }
     assert_eq!(rs.len(), 1 + pipelined);
     assert!(rs.iter().all(|r| r.status == 200));
     assert!(lp.conn.wants_read());
@@ -972,6 +978,60 @@ fn reading_pauses_while_output_waits() {
     assert!(echo.conn.wants_read());
     echo.conn.on_eof(t0);
     assert!(!echo.conn.wants_read(), "nothing to read after end of file");
+}
+
+/// Found by fuzzing (`labs/core/fuzz`, target `connection`, seed
+/// `small-pipelined-index`): `read_pause` was checked per *read*, and every
+/// request in one read was answered — a read of tiny pipelined requests
+/// left megabytes of responses pending. Now serving stops once `read_pause`
+/// bytes are pending, and resumes, woken by `written`, when the client has
+/// read them; meanwhile nothing is read (an end of file would drop them).
+#[test]
+fn pipelined_requests_wait_while_output_is_pending() {
+    let server = server_with(|c| c.read_pause = 4096);
+    let page = crate::page::DEMO_PAGE.len();
+    let t0 = Instant::now();
+    let mut c = Client::new(&server, 3, t0);
+    let count = 200;
+    c.send(b"GET / HTTP/1.1\n\n".repeat(count), t0);
+    let mut out = Vec::new();
+    let n = c.conn.take_output(&mut out, usize::MAX);
+    assert!(n < 4096 + page + 512, "one read left {n} bytes pending (read_pause 4096)");
+    assert!(!c.conn.wants_read(), "requests wait: nothing more is read");
+    assert!(c.wakes.take().is_empty());
+    // Ten seconds without reading: the waiting requests are not the
+    // client's to finish, no 408.
+    c.conn.on_tick(t0 + 10 * SEC);
+    assert_eq!(c.conn.status(), Status::Open);
+    c.conn.written(n);
+    assert_eq!(c.wakes.take(), vec![3], "drained: the connection wakes itself");
+    assert!(!c.conn.wants_read(), "still not reading until they are served");
+    let mut answered = responses(&out.concat()).len();
+    let mut now = t0 + 10 * SEC;
+    while answered < count {
+        now += MS;
+        c.conn.on_tick(now);
+        let mut out = Vec::new();
+        let n = c.conn.take_output(&mut out, usize::MAX);
+        assert!(n > 0 && n < 4096 + page + 512, "{n} bytes after {answered} responses");
+        answered += responses(&out.concat()).iter().inspect(|r| assert_eq!(r.status, 200)).count();
+        c.conn.written(n);
+    }
+    assert_eq!(answered, count);
+    assert!(c.conn.wants_read(), "everything answered: reading again");
+    assert_eq!(c.conn.status(), Status::Open);
+
+    // A client that pipelines and never reads is closed, silently, once
+    // idle for `idle_timeout` since the last request served.
+    let mut stalled = Client::new(&server, 4, t0);
+    stalled.send(b"GET / HTTP/1.1\n\n".repeat(count), t0);
+    let mut out = Vec::new();
+    stalled.conn.take_output(&mut out, usize::MAX);
+    assert_eq!(stalled.conn.next_deadline(), Some(t0 + server.config.idle_timeout));
+    stalled.conn.on_tick(t0 + server.config.idle_timeout);
+    assert_eq!(stalled.conn.status(), Status::Closing);
+    let mut more = Vec::new();
+    assert_eq!(stalled.conn.take_output(&mut more, usize::MAX), 0, "no answer to the rest");
 }
 
 // ---------------------------------------------------------------------------
