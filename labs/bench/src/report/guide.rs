@@ -76,14 +76,7 @@ fn delivery(doc: &Document, scenario: ScenarioKind, metric: &str, descending: bo
     let mut at: Option<u64> = None;
     for &t in scenario.transports() {
         let Some(n) = largest_compared(doc, scenario, t, metric) else { continue };
-        let items: Vec<(String, &Stat)> = doc
-            .runtimes()
-            .into_iter()
-            .filter_map(|r| {
-                let s = cell(doc, scenario, &r, t, Label::Size(n))?.metrics.get(metric)?;
-                Some((r, s))
-            })
-            .collect();
+        let items = per_lab(doc, scenario, t, n, metric);
         if items.len() < 2 {
             continue;
         }
@@ -219,14 +212,7 @@ pub(super) fn scorecard(doc: &Document) -> String {
     let mut columns: Vec<Vec<(String, String)>> = Vec::new();
     for (what, scenario, metric, higher_is_better, fmt) in measures {
         let Some(&n) = sizes(doc, scenario, t).last() else { continue };
-        let items: Vec<(String, &Stat)> = doc
-            .runtimes()
-            .into_iter()
-            .filter_map(|r| {
-                let s = cell(doc, scenario, &r, t, Label::Size(n))?.metrics.get(metric)?;
-                Some((r, s))
-            })
-            .collect();
+        let items = per_lab(doc, scenario, t, n, metric);
         if items.len() < 2 {
             continue;
         }
@@ -256,6 +242,18 @@ pub(super) fn scorecard(doc: &Document) -> String {
     "Each lab's place among the labs measured (1 is best), counting only the labs better beyond the ranges of their runs, so that labs whose runs overlap share a place; the mean in brackets.\n\n"
         .to_owned()
         + &table_text(&head, &rows)
+}
+
+/// Each lab's runs of `metric` in the cell (`scenario`, `t`, size `n`), for
+/// the labs that have the cell.
+fn per_lab<'a>(doc: &'a Document, scenario: ScenarioKind, t: Transport, n: u64, metric: &str) -> Vec<(String, &'a Stat)> {
+    doc.runtimes()
+        .into_iter()
+        .filter_map(|r| {
+            let s = cell(doc, scenario, &r, t, Label::Size(n))?.metrics.get(metric)?;
+            Some((r, s))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -295,3 +293,4 @@ mod tests {
         assert!(g.contains("| Delivery to many subscribers at a steady pace | At 100 subscribers, the lowest last-subscriber p99: ws: axum (1.50 ms) first, no difference measured from tokio (1.71 ms). | Fan-out latency |"), "{g}");
     }
 }
+
