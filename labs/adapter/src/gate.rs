@@ -17,7 +17,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtlab_core::{Refusal, Server};
@@ -64,7 +64,8 @@ pub struct Gate {
     server: Arc<Server>,
     max: usize,
     open: AtomicUsize,
-    refused: Mutex<Sender<(TcpStream, Instant)>>,
+    /// To the gate's thread (a `Sender` is shared between threads as it is).
+    refused: Sender<(TcpStream, Instant)>,
 }
 // ANCHOR_END: gate
 
@@ -95,7 +96,7 @@ impl Gate {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("refused".into()).stack_size(64 * 1024).spawn(move || tend(&rx))?;
         tracing::info!(max_connections = max, "connection limit");
-        Ok(Arc::new(Gate { server: server.clone(), max, open: AtomicUsize::new(0), refused: Mutex::new(tx) }))
+        Ok(Arc::new(Gate { server: server.clone(), max, open: AtomicUsize::new(0), refused: tx }))
     }
 
     /// The connection limit in force.
@@ -148,8 +149,7 @@ impl Gate {
         if (&stream).write_all(&answer).is_err() || stream.shutdown(Shutdown::Write).is_err() {
             return; // The client is gone already.
         }
-        let refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = refused.send((stream, Instant::now() + REFUSED_LINGER));
+        let _ = self.refused.send((stream, Instant::now() + REFUSED_LINGER));
     }
     // ANCHOR_END: refuse
 }
