@@ -42,6 +42,8 @@ pub mod axes;
 pub mod backpressure;
 pub mod client;
 pub mod compare;
+pub mod criterion_doc;
+pub mod deltas;
 pub mod fanout;
 pub mod idle;
 pub mod matrix;

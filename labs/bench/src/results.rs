@@ -267,6 +267,32 @@ pub fn crate_versions() -> BTreeMap<String, String> {
     versions
 }
 
+/// Where a results document's numbers come from, for the experiments that
+/// write their own documents (`rtlab criterion`, `rtlab deltas`): the command,
+/// the machine, the toolchain, every crate's version and the commit.
+/// Flattened into each document, so its JSON reads like [`Document`]'s.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Provenance {
+    pub command: Vec<String>,
+    pub machine: Machine,
+    pub toolchain: Toolchain,
+    pub crates: BTreeMap<String, String>,
+    pub git: Git,
+}
+
+impl Provenance {
+    /// This process's command line, machine, toolchain, crates and commit.
+    pub fn detect() -> Provenance {
+        Provenance {
+            command: std::env::args().collect(),
+            machine: Machine::detect(),
+            toolchain: Toolchain::detect(),
+            crates: crate_versions(),
+            git: Git::detect(),
+        }
+    }
+}
+
 /// Now, UTC: (`YYYY-MM-DD`, RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`).
 pub fn utc_now() -> (String, String) {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());

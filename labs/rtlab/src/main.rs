@@ -40,6 +40,13 @@ enum Command {
     Report(rtlab_bench::report::ReportArgs),
     /// Print the differences between two results directories.
     Compare(rtlab_bench::compare::CompareArgs),
+    /// Collect criterion's results (target/criterion, after `cargo bench`)
+    /// into a results document with the run's provenance, and render its
+    /// tables, findings and claim verdict (--harness: compare with a run).
+    Criterion(rtlab_bench::criterion_doc::CriterionArgs),
+    /// The deltas experiment: a dashboard pushed to SSE viewers as its full
+    /// state or as JSON Patch deltas, swept over how much changes per tick.
+    Deltas(rtlab_bench::deltas::DeltasArgs),
     /// A load-generator worker process (started by `rtlab bench`).
     #[command(hide = true)]
     BenchWorker(rtlab_bench::worker::WorkerArgs),
@@ -244,6 +251,20 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rtlab compare: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Deltas(args) => match rtlab_bench::deltas::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab deltas: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Criterion(args) => match rtlab_bench::criterion_doc::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab criterion: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -70,8 +70,8 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "encode-once",
         claim: "\"The event loop blocks because you're serializing JSON for 50,000 clients\": encode once, not per subscriber.",
-        tested_by: "the core's criterion bench (`fanout/encode_once_shared` against `fanout/encode_per_subscriber`, `labs/core/benches/core.rs`)",
-        verdict: not_in_the_run,
+        tested_by: "the core's criterion bench (`fanout/encode_once_shared` against `fanout/encode_per_subscriber`, `labs/core/benches/core.rs`), collected by `rtlab criterion`",
+        verdict: not_measured,
     },
     Claim {
         slug: "redis",
@@ -106,7 +106,7 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "deltas",
         claim: "Sending JSON-patch deltas instead of whole documents saves ~98% of the bytes.",
-        tested_by: "none: the harness publishes fixed-size messages",
+        tested_by: "`rtlab deltas`: a 200-metric dashboard to SSE viewers, full state against JSON Patch, swept over the fraction changing per tick ([Sending what changed](deltas.md))",
         verdict: not_measured,
     },
     Claim {
@@ -117,8 +117,18 @@ const CLAIMS: &[Claim] = &[
     },
 ];
 
-/// A claim's verdict in this run.
+/// Claims measured by another experiment with its own results document:
+/// (slug, the verdict file that experiment's generator writes, relative to
+/// the book's `generated/`). The table's cell includes that file (mdbook
+/// resolves an include inside an included file), so the verdict comes from
+/// the experiment's own results, and this run's report does not restate it.
+const ELSEWHERE: &[(&str, &str)] = &[("encode-once", "criterion/claims/encode-once.md"), ("deltas", "deltas/claims/deltas.md")];
+
+/// A claim's verdict in this run (or the include of its experiment's).
 fn verdict(doc: &Document, c: &Claim) -> String {
+    if let Some((_, file)) = ELSEWHERE.iter().find(|(slug, _)| *slug == c.slug) {
+        return format!("{{{{#include ../{file}}}}}");
+    }
     (c.verdict)(doc).unwrap_or_else(|| "**not yet measured**".to_owned())
 }
 
@@ -129,19 +139,14 @@ pub(super) fn claims_table(doc: &Document) -> String {
     table_text(&["claim", "tested by", "verdict (this run)"], &rows)
 }
 
-/// Every claim's verdict alone, as `claims/<slug>.md`.
+/// Every claim's verdict alone, as `claims/<slug>.md` (not those measured
+/// elsewhere: their experiments write their own).
 pub(super) fn verdicts(doc: &Document) -> Vec<(String, String)> {
-    CLAIMS.iter().map(|c| (c.slug.to_owned(), format!("{}\n", verdict(doc, c)))).collect()
-}
-
-/// The criterion bench measures it; the committed run's document does not
-/// hold criterion's results.
-fn not_in_the_run(_: &Document) -> Option<String> {
-    Some(
-        "**not yet measured in this run**: the core's criterion bench compares the two, but criterion's results are not part of `bench-results/`. \
-         (The axum baseline formats each message per subscriber, but it differs from the labs in more than that, so its fan-out figures do not test this claim.)"
-            .to_owned(),
-    )
+    CLAIMS
+        .iter()
+        .filter(|c| !ELSEWHERE.iter().any(|(slug, _)| *slug == c.slug))
+        .map(|c| (c.slug.to_owned(), format!("{}\n", verdict(doc, c))))
+        .collect()
 }
 
 /// The largest idle and fan-out sizes both transports ran at.
@@ -517,11 +522,11 @@ mod tests {
         doc.cells.clear();
         let v = verdict_column(&doc);
         assert_eq!(v.len(), CLAIMS.len());
-        assert!(v.iter().filter(|v| v.starts_with("**not yet measured**")).count() == CLAIMS.len() - 1, "{v:?}");
-        assert!(v[6].starts_with("**not yet measured in this run**"));
+        assert!(v.iter().filter(|v| v.starts_with("**not yet measured**")).count() == CLAIMS.len() - ELSEWHERE.len(), "{v:?}");
+        assert_eq!(v[6], "{{#include ../criterion/claims/encode-once.md}}");
         let files = super::verdicts(&doc);
-        assert_eq!(files.len(), CLAIMS.len());
-        assert_eq!(files[7], ("redis".to_owned(), "**not yet measured**\n".to_owned()));
+        assert_eq!(files.len(), CLAIMS.len() - ELSEWHERE.len());
+        assert_eq!(files[6], ("redis".to_owned(), "**not yet measured**\n".to_owned()));
     }
 
     #[test]
