@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::broker::{Applied, Broker, Loaded};
 use crate::encode::{Message, Transport};
 use crate::outbox::Outbox;
 use crate::stats::{Refusal, Stats};
@@ -63,6 +64,16 @@ impl Peer {
     /// Wakes the connection's runtime.
     pub fn wake(&self) {
         self.waker.wake(self.token);
+    }
+
+    /// How to wake the connection (for a [`Ticket`](crate::broker::Ticket)).
+    pub fn waker(&self) -> Arc<dyn Wake> {
+        self.waker.clone()
+    }
+
+    /// The connection's number, for its waker.
+    pub fn token(&self) -> usize {
+        self.token
     }
 }
 
@@ -147,6 +158,8 @@ fn base62(mut n: u64) -> String {
 /// subscribers.
 #[derive(Debug)]
 pub struct Topic {
+    /// Its name (what a broker knows it by).
+    name: Arc<str>,
     /// The epoch its ids belong to (see [`Hub::epoch_for_new_topics`]).
     epoch: Arc<str>,
     last_id: u64,
@@ -157,10 +170,18 @@ pub struct Topic {
     /// When its newest message was published (its creation, before any):
     /// the topic may be evicted `topic_ttl` after this, once nobody holds it.
     touched: Instant,
+    /// With a broker: filled from it ([`Broker::load`]). Until then it may
+    /// not be read, nor take messages from the broker.
+    loaded: bool,
 }
 
 /// A topic and its lock. Connections hold one to unsubscribe without a lookup.
 pub type TopicRef = Arc<Mutex<Topic>>;
+
+/// The name of a topic.
+pub fn name_of(topic: &TopicRef) -> Arc<str> {
+    lock(topic).name.clone()
+}
 
 /// What a subscriber or poller gets back from the retained history.
 #[derive(Debug, Default)]
@@ -179,8 +200,8 @@ pub struct Replay {
 }
 
 impl Topic {
-    fn new(epoch: Arc<str>, now: Instant) -> Topic {
-        Topic { epoch, last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), touched: now }
+    fn new(name: &str, epoch: Arc<str>, now: Instant) -> Topic {
+        Topic { name: name.into(), epoch, last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), touched: now, loaded: false }
     }
 
     /// What a client resuming at `cursor` gets: from another epoch, a reset
@@ -231,6 +252,8 @@ pub struct Hub {
     stopping: AtomicBool,
     /// This hub's random epoch, drawn when it was made ([`new_epoch`]).
     epoch: String,
+    /// The broker that numbers messages, if the server has one.
+    broker: Option<Arc<dyn Broker>>,
 }
 
 /// The map of topics by name, and when the next sweep for evictable topics
@@ -276,7 +299,19 @@ impl Hub {
             next_subscriber: 1.into(),
             stopping: AtomicBool::new(false),
             epoch: new_epoch(),
+            broker: None,
         }
+    }
+
+    /// The same hub, numbering through `broker` ([`crate::broker`]).
+    pub fn with_broker(mut self, broker: Arc<dyn Broker>) -> Hub {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The broker, if the hub has one.
+    pub fn broker(&self) -> Option<&Arc<dyn Broker>> {
+        self.broker.as_ref()
     }
 
     /// The same hub with a chosen epoch instead of a random one (tests).
@@ -317,6 +352,40 @@ impl Hub {
     /// it lives: that is what makes it safe to use after the map's lock is
     /// released.
     pub fn topic(&self, name: &str, now: Instant, stats: &Stats) -> Result<TopicRef, Refusal> {
+        let topic = self.topic_unloaded(name, now, stats)?;
+        self.load(name, &topic, stats)?;
+        Ok(topic)
+    }
+    // ANCHOR_END: topic
+
+    // ANCHOR: load
+    /// With a broker, fills a topic this process has just created from what
+    /// the broker holds, once: its epoch, newest id and retained messages.
+    /// Under the topic's lock (not the map's): messages the broker delivers
+    /// meanwhile wait for it, and then find it loaded — any the load already
+    /// read are duplicates, and dropped.
+    fn load(&self, name: &str, topic: &TopicRef, stats: &Stats) -> Result<(), Refusal> {
+        let Some(broker) = &self.broker else { return Ok(()) };
+        let mut t = lock(topic);
+        if t.loaded {
+            return Ok(());
+        }
+        let Loaded { epoch, last_id, messages } = broker.load(name).inspect_err(|&why| stats.refused(why))?;
+        if let Some(epoch) = epoch {
+            t.epoch = epoch.into();
+        }
+        t.last_id = last_id;
+        let skip = messages.len().saturating_sub(self.retention);
+        for (id, data) in messages.into_iter().skip(skip) {
+            let message = Arc::new(Message::encode(&t.epoch, id, &data));
+            t.retained.push_back(message);
+        }
+        t.loaded = true;
+        Ok(())
+    }
+    // ANCHOR_END: load
+
+    fn topic_unloaded(&self, name: &str, now: Instant, stats: &Stats) -> Result<TopicRef, Refusal> {
         let mut topics = lock(&self.topics);
         if let Some(t) = topics.by_name.get(name) {
             return Ok(t.clone());
@@ -325,12 +394,13 @@ impl Hub {
             stats.refused(Refusal::Topics);
             return Err(Refusal::Topics);
         }
-        let t = Arc::new(Mutex::new(Topic::new(self.epoch_for_new_topics(&topics), now)));
+        let mut topic = Topic::new(name, self.epoch_for_new_topics(&topics), now);
+        topic.loaded = self.broker.is_none();
+        let t = Arc::new(Mutex::new(topic));
         topics.by_name.insert(name.to_owned(), t.clone());
         stats.topics.fetch_add(1, Relaxed);
         Ok(t)
     }
-    // ANCHOR_END: topic
 
     // ANCHOR: evict
     /// Forgets every idle topic and returns how many: a topic is idle when
@@ -442,9 +512,30 @@ impl Hub {
                 stats.refused(Refusal::Stopping);
                 return Err(Refusal::Stopping);
             }
-            t.touched = now;
             t.last_id += 1;
             let message = Arc::new(Message::encode(&t.epoch, t.last_id, data));
+            self.fan_out(&mut t, message, now, stats, &mut to_wake)
+        };
+        // The topic is unlocked: other publishers proceed while we wake.
+        for peer in &to_wake {
+            peer.wake();
+        }
+        Ok(id)
+    }
+    // ANCHOR_END: publish
+
+    /// Retains `message` (the topic's newest) and pushes it to every
+    /// subscriber; collects the peers to wake once the topic is unlocked.
+    fn fan_out(
+        &self,
+        t: &mut Topic,
+        message: Arc<Message>,
+        now: Instant,
+        stats: &Stats,
+        to_wake: &mut Vec<Arc<Peer>>,
+    ) -> u64 {
+        {
+            t.touched = now;
             if t.retained.len() == self.retention {
                 t.retained.pop_front();
             }
@@ -481,14 +572,104 @@ impl Hub {
             stats.dropped.fetch_add(dropped as u64, Relaxed);
             stats.slow_disconnects.fetch_add(cut_off.len() as u64, Relaxed);
             message.id
+        }
+    }
+
+    // ANCHOR: apply
+    /// A message the broker numbered — published on this process or another
+    /// — for the subscribers of this one. Delivered only in id order: the
+    /// next id is retained and fanned out; an older one is a duplicate; a
+    /// newer one means some are missing, and the broker is told which
+    /// ([`Applied::Gap`]) to fetch them first. A message of another epoch
+    /// means the broker lost the topic and started it again: every
+    /// subscriber gets the reset signal, and the retained history of the old
+    /// epoch is dropped — unless the topic has had no message here yet (the
+    /// broker had none of it when it was loaded): then the broker's epoch is
+    /// simply its first.
+    pub fn apply(&self, topic: &str, epoch: &str, id: u64, data: &str, now: Instant, stats: &Stats) -> Applied {
+        let Some(topic) = self.existing(topic) else { return Applied::NotHeld };
+        let mut to_wake = Vec::new();
+        let applied = {
+            let mut t = lock(&topic);
+            if !t.loaded {
+                return Applied::NotHeld; // Its loader reads it from the broker.
+            }
+            if *t.epoch != *epoch && t.last_id == 0 {
+                // Nothing numbered here yet (the broker had no data when the
+                // topic was loaded): its first epoch, nothing to reset.
+                t.epoch = epoch.into();
+            } else if *t.epoch != *epoch {
+                t.epoch = epoch.into();
+                t.last_id = 0;
+                t.retained.clear();
+                for peer in t.subscribers.values() {
+                    let mut outbox = peer.outbox();
+                    let transport = outbox.transport();
+                    if transport != Transport::LongPoll {
+                        outbox.push_control(crate::encode::reset(transport, epoch));
+                    }
+                    drop(outbox);
+                    to_wake.push(peer.clone());
+                }
+            }
+            if id <= t.last_id {
+                Applied::Duplicate
+            } else if id > t.last_id + 1 {
+                Applied::Gap { from: t.last_id + 1, to: id - 1 }
+            } else {
+                t.last_id = id;
+                let message = Arc::new(Message::encode(&t.epoch, id, data));
+                self.fan_out(&mut t, message, now, stats, &mut to_wake);
+                Applied::Delivered
+            }
         };
-        // The topic is unlocked: other publishers proceed while we wake.
         for peer in &to_wake {
             peer.wake();
         }
-        Ok(id)
+        applied
     }
-    // ANCHOR_END: publish
+
+    /// Ids up to `to` of `topic` are gone from the broker too: its
+    /// subscribers get the missed signal for them, and the topic continues
+    /// after `to`.
+    pub fn skip(&self, topic: &str, to: u64) {
+        let Some(topic) = self.existing(topic) else { return };
+        let mut to_wake = Vec::new();
+        {
+            let mut t = lock(&topic);
+            if to <= t.last_id {
+                return;
+            }
+            let from = t.last_id + 1;
+            t.last_id = to;
+            for peer in t.subscribers.values() {
+                let mut outbox = peer.outbox();
+                let transport = outbox.transport();
+                if transport != Transport::LongPoll {
+                    outbox.push_control(crate::encode::missed(transport, from, to));
+                }
+                drop(outbox);
+                to_wake.push(peer.clone());
+            }
+        }
+        for peer in &to_wake {
+            peer.wake();
+        }
+    }
+    // ANCHOR_END: apply
+
+    /// Every topic held, with its epoch and newest id (for a broker that
+    /// lost touch and must catch up on each).
+    pub fn held(&self) -> Vec<(String, Arc<str>, u64)> {
+        let topics: Vec<_> = lock(&self.topics).by_name.iter().map(|(n, t)| (n.clone(), t.clone())).collect();
+        topics
+            .into_iter()
+            .filter_map(|(name, t)| {
+                let t = lock(&t);
+                t.loaded.then(|| (name, t.epoch.clone(), t.last_id))
+            })
+            .collect()
+    }
 
     // ANCHOR: subscribe
     /// Subscribes `peer` to `topic` (a handle from [`topic`](Hub::topic))
@@ -913,6 +1094,44 @@ mod tests {
         assert_eq!(&*hub.epoch("a"), "E2");
         let r = hub.poll("a", &Cursor { epoch: Some("E".into()), id: 1 });
         assert!(r.reset && r.messages.len() == 1 && r.messages[0].id == 1);
+    }
+
+    // ---------------------------------------------------------------------
+    // Messages numbered by a broker (`apply`, `skip`).
+
+    /// Delivered in id order only: the next id goes out, an old one is a
+    /// duplicate, a newer one reports the gap before it; a skipped range is
+    /// the missed signal; another epoch (the broker lost the topic) is the
+    /// reset signal — but not for a topic that had no message yet.
+    #[test]
+    fn broker_messages_are_applied_in_id_order() {
+        let hub = Hub::new(8).with_epoch("local");
+        let s = Stats::default();
+        assert_eq!(hub.apply("t", "R1", 1, "x", now(), &s), Applied::NotHeld, "not held: nothing to do");
+        let (p, _) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, None, &s);
+        assert_eq!(hub.apply("t", "R1", 1, "a", now(), &s), Applied::Delivered);
+        assert_eq!(&*hub.epoch("t"), "R1", "the broker's first epoch, silently");
+        assert_eq!(hub.apply("t", "R1", 1, "a", now(), &s), Applied::Duplicate);
+        assert_eq!(hub.apply("t", "R1", 4, "d", now(), &s), Applied::Gap { from: 2, to: 3 });
+        assert_eq!(hub.apply("t", "R1", 2, "b", now(), &s), Applied::Delivered);
+        hub.skip("t", 3);
+        assert_eq!(hub.apply("t", "R1", 4, "d", now(), &s), Applied::Delivered);
+        assert_eq!(hub.apply("t", "R2", 1, "new", now(), &s), Applied::Delivered);
+        let got = ids(&p);
+        assert_eq!(
+            got,
+            [
+                "id: R1-1\ndata: a\n\n",
+                "id: R1-2\ndata: b\n\n",
+                "event: missed\ndata: {\"from\":3,\"to\":3}\n\n",
+                "id: R1-4\ndata: d\n\n",
+                "event: reset\nid: R2-0\ndata: {\"epoch\":\"R2\"}\n\n",
+                "id: R2-1\ndata: new\n\n",
+            ]
+        );
+        let r = hub.poll("t", &Cursor::at(0));
+        assert_eq!((r.messages.len(), r.last_id, &*r.epoch), (1, 1, "R2"), "the old epoch's history is gone");
     }
 
     // ---------------------------------------------------------------------
