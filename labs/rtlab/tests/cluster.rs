@@ -144,7 +144,8 @@ pub fn concurrent_publishers_on_three_instances_get_unique_gap_free_ids(rt: &str
     }
 }
 
-/// Redis is killed under live subscribers on every transport: the instances
+// ANCHOR: killed
+/// Redis is killed under live subscribers: the instances
 /// stay up and keep their connections, publishing answers 503; Redis comes
 /// back empty (no persistence): the next publish starts a new epoch, and
 /// every subscriber gets the reset signal and then the new messages — no
@@ -189,6 +190,7 @@ pub fn redis_killed_and_restarted(rt: &str) {
     assert_eq!(ws_message(&mut ws), (1, "after".into()));
     eprintln!("{rt}: Redis back to the first message delivered after it: {recovery:?}");
 }
+// ANCHOR_END: killed
 
 /// `POST /publish`: status, content type and body, whatever the status.
 fn post(server: &TestServer, topic: &str, body: &str) -> (u16, Option<String>, String) {
