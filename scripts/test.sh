@@ -4,8 +4,9 @@
 # testsuite, and the book. Linux only.
 # Needs a Rust toolchain with clippy, curl, Python 3 with pip, CPython 2.7
 # with pip (python2.7 on PATH or pyenv's), Node.js with npm, and root with
-# apt-get unless chromium is already installed. Installs what is missing:
-# mdbook 0.5.4 (cargo install), chromium (apt-get), websockets (pip),
+# apt-get unless chromium and redis-server are already installed. Installs
+# what is missing: mdbook 0.5.4 (cargo install), chromium and redis-server
+# (apt-get), websockets (pip),
 # playwright-core (npm ci), autobahntestsuite and its pinned dependencies (pip,
 # into the Python 2.7 virtualenv target/autobahn-venv). Run from anywhere:
 # scripts/test.sh
@@ -29,6 +30,19 @@ fi
 # 2. Lints on every target (libs, bins, tests, benches); warnings are errors.
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# 2b. A real Redis server for the shared-broker tests (labs/rtlab/tests/
+#     cluster.rs): Debian's redis-server, installed when missing. Each test
+#     starts its own on a free port without persistence and stops it
+#     (rtlab_testkit::RedisServer); nothing is left running.
+step "redis-server (for the shared-broker tests)"
+if ! command -v redis-server >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    # The package may start a system-wide server; the tests do not use it.
+    service redis-server stop >/dev/null 2>&1 || true
+fi
+redis-server --version
 
 # 3. Unit tests, doc tests, the conformance suite (labs/rtlab/tests) and the
 #    benchmark harness at a tiny scale against the tokio lab

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
+use crate::broker::{Broker, Ticket};
 use crate::config::Config;
 use crate::encode::{self, Transport};
 use crate::heartbeat::{Beat, KeepAlive, Pinger};
 use crate::http::{self, HttpError, Request, Route};
-use crate::hub::{Hub, Peer, Subscription, TopicRef, Wake};
+use crate::hub::{Cursor, Hub, Peer, Subscription, TopicRef, Wake};
 use crate::outbox::Outbox;
 use crate::stats::{Kind, Refusal, Stats};
 use crate::ws::{WsDecoder, WsError, WsEvent};
@@ -33,6 +34,24 @@ impl Server {
     /// A server with no topics yet.
     pub fn new(config: Config) -> Arc<Server> {
         let hub = Hub::with_limits(config.retention, config.max_topics, config.topic_ttl);
+        Server::with_hub(config, hub)
+    }
+
+    /// A server whose epoch is `epoch` rather than a random one: tests that
+    /// compare bytes need to know it.
+    pub fn with_epoch(config: Config, epoch: &str) -> Arc<Server> {
+        let hub = Hub::with_limits(config.retention, config.max_topics, config.topic_ttl).with_epoch(epoch);
+        Server::with_hub(config, hub)
+    }
+
+    /// A server whose topics are numbered and shared through `broker`
+    /// ([`crate::broker`]): one of several processes serving one topic space.
+    pub fn with_broker(config: Config, broker: Arc<dyn Broker>) -> Arc<Server> {
+        let hub = Hub::with_limits(config.retention, config.max_topics, config.topic_ttl).with_broker(broker);
+        Server::with_hub(config, hub)
+    }
+
+    fn with_hub(config: Config, hub: Hub) -> Arc<Server> {
         let stats = Stats::default();
         stats.max_topics.store(config.max_topics as u64, std::sync::atomic::Ordering::Relaxed);
         Arc::new(Server { hub, config, stats })
@@ -61,6 +80,7 @@ impl Server {
                 self.config.topic_ttl.as_secs_f64()
             ),
             Refusal::Stopping => "the server is shutting down".into(),
+            Refusal::Broker => "the broker is unreachable: nothing was published".into(),
             Refusal::Connections | Refusal::Capacity => "server at capacity".into(),
         })
     }
@@ -98,6 +118,8 @@ enum State {
     Http { buf: Vec<u8>, continue_sent: bool, since: Instant, paused: bool },
     /// A long poll held until a message arrives or its deadline passes.
     LongPoll(Box<HeldPoll>),
+    /// A publish handed to the broker, waiting for its answer.
+    Publishing(Box<PendingPublish>),
     /// An event stream.
     Sse { sub: Subscription, keepalive: KeepAlive },
     /// A `/ws` WebSocket subscribed to a topic.
@@ -109,6 +131,17 @@ enum State {
     Done { linger: Instant },
 }
 
+/// A publish waiting for the broker ([`crate::broker::Ticket`]). Requests
+/// pipelined behind it wait, unparsed, in `buf`, as behind a long poll.
+#[derive(Debug)]
+struct PendingPublish {
+    ticket: Arc<Ticket>,
+    /// Past it without an answer: `503`.
+    deadline: Instant,
+    keep_alive: bool,
+    buf: Vec<u8>,
+}
+
 /// A held long poll. Boxed in [`State`]: it is the largest state, and an enum
 /// is as big as its largest variant — inline, it would make every connection,
 /// idle event streams and WebSockets included, pay for it.
@@ -116,7 +149,7 @@ enum State {
 struct HeldPoll {
     sub: Subscription,
     topic: String,
-    after: u64,
+    after: Cursor,
     deadline: Instant,
     keep_alive: bool,
     /// Requests pipelined behind the poll, unparsed until it is answered.
@@ -151,6 +184,9 @@ pub struct Connection {
     closed: bool,
     /// The runtime has been told to half-close ([`take_fin`](Self::take_fin)).
     fin: bool,
+    /// `/ws` publishes handed to the broker, oldest first: a refusal is
+    /// reported with an error frame when its answer comes.
+    ws_publishes: std::collections::VecDeque<Arc<Ticket>>,
 }
 // ANCHOR_END: connection
 
@@ -169,6 +205,7 @@ impl Connection {
             eof: false,
             closed: false,
             fin: false,
+            ws_publishes: std::collections::VecDeque::new(),
         }
     }
 
@@ -209,6 +246,7 @@ impl Connection {
         // Requests pipelined behind a held long poll wait unparsed: they count too.
         let held = match &self.state {
             State::LongPoll(poll) => poll.buf.len(),
+            State::Publishing(p) => p.buf.len(),
             State::Http { paused: true, .. } => return false,
             _ => 0,
         };
@@ -228,6 +266,7 @@ impl Connection {
         match &self.state {
             State::Done { linger } => Some(*linger),
             State::LongPoll(poll) => Some(poll.deadline),
+            State::Publishing(p) => Some(p.deadline),
             State::Sse { keepalive, .. } => Some(keepalive.deadline()),
             State::Ws { pinger, .. } => Some(pinger.deadline(self.server.config.ping_interval)),
             State::Http { buf, since, paused, .. } => Some(http_deadline(&self.server.config, buf, *since, *paused).0),
@@ -281,6 +320,7 @@ impl Connection {
             }
             // Pipelined behind a held long poll: parsed once it is answered.
             State::LongPoll(poll) => poll.buf.extend_from_slice(data),
+            State::Publishing(p) => p.buf.extend_from_slice(data),
             State::Ws { decoder, .. } | State::Echo { decoder } => {
                 let mut events = Vec::new();
                 let result = decoder.feed(data, &mut |e| events.push(e));
@@ -339,6 +379,9 @@ impl Connection {
             self.serve_requests(now);
             return;
         }
+        if matches!(self.state, State::Ws { .. }) && !self.ws_publishes.is_empty() {
+            self.ws_publish_refused();
+        }
         match &mut self.state {
             State::Http { buf, since, paused, .. } => {
                 let (deadline, wait) = http_deadline(&self.server.config, buf, *since, *paused);
@@ -356,10 +399,18 @@ impl Connection {
                 }
             }
             State::LongPoll(poll) => {
-                let replay = self.server.hub.poll(&poll.topic, poll.after);
-                if !replay.messages.is_empty() || now >= poll.deadline {
+                let replay = self.server.hub.poll(&poll.topic, &poll.after);
+                if !replay.messages.is_empty() || replay.reset || now >= poll.deadline {
                     self.answer_long_poll(replay, now);
                 }
+            }
+            State::Publishing(p) => {
+                let answer = match p.ticket.peek() {
+                    Some(answer) => answer,
+                    None if now >= p.deadline => Err(Refusal::Broker),
+                    None => return,
+                };
+                self.answer_publish(answer, now);
             }
             State::Sse { keepalive, .. } => {
                 if keepalive.due(now, self.server.config.keepalive) {
@@ -398,7 +449,7 @@ impl Connection {
                 self.close_with(Some(encode::ws_close(1001, "server shutting down")), now);
             }
             State::LongPoll(poll) => {
-                let replay = self.server.hub.poll(&poll.topic, poll.after);
+                let replay = self.server.hub.poll(&poll.topic, &poll.after);
                 self.answer_long_poll(replay, now);
                 self.close(now);
             }
@@ -439,7 +490,7 @@ impl Connection {
         let sub = match &self.state {
             State::LongPoll(poll) => &poll.sub,
             State::Sse { sub, .. } | State::Ws { sub, .. } => sub,
-            State::Http { .. } | State::Echo { .. } | State::Done { .. } => return,
+            State::Http { .. } | State::Publishing(_) | State::Echo { .. } | State::Done { .. } => return,
         };
         self.server.hub.unsubscribe(sub);
     }
@@ -532,6 +583,7 @@ impl Connection {
         let server = self.server.clone();
         match req.route {
             Route::Publish { topic } => match String::from_utf8(body) {
+                Ok(data) if server.hub.broker().is_some() => self.publish_via_broker(&topic, data, req.keep_alive, now),
                 Ok(data) => match server.hub.publish(&topic, &data, now, &server.stats) {
                     Ok(id) => {
                         self.respond(http::response(200, "application/json", format!("{{\"id\":{id}}}").as_bytes()))
@@ -541,9 +593,15 @@ impl Connection {
                 Err(_) => self.fail(HttpError::BadRequest("message is not valid UTF-8".into()), now),
             },
             Route::Poll { topic, after, wait } => {
-                let replay = server.hub.poll(&topic, after);
+                // With a broker another process may hold what this one does
+                // not: the topic is loaded from the broker first.
+                if server.hub.broker().is_some() && self.topic_or_refuse(&topic, now).is_none() {
+                    return;
+                }
+                let replay = server.hub.poll(&topic, &after);
                 match wait {
-                    Some(secs) if replay.messages.is_empty() => {
+                    // A reset is news: answered at once, like a message.
+                    Some(secs) if replay.messages.is_empty() && !replay.reset => {
                         let Some(handle) = self.topic_or_refuse(&topic, now) else { return };
                         let deadline = now + Duration::from_secs(secs.into());
                         self.hold_long_poll(handle, topic, after, deadline, req.keep_alive, now)
@@ -557,14 +615,14 @@ impl Connection {
                 let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(Bytes::from_static(http::SSE_HEAD));
                 self.set_kind(Kind::Sse);
-                let sub = self.subscribe(topic, Transport::Sse, resume);
+                let sub = self.subscribe(topic, Transport::Sse, resume.as_ref());
                 self.state = State::Sse { sub, keepalive: KeepAlive::new(server.config.keepalive, now) };
             }
             Route::Ws { topic, resume, accept } => {
                 let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(http::websocket_accept(&accept));
                 self.set_kind(Kind::Ws);
-                let sub = self.subscribe(topic, Transport::Ws, resume);
+                let sub = self.subscribe(topic, Transport::Ws, resume.as_ref());
                 // A /ws publish carries the message JSON-escaped: allow for that.
                 let decoder = WsDecoder::new(server.config.max_message.saturating_mul(6).saturating_add(1024));
                 self.upgrade(State::Ws { sub, decoder, pinger: Pinger::new(server.config.ping_interval, now) }, now);
@@ -589,7 +647,7 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, topic: TopicRef, transport: Transport, resume: Option<u64>) -> Subscription {
+    fn subscribe(&mut self, topic: TopicRef, transport: Transport, resume: Option<&Cursor>) -> Subscription {
         self.server.hub.subscribe(topic, &self.peer, transport, resume, &self.server.stats)
     }
 
@@ -599,16 +657,78 @@ impl Connection {
             .stats
             .delivered
             .fetch_add(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let body = encode::poll_body(&messages, replay.last_id, replay.missed);
+        let body = encode::poll_body(&replay.epoch, &messages, replay.last_id, replay.missed, replay.reset);
         self.respond(http::response(200, "application/json", &body));
     }
+
+    // ANCHOR: publish_via_broker
+    /// A `POST /publish` with a broker: the message goes to the broker with a
+    /// [`Ticket`], and the connection waits for the answer without blocking
+    /// anything — it is woken when the ticket is completed, like a
+    /// subscriber for a message ([`on_tick`](Self::on_tick)).
+    fn publish_via_broker(&mut self, topic: &str, data: String, keep_alive: bool, now: Instant) {
+        if self.server.is_stopping() {
+            self.server.stats.refused(Refusal::Stopping);
+            return self.refuse(Refusal::Stopping, now);
+        }
+        let State::Http { buf, .. } = &mut self.state else { return };
+        let buf = std::mem::take(buf);
+        let ticket = Ticket::new(self.peer.waker(), self.peer.token());
+        let deadline = now + self.server.config.request_timeout;
+        self.state = State::Publishing(Box::new(PendingPublish { ticket: ticket.clone(), deadline, keep_alive, buf }));
+        if let Some(broker) = self.server.hub.broker() {
+            broker.publish(topic, data, ticket);
+        }
+        self.on_tick(now); // Answered already (a broker that refused at once)?
+    }
+
+    fn answer_publish(&mut self, answer: Result<u64, Refusal>, now: Instant) {
+        let placeholder = State::Http { buf: Vec::new(), continue_sent: false, since: now, paused: false };
+        let State::Publishing(p) = std::mem::replace(&mut self.state, placeholder) else { return };
+        let PendingPublish { keep_alive, buf, .. } = *p;
+        match answer {
+            Ok(id) => {
+                self.server.stats.published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.respond(http::response(200, "application/json", format!("{{\"id\":{id}}}").as_bytes()));
+            }
+            Err(why) => {
+                self.server.stats.refused(why);
+                return self.refuse(why, now);
+            }
+        }
+        self.state = State::Http { buf, continue_sent: false, since: now, paused: false };
+        if keep_alive {
+            self.serve_requests(now); // Requests pipelined behind the publish.
+        } else {
+            self.close(now);
+        }
+    }
+
+    /// Reports the oldest answered `/ws` publish if the broker refused it;
+    /// `true` if a frame was queued.
+    fn ws_publish_refused(&mut self) -> bool {
+        let mut reported = false;
+        while let Some(answer) = self.ws_publishes.front().and_then(|t| t.peek()) {
+            self.ws_publishes.pop_front();
+            if let Err(why) = answer {
+                self.server.stats.refused(why);
+                let e = self.server.refusal(why);
+                self.respond(encode::ws_error(&e.to_string()));
+                reported = true;
+            } else {
+                self.server.stats.published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        reported
+    }
+    // ANCHOR_END: publish_via_broker
 
     // ANCHOR: long_poll
     fn hold_long_poll(
         &mut self,
         handle: TopicRef,
         topic: String,
-        after: u64,
+        after: Cursor,
         deadline: Instant,
         keep_alive: bool,
         now: Instant,
@@ -621,8 +741,8 @@ impl Connection {
         let sub = self.server.hub.subscribe(handle, &self.peer, Transport::LongPoll, None, &self.server.stats);
         self.state = State::LongPoll(Box::new(HeldPoll { sub, topic, after, deadline, keep_alive, buf }));
         if let State::LongPoll(poll) = &self.state {
-            let replay = self.server.hub.poll(&poll.topic, poll.after);
-            if !replay.messages.is_empty() {
+            let replay = self.server.hub.poll(&poll.topic, &poll.after);
+            if !replay.messages.is_empty() || replay.reset {
                 self.answer_long_poll(replay, now);
             }
         }
@@ -694,6 +814,12 @@ impl Connection {
             return self.respond(encode::ws_error(&format!("message larger than {max} bytes")));
         }
         let topic = sub.topic.clone();
+        if let Some(broker) = self.server.hub.broker() {
+            let ticket = Ticket::new(self.peer.waker(), self.peer.token());
+            self.ws_publishes.push_back(ticket.clone());
+            broker.publish(&crate::hub::name_of(&topic), data.to_owned(), ticket);
+            return;
+        }
         if let Err(why) = self.server.hub.publish_to(&topic, data, now, &self.server.stats) {
             let e = self.server.refusal(why);
             self.respond(encode::ws_error(&e.to_string()));

@@ -1,6 +1,6 @@
-//! The hub: topics, per-topic ids, retention, replay, and fan-out to
-//! subscribers' outboxes; the limit on topics and their eviction; and the
-//! stop that makes publishing refuse what it could no longer deliver.
+//! The hub: topics, per-topic ids and their epochs, retention, replay, and
+//! fan-out to subscribers' outboxes; the limit on topics and their eviction;
+//! and the stop that makes publishing refuse what it could no longer deliver.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::broker::{Applied, Broker, Loaded};
 use crate::encode::{Message, Transport};
 use crate::outbox::Outbox;
 use crate::stats::{Refusal, Stats};
@@ -64,11 +65,103 @@ impl Peer {
     pub fn wake(&self) {
         self.waker.wake(self.token);
     }
+
+    /// How to wake the connection (for a [`Ticket`](crate::broker::Ticket)).
+    pub fn waker(&self) -> Arc<dyn Wake> {
+        self.waker.clone()
+    }
+
+    /// The connection's number, for its waker.
+    pub fn token(&self) -> usize {
+        self.token
+    }
 }
 
-/// One topic: its last id, its retained messages and its live subscribers.
+// ANCHOR: epoch
+/// A resume position as a client sends it: `E-N` (id `N` of epoch `E`), or a
+/// bare `N`, which means "id `N` of the current epoch".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cursor {
+    /// The epoch the id belongs to; `None`: whatever the topic's is now.
+    pub epoch: Option<String>,
+    /// The last id the client has.
+    pub id: u64,
+}
+
+impl Cursor {
+    /// A bare id (no epoch).
+    pub fn at(id: u64) -> Cursor {
+        Cursor { epoch: None, id }
+    }
+
+    /// Parses `E-N` or `N`. An epoch is 1 to 16 characters of `0-9 A-Z a-z`,
+    /// an id a whole number; anything else is `None` (the caller's `400`).
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (epoch, id) = match text.split_once('-') {
+            Some((e, id)) if is_epoch(e) => (Some(e.to_owned()), id),
+            Some(_) => return None,
+            None => (None, text),
+        };
+        let id = Some(id).filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()?;
+        Some(Cursor { epoch, id })
+    }
+
+    /// Whether this cursor belongs to another sequence than `epoch`'s.
+    pub fn is_other_epoch(&self, epoch: &str) -> bool {
+        self.epoch.as_deref().is_some_and(|e| e != epoch)
+    }
+}
+
+/// The contract's epoch rule: 1 to 16 characters of `0-9 A-Z a-z`.
+pub fn is_epoch(s: &str) -> bool {
+    (1..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A fresh random epoch of 8 characters: 62⁸ (about 2·10¹⁴) values, so two
+/// starts of a server practically never share one.
+///
+/// The core has no I/O, and asking the OS for random bytes is I/O, so it
+/// borrows the randomness the standard library already drew: every
+/// [`RandomState`](std::hash::RandomState) is keyed from the OS's random
+/// source once per thread (then varied per instance), which is exactly "new
+/// on every start of the process".
+pub fn new_epoch() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut x = std::hash::RandomState::new().build_hasher().finish();
+    (0..8)
+        .map(|_| {
+            let c = BASE62[(x % 62) as usize] as char;
+            x /= 62;
+            c
+        })
+        .collect()
+}
+
+/// `n` in base 62 (at least one digit).
+fn base62(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(BASE62[(n % 62) as usize]);
+        n /= 62;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).expect("ASCII")
+}
+// ANCHOR_END: epoch
+
+/// One topic: its epoch and last id, its retained messages and its live
+/// subscribers.
 #[derive(Debug)]
 pub struct Topic {
+    /// Its name (what a broker knows it by).
+    name: Arc<str>,
+    /// The epoch its ids belong to (see [`Hub::epoch_for_new_topics`]).
+    epoch: Arc<str>,
     last_id: u64,
     retained: VecDeque<Arc<Message>>,
     /// Live subscribers by key. Each peer's outbox knows its transport, so
@@ -77,14 +170,27 @@ pub struct Topic {
     /// When its newest message was published (its creation, before any):
     /// the topic may be evicted `topic_ttl` after this, once nobody holds it.
     touched: Instant,
+    /// With a broker: filled from it ([`Broker::load`]). Until then it may
+    /// not be read, nor take messages from the broker.
+    loaded: bool,
 }
 
 /// A topic and its lock. Connections hold one to unsubscribe without a lookup.
 pub type TopicRef = Arc<Mutex<Topic>>;
 
+/// The name of a topic.
+pub fn name_of(topic: &TopicRef) -> Arc<str> {
+    lock(topic).name.clone()
+}
+
 /// What a subscriber or poller gets back from the retained history.
 #[derive(Debug, Default)]
 pub struct Replay {
+    /// The topic's epoch: the one every id here belongs to.
+    pub epoch: Arc<str>,
+    /// The client's cursor was from another epoch: it is told so, and gets
+    /// the current epoch from its beginning.
+    pub reset: bool,
     /// Retained messages newer than the requested id, oldest first.
     pub messages: Vec<Arc<Message>>,
     /// Ids the client asked for that are no longer retained.
@@ -94,8 +200,17 @@ pub struct Replay {
 }
 
 impl Topic {
-    fn new(now: Instant) -> Topic {
-        Topic { last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), touched: now }
+    fn new(name: &str, epoch: Arc<str>, now: Instant) -> Topic {
+        Topic { name: name.into(), epoch, last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), touched: now, loaded: false }
+    }
+
+    /// What a client resuming at `cursor` gets: from another epoch, a reset
+    /// and everything retained; otherwise what follows its id.
+    fn resume(&self, cursor: &Cursor) -> Replay {
+        if cursor.is_other_epoch(&self.epoch) {
+            return Replay { reset: true, ..self.replay(0) };
+        }
+        self.replay(cursor.id)
     }
 
     // ANCHOR: replay
@@ -107,6 +222,8 @@ impl Topic {
         let missed = (next < first && after < self.last_id).then(|| (next, first - 1));
         let skip = next.saturating_sub(first).min(self.retained.len() as u64) as usize;
         Replay {
+            epoch: self.epoch.clone(),
+            reset: false,
             messages: self.retained.iter().skip(skip).cloned().collect(),
             missed,
             last_id: self.last_id,
@@ -133,6 +250,10 @@ pub struct Hub {
     next_subscriber: AtomicU64,
     /// Set once, when the server begins to stop ([`begin_stop`](Hub::begin_stop)).
     stopping: AtomicBool,
+    /// This hub's random epoch, drawn when it was made ([`new_epoch`]).
+    epoch: String,
+    /// The broker that numbers messages, if the server has one.
+    broker: Option<Arc<dyn Broker>>,
 }
 
 /// The map of topics by name, and when the next sweep for evictable topics
@@ -141,6 +262,9 @@ pub struct Hub {
 struct Topics {
     by_name: HashMap<String, TopicRef>,
     next_sweep: Option<Instant>,
+    /// Sweeps that evicted at least one topic: a topic made after the `g`th
+    /// has the epoch `{hub epoch}{g in base 62}`.
+    generation: u64,
 }
 
 /// A live subscription; dropping it does not unsubscribe (call
@@ -174,8 +298,48 @@ impl Hub {
             topic_ttl,
             next_subscriber: 1.into(),
             stopping: AtomicBool::new(false),
+            epoch: new_epoch(),
+            broker: None,
         }
     }
+
+    /// The same hub, numbering through `broker` ([`crate::broker`]).
+    pub fn with_broker(mut self, broker: Arc<dyn Broker>) -> Hub {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The broker, if the hub has one.
+    pub fn broker(&self) -> Option<&Arc<dyn Broker>> {
+        self.broker.as_ref()
+    }
+
+    /// The same hub with a chosen epoch instead of a random one (tests).
+    pub fn with_epoch(mut self, epoch: &str) -> Hub {
+        assert!(is_epoch(epoch) && epoch.len() <= 8, "an epoch of 1 to 8 characters of 0-9 A-Z a-z");
+        self.epoch = epoch.to_owned();
+        self
+    }
+
+    // ANCHOR: epoch_for_new_topics
+    /// The epoch a topic created now gets.
+    ///
+    /// A hub that keeps its topics in memory loses them twice: when the
+    /// process ends, and when it evicts an idle topic. Both start the topic's
+    /// ids again at 1, so both must start a new epoch. The first is the
+    /// hub's random epoch, drawn at every start. For the second, the hub
+    /// counts its evicting sweeps: a topic created after the `g`th gets the
+    /// hub's epoch followed by `g` in base 62. A topic evicted in sweep `g`
+    /// can only come back after it, with a larger `g`: a new epoch, without
+    /// remembering anything about the topics it forgot. Until the first
+    /// eviction, every topic of the server has the server's epoch.
+    fn epoch_for_new_topics(&self, topics: &Topics) -> Arc<str> {
+        match topics.generation {
+            0 => self.epoch.as_str().into(),
+            g => format!("{}{}", self.epoch, base62(g)).into(),
+        }
+    }
+    // ANCHOR_END: epoch_for_new_topics
 
     // ANCHOR: topic
     /// The topic named `name`, created if it does not exist — unless the hub
@@ -188,6 +352,40 @@ impl Hub {
     /// it lives: that is what makes it safe to use after the map's lock is
     /// released.
     pub fn topic(&self, name: &str, now: Instant, stats: &Stats) -> Result<TopicRef, Refusal> {
+        let topic = self.topic_unloaded(name, now, stats)?;
+        self.load(name, &topic, stats)?;
+        Ok(topic)
+    }
+    // ANCHOR_END: topic
+
+    // ANCHOR: load
+    /// With a broker, fills a topic this process has just created from what
+    /// the broker holds, once: its epoch, newest id and retained messages.
+    /// Under the topic's lock (not the map's): messages the broker delivers
+    /// meanwhile wait for it, and then find it loaded — any the load already
+    /// read are duplicates, and dropped.
+    fn load(&self, name: &str, topic: &TopicRef, stats: &Stats) -> Result<(), Refusal> {
+        let Some(broker) = &self.broker else { return Ok(()) };
+        let mut t = lock(topic);
+        if t.loaded {
+            return Ok(());
+        }
+        let Loaded { epoch, last_id, messages } = broker.load(name).inspect_err(|&why| stats.refused(why))?;
+        if let Some(epoch) = epoch {
+            t.epoch = epoch.into();
+        }
+        t.last_id = last_id;
+        let skip = messages.len().saturating_sub(self.retention);
+        for (id, data) in messages.into_iter().skip(skip) {
+            let message = Arc::new(Message::encode(&t.epoch, id, &data));
+            t.retained.push_back(message);
+        }
+        t.loaded = true;
+        Ok(())
+    }
+    // ANCHOR_END: load
+
+    fn topic_unloaded(&self, name: &str, now: Instant, stats: &Stats) -> Result<TopicRef, Refusal> {
         let mut topics = lock(&self.topics);
         if let Some(t) = topics.by_name.get(name) {
             return Ok(t.clone());
@@ -196,12 +394,13 @@ impl Hub {
             stats.refused(Refusal::Topics);
             return Err(Refusal::Topics);
         }
-        let t = Arc::new(Mutex::new(Topic::new(now)));
+        let mut topic = Topic::new(name, self.epoch_for_new_topics(&topics), now);
+        topic.loaded = self.broker.is_none();
+        let t = Arc::new(Mutex::new(topic));
         topics.by_name.insert(name.to_owned(), t.clone());
         stats.topics.fetch_add(1, Relaxed);
         Ok(t)
     }
-    // ANCHOR_END: topic
 
     // ANCHOR: evict
     /// Forgets every idle topic and returns how many: a topic is idle when
@@ -235,6 +434,9 @@ impl Hub {
         });
         let evicted = before - topics.by_name.len();
         topics.next_sweep = Some(now + SWEEP_PAUSE);
+        if evicted > 0 {
+            topics.generation += 1;
+        }
         stats.topics.fetch_sub(evicted as i64, Relaxed);
         stats.evicted_topics.fetch_add(evicted as u64, Relaxed);
         evicted
@@ -310,9 +512,30 @@ impl Hub {
                 stats.refused(Refusal::Stopping);
                 return Err(Refusal::Stopping);
             }
-            t.touched = now;
             t.last_id += 1;
-            let message = Arc::new(Message::encode(t.last_id, data));
+            let message = Arc::new(Message::encode(&t.epoch, t.last_id, data));
+            self.fan_out(&mut t, message, now, stats, &mut to_wake)
+        };
+        // The topic is unlocked: other publishers proceed while we wake.
+        for peer in &to_wake {
+            peer.wake();
+        }
+        Ok(id)
+    }
+    // ANCHOR_END: publish
+
+    /// Retains `message` (the topic's newest) and pushes it to every
+    /// subscriber; collects the peers to wake once the topic is unlocked.
+    fn fan_out(
+        &self,
+        t: &mut Topic,
+        message: Arc<Message>,
+        now: Instant,
+        stats: &Stats,
+        to_wake: &mut Vec<Arc<Peer>>,
+    ) -> u64 {
+        {
+            t.touched = now;
             if t.retained.len() == self.retention {
                 t.retained.pop_front();
             }
@@ -349,36 +572,126 @@ impl Hub {
             stats.dropped.fetch_add(dropped as u64, Relaxed);
             stats.slow_disconnects.fetch_add(cut_off.len() as u64, Relaxed);
             message.id
+        }
+    }
+
+    // ANCHOR: apply
+    /// A message the broker numbered — published on this process or another
+    /// — for the subscribers of this one. Delivered only in id order: the
+    /// next id is retained and fanned out; an older one is a duplicate; a
+    /// newer one means some are missing, and the broker is told which
+    /// ([`Applied::Gap`]) to fetch them first. A message of another epoch
+    /// means the broker lost the topic and started it again: every
+    /// subscriber gets the reset signal, and the retained history of the old
+    /// epoch is dropped — unless the topic has had no message here yet (the
+    /// broker had none of it when it was loaded): then the broker's epoch is
+    /// simply its first.
+    pub fn apply(&self, topic: &str, epoch: &str, id: u64, data: &str, now: Instant, stats: &Stats) -> Applied {
+        let Some(topic) = self.existing(topic) else { return Applied::NotHeld };
+        let mut to_wake = Vec::new();
+        let applied = {
+            let mut t = lock(&topic);
+            if !t.loaded {
+                return Applied::NotHeld; // Its loader reads it from the broker.
+            }
+            if *t.epoch != *epoch && t.last_id == 0 {
+                // Nothing numbered here yet (the broker had no data when the
+                // topic was loaded): its first epoch, nothing to reset.
+                t.epoch = epoch.into();
+            } else if *t.epoch != *epoch {
+                t.epoch = epoch.into();
+                t.last_id = 0;
+                t.retained.clear();
+                for peer in t.subscribers.values() {
+                    let mut outbox = peer.outbox();
+                    let transport = outbox.transport();
+                    if transport != Transport::LongPoll {
+                        outbox.push_control(crate::encode::reset(transport, epoch));
+                    }
+                    drop(outbox);
+                    to_wake.push(peer.clone());
+                }
+            }
+            if id <= t.last_id {
+                Applied::Duplicate
+            } else if id > t.last_id + 1 {
+                Applied::Gap { from: t.last_id + 1, to: id - 1 }
+            } else {
+                t.last_id = id;
+                let message = Arc::new(Message::encode(&t.epoch, id, data));
+                self.fan_out(&mut t, message, now, stats, &mut to_wake);
+                Applied::Delivered
+            }
         };
-        // The topic is unlocked: other publishers proceed while we wake.
         for peer in &to_wake {
             peer.wake();
         }
-        Ok(id)
+        applied
     }
-    // ANCHOR_END: publish
+
+    /// Ids up to `to` of `topic` are gone from the broker too: its
+    /// subscribers get the missed signal for them, and the topic continues
+    /// after `to`.
+    pub fn skip(&self, topic: &str, to: u64) {
+        let Some(topic) = self.existing(topic) else { return };
+        let mut to_wake = Vec::new();
+        {
+            let mut t = lock(&topic);
+            if to <= t.last_id {
+                return;
+            }
+            let from = t.last_id + 1;
+            t.last_id = to;
+            for peer in t.subscribers.values() {
+                let mut outbox = peer.outbox();
+                let transport = outbox.transport();
+                if transport != Transport::LongPoll {
+                    outbox.push_control(crate::encode::missed(transport, from, to));
+                }
+                drop(outbox);
+                to_wake.push(peer.clone());
+            }
+        }
+        for peer in &to_wake {
+            peer.wake();
+        }
+    }
+    // ANCHOR_END: apply
+
+    /// Every topic held, with its epoch and newest id (for a broker that
+    /// lost touch and must catch up on each).
+    pub fn held(&self) -> Vec<(String, Arc<str>, u64)> {
+        let topics: Vec<_> = lock(&self.topics).by_name.iter().map(|(n, t)| (n.clone(), t.clone())).collect();
+        topics
+            .into_iter()
+            .filter_map(|(name, t)| {
+                let t = lock(&t);
+                t.loaded.then(|| (name, t.epoch.clone(), t.last_id))
+            })
+            .collect()
+    }
 
     // ANCHOR: subscribe
     /// Subscribes `peer` to `topic` (a handle from [`topic`](Hub::topic))
     /// with `transport` (which its outbox remembers). With `resume =
-    /// Some(id)` the retained messages after `id` are queued first (preceded
-    /// by a missed marker if some are gone) under the same lock that
-    /// publishes take, so nothing can fall between the replay and the live
-    /// stream.
+    /// Some(cursor)` the retained messages after it are queued first
+    /// (preceded by a missed marker if some are gone) under the same lock
+    /// that publishes take, so nothing can fall between the replay and the
+    /// live stream.
     ///
-    /// An id the topic has never given out (above its newest) can only come
-    /// from an earlier life of the topic — before it was evicted, or before
-    /// the server restarted — whose ids this one reuses. Resuming after it
-    /// would silently skip everything this life has published up to that id,
-    /// so the subscriber gets the topic from its beginning instead: what is
-    /// retained, with a missed marker for what is not. (Its ids going down is
-    /// the sign; the contract's epochs will make it an explicit reset.)
+    /// A cursor from another epoch names an id of a sequence that is gone
+    /// (the server restarted, or the topic was evicted): the subscriber gets
+    /// the reset signal, then the current epoch from its beginning. So does,
+    /// without the signal, a bare id the topic has never given out (above its
+    /// newest), which can only come from such an earlier life: resuming
+    /// after it would silently skip everything this life has published up to
+    /// that id.
     pub fn subscribe(
         &self,
         topic: TopicRef,
         peer: &Arc<Peer>,
         transport: Transport,
-        resume: Option<u64>,
+        resume: Option<&Cursor>,
         stats: &Stats,
     ) -> Subscription {
         let key = self.next_subscriber.fetch_add(1, Relaxed);
@@ -386,9 +699,15 @@ impl Hub {
             let mut t = lock(&topic);
             let mut outbox = peer.outbox();
             outbox.set_transport(transport);
-            if let (Some(after), Transport::Sse | Transport::Ws) = (resume, transport) {
-                let after = if after > t.last_id { 0 } else { after };
-                let replay = t.replay(after);
+            if let (Some(cursor), Transport::Sse | Transport::Ws) = (resume, transport) {
+                let replay = if cursor.id > t.last_id && !cursor.is_other_epoch(&t.epoch) {
+                    t.replay(0)
+                } else {
+                    t.resume(cursor)
+                };
+                if replay.reset {
+                    outbox.push_control(crate::encode::reset(transport, &replay.epoch));
+                }
                 if let Some((from, to)) = replay.missed {
                     outbox.push_control(crate::encode::missed(transport, from, to));
                 }
@@ -409,12 +728,25 @@ impl Hub {
         lock(&sub.topic).subscribers.remove(&sub.key);
     }
 
-    /// The retained messages of `topic` after id `after` (a short poll, or a
-    /// long poll that has something to return). An unknown topic is empty.
-    pub fn poll(&self, topic: &str, after: u64) -> Replay {
+    /// The retained messages of `topic` after `after` (a short poll, or a
+    /// long poll that has something to return), with a reset if `after` is
+    /// from another epoch. An unknown topic is empty, in the epoch it would
+    /// get if it were created now.
+    pub fn poll(&self, topic: &str, after: &Cursor) -> Replay {
         match self.existing(topic) {
-            Some(t) => lock(&t).replay(after),
-            None => Replay::default(),
+            Some(t) => lock(&t).resume(after),
+            None => {
+                let epoch = self.epoch_for_new_topics(&lock(&self.topics));
+                Replay { reset: after.is_other_epoch(&epoch), epoch, ..Replay::default() }
+            }
+        }
+    }
+
+    /// The epoch of `topic`, or the one it would get if created now.
+    pub fn epoch(&self, topic: &str) -> Arc<str> {
+        match self.existing(topic) {
+            Some(t) => lock(&t).epoch.clone(),
+            None => self.epoch_for_new_topics(&lock(&self.topics)),
         }
     }
 
@@ -468,7 +800,7 @@ mod tests {
 
     #[test]
     fn ids_are_per_topic_and_gap_free() {
-        let hub = Hub::new(8);
+        let hub = Hub::new(8).with_epoch("E");
         let s = Stats::default();
         assert_eq!(publish(&hub, "a", "x", &s), 1);
         assert_eq!(publish(&hub, "a", "y", &s), 2);
@@ -479,41 +811,41 @@ mod tests {
 
     #[test]
     fn retention_and_missed_range() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         for i in 1..=5 {
             publish(&hub, "t", &format!("m{i}"), &s);
         }
-        let r = hub.poll("t", 0);
+        let r = hub.poll("t", &Cursor::at(0));
         assert_eq!(r.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![3, 4, 5]);
         assert_eq!(r.missed, Some((1, 2)));
         assert_eq!(r.last_id, 5);
-        let r = hub.poll("t", 2);
+        let r = hub.poll("t", &Cursor::at(2));
         assert_eq!(r.messages.len(), 3);
         assert_eq!(r.missed, None);
-        let r = hub.poll("t", 4);
+        let r = hub.poll("t", &Cursor::at(4));
         assert_eq!(r.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![5]);
-        let r = hub.poll("t", 5);
+        let r = hub.poll("t", &Cursor::at(5));
         assert!(r.messages.is_empty());
         assert_eq!(r.missed, None);
-        let r = hub.poll("t", 99);
+        let r = hub.poll("t", &Cursor::at(99));
         assert!(r.messages.is_empty());
     }
 
     #[test]
     fn subscribe_replays_then_goes_live_without_gaps() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         for i in 1..=5 {
             publish(&hub, "t", &format!("m{i}"), &s);
         }
         let (p, wakes) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
-        let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(1), &s);
+        let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(&Cursor::at(1)), &s);
         publish(&hub, "t", "m6", &s);
         let got = ids(&p);
         assert_eq!(got[0], "event: missed\ndata: {\"from\":2,\"to\":2}\n\n");
-        assert!(got[1].starts_with("id: 3\n"));
-        assert!(got[4].starts_with("id: 6\ndata: m6\n"));
+        assert!(got[1].starts_with("id: E-3\n"));
+        assert!(got[4].starts_with("id: E-6\ndata: m6\n"));
         assert_eq!(got.len(), 5);
         // The outbox already held the replay, so the live push did not wake.
         assert_eq!(wakes.0.load(Relaxed), 0);
@@ -525,7 +857,7 @@ mod tests {
 
     #[test]
     fn every_subscriber_shares_the_same_bytes() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         let (a, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
         let (b, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
@@ -540,7 +872,7 @@ mod tests {
 
     #[test]
     fn slow_subscriber_is_cut_off_and_others_continue() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16).with_epoch("E");
         let s = Stats::default();
         let (slow, slow_wakes) = peer(Transport::Ws, 100, Policy::Disconnect);
         let (fast, _) = peer(Transport::Ws, 100, Policy::Disconnect);
@@ -573,7 +905,7 @@ mod tests {
 
     #[test]
     fn subscribers_are_woken_after_the_topic_is_unlocked() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         let mut seen = Vec::new();
         for transport in [Transport::Sse, Transport::Ws, Transport::LongPoll] {
@@ -592,7 +924,7 @@ mod tests {
 
     #[test]
     fn long_poll_subscribers_are_woken_not_queued() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         let (p, wakes) = peer(Transport::LongPoll, 100, Policy::Disconnect);
         hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::LongPoll, None, &s);
@@ -612,7 +944,7 @@ mod tests {
 
     #[test]
     fn past_the_limit_a_new_topic_is_refused_until_one_has_been_idle_for_the_ttl() {
-        let hub = Hub::with_limits(8, 3, 10 * SEC);
+        let hub = Hub::with_limits(8, 3, 10 * SEC).with_epoch("E");
         let s = Stats::default();
         for name in ["a", "b", "c"] {
             assert_eq!(hub.publish(name, "x", at(0), &s), Ok(1));
@@ -629,12 +961,12 @@ mod tests {
         assert_eq!(s.evicted_topics.load(Relaxed), 3);
         // A topic that comes back starts a new life: ids from 1.
         assert_eq!(hub.publish("a", "again", at(11), &s), Ok(1));
-        assert_eq!(hub.poll("a", 0).messages.len(), 1);
+        assert_eq!(hub.poll("a", &Cursor::at(0)).messages.len(), 1);
     }
 
     #[test]
     fn a_sweep_that_frees_some_pauses_the_next_too() {
-        let hub = Hub::with_limits(8, 2, 2 * SEC);
+        let hub = Hub::with_limits(8, 2, 2 * SEC).with_epoch("E");
         let s = Stats::default();
         let ms = |n| now() + Duration::from_millis(n);
         assert_eq!(hub.publish("a", "x", ms(0), &s), Ok(1));
@@ -647,7 +979,7 @@ mod tests {
 
     #[test]
     fn a_sweep_that_finds_nothing_pauses_the_next() {
-        let hub = Hub::with_limits(8, 1, 2 * SEC);
+        let hub = Hub::with_limits(8, 1, 2 * SEC).with_epoch("E");
         let s = Stats::default();
         assert_eq!(hub.publish("a", "x", at(0), &s), Ok(1));
         assert_eq!(hub.publish("b", "x", at(1), &s), Err(Refusal::Topics), "a is 1 s old: a sweep finds nothing");
@@ -659,7 +991,7 @@ mod tests {
 
     #[test]
     fn a_topic_with_a_subscriber_or_a_handle_in_use_is_never_evicted() {
-        let hub = Hub::with_limits(8, 2, SEC);
+        let hub = Hub::with_limits(8, 2, SEC).with_epoch("E");
         let s = Stats::default();
         let (p, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
         let sub = hub.subscribe(hub.topic("held", at(0), &s).unwrap(), &p, Transport::Ws, None, &s);
@@ -680,20 +1012,126 @@ mod tests {
     /// jump to live messages.
     #[test]
     fn resuming_from_an_id_the_topic_never_gave_out_starts_from_its_beginning() {
-        let hub = Hub::new(2);
+        let hub = Hub::new(2).with_epoch("E");
         let s = Stats::default();
         for i in 1..=3 {
             publish(&hub, "t", &format!("m{i}"), &s);
         }
         let (p, _) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
-        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(57), &s);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(&Cursor::at(57)), &s);
         let got = ids(&p);
         assert_eq!(got[0], "event: missed\ndata: {\"from\":1,\"to\":1}\n\n");
-        assert!(got[1].starts_with("id: 2\n") && got[2].starts_with("id: 3\n"), "{got:?}");
+        assert!(got[1].starts_with("id: E-2\n") && got[2].starts_with("id: E-3\n"), "{got:?}");
         assert_eq!(got.len(), 3);
         // A poll answer carries last_id, below the client's id: nothing to change there.
-        let r = hub.poll("t", 57);
+        let r = hub.poll("t", &Cursor::at(57));
         assert!(r.messages.is_empty() && r.last_id == 3);
+    }
+
+    // ---------------------------------------------------------------------
+    // Epochs.
+
+    #[test]
+    fn cursors_parse_with_or_without_an_epoch() {
+        assert_eq!(Cursor::parse("12"), Some(Cursor::at(12)));
+        assert_eq!(Cursor::parse("aZ09-7"), Some(Cursor { epoch: Some("aZ09".into()), id: 7 }));
+        for bad in ["", "-", "-3", "E-", "E--3", "E-3-4", "E_x-3", "12345678901234567-1", "E-x", "+3"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+        }
+        let e = new_epoch();
+        assert!(is_epoch(&e) && e.len() == 8, "{e}");
+        assert_ne!(new_epoch(), new_epoch(), "random per hub");
+        assert_eq!(base62(0), "0");
+        assert_eq!(base62(62), "10");
+    }
+
+    /// A cursor from another epoch (a restart) gets the reset signal, then the
+    /// current epoch from its first retained message; one from this epoch
+    /// resumes as before; a bare id means this epoch.
+    #[test]
+    fn resuming_from_another_epoch_is_a_reset_then_everything_retained() {
+        let hub = Hub::new(2).with_epoch("NEW");
+        let s = Stats::default();
+        for i in 1..=3 {
+            publish(&hub, "t", &format!("m{i}"), &s);
+        }
+        let old = Cursor { epoch: Some("OLD".into()), id: 2 };
+        let (p, _) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(&old), &s);
+        let got = ids(&p);
+        assert_eq!(got[0], "event: reset\nid: NEW-0\ndata: {\"epoch\":\"NEW\"}\n\n");
+        assert_eq!(got[1], "event: missed\ndata: {\"from\":1,\"to\":1}\n\n");
+        assert!(got[2].starts_with("id: NEW-2\n") && got[3].starts_with("id: NEW-3\n"), "{got:?}");
+        assert_eq!(got.len(), 4);
+
+        let same = Cursor { epoch: Some("NEW".into()), id: 2 };
+        let (p, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Ws, Some(&same), &s);
+        let got = ids(&p);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].ends_with(r#"{"id":3,"epoch":"NEW","data":"m3"}"#), "{got:?}");
+
+        let r = hub.poll("t", &old);
+        assert!(r.reset && &*r.epoch == "NEW");
+        assert_eq!(r.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
+        let r = hub.poll("t", &Cursor::at(2));
+        assert!(!r.reset && r.messages.len() == 1);
+        let r = hub.poll("never", &old);
+        assert!(r.reset && r.messages.is_empty() && &*r.epoch == "NEW", "an unknown topic is in the hub's epoch");
+    }
+
+    /// An evicted topic that comes back starts at id 1 in a new epoch, so a
+    /// client of its earlier life is reset instead of resuming at a reused id.
+    #[test]
+    fn an_evicted_topic_comes_back_in_a_new_epoch() {
+        let hub = Hub::with_limits(8, 1, SEC).with_epoch("E");
+        let s = Stats::default();
+        assert_eq!(hub.publish("a", "x", at(0), &s), Ok(1));
+        assert_eq!(&*hub.epoch("a"), "E");
+        assert_eq!(hub.publish("b", "x", at(2), &s), Ok(1), "a is evicted");
+        assert_eq!(&*hub.epoch("b"), "E1");
+        assert_eq!(hub.publish("a", "y", at(4), &s), Ok(1), "b is evicted, a is back");
+        assert_eq!(&*hub.epoch("a"), "E2");
+        let r = hub.poll("a", &Cursor { epoch: Some("E".into()), id: 1 });
+        assert!(r.reset && r.messages.len() == 1 && r.messages[0].id == 1);
+    }
+
+    // ---------------------------------------------------------------------
+    // Messages numbered by a broker (`apply`, `skip`).
+
+    /// Delivered in id order only: the next id goes out, an old one is a
+    /// duplicate, a newer one reports the gap before it; a skipped range is
+    /// the missed signal; another epoch (the broker lost the topic) is the
+    /// reset signal — but not for a topic that had no message yet.
+    #[test]
+    fn broker_messages_are_applied_in_id_order() {
+        let hub = Hub::new(8).with_epoch("local");
+        let s = Stats::default();
+        assert_eq!(hub.apply("t", "R1", 1, "x", now(), &s), Applied::NotHeld, "not held: nothing to do");
+        let (p, _) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, None, &s);
+        assert_eq!(hub.apply("t", "R1", 1, "a", now(), &s), Applied::Delivered);
+        assert_eq!(&*hub.epoch("t"), "R1", "the broker's first epoch, silently");
+        assert_eq!(hub.apply("t", "R1", 1, "a", now(), &s), Applied::Duplicate);
+        assert_eq!(hub.apply("t", "R1", 4, "d", now(), &s), Applied::Gap { from: 2, to: 3 });
+        assert_eq!(hub.apply("t", "R1", 2, "b", now(), &s), Applied::Delivered);
+        hub.skip("t", 3);
+        assert_eq!(hub.apply("t", "R1", 4, "d", now(), &s), Applied::Delivered);
+        assert_eq!(hub.apply("t", "R2", 1, "new", now(), &s), Applied::Delivered);
+        let got = ids(&p);
+        assert_eq!(
+            got,
+            [
+                "id: R1-1\ndata: a\n\n",
+                "id: R1-2\ndata: b\n\n",
+                "event: missed\ndata: {\"from\":3,\"to\":3}\n\n",
+                "id: R1-4\ndata: d\n\n",
+                "event: reset\nid: R2-0\ndata: {\"epoch\":\"R2\"}\n\n",
+                "id: R2-1\ndata: new\n\n",
+            ]
+        );
+        let r = hub.poll("t", &Cursor::at(0));
+        assert_eq!((r.messages.len(), r.last_id, &*r.epoch), (1, 1, "R2"), "the old epoch's history is gone");
     }
 
     // ---------------------------------------------------------------------
@@ -701,7 +1139,7 @@ mod tests {
 
     #[test]
     fn once_stopping_every_publish_is_refused() {
-        let hub = Hub::new(8);
+        let hub = Hub::new(8).with_epoch("E");
         let s = Stats::default();
         publish(&hub, "t", "before", &s);
         hub.begin_stop();
@@ -721,7 +1159,7 @@ mod tests {
     #[test]
     fn a_publish_acknowledged_while_stopping_reached_every_subscriber() {
         for _ in 0..20 {
-            let hub = Hub::new(1 << 16);
+            let hub = Hub::new(1 << 16).with_epoch("E");
             let s = Stats::default();
             let (p, _) = peer(Transport::Ws, 1 << 30, Policy::Unbounded);
             let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Ws, None, &s);
@@ -762,16 +1200,16 @@ mod tests {
     /// it wrapped to 0 and replayed the whole retention).
     #[test]
     fn cursor_at_u64_max_replays_nothing() {
-        let hub = Hub::new(4);
+        let hub = Hub::new(4).with_epoch("E");
         let s = Stats::default();
         for _ in 0..6 {
             hub.publish("t", "x", now(), &s).unwrap();
         }
-        let r = hub.poll("t", u64::MAX);
+        let r = hub.poll("t", &Cursor::at(u64::MAX));
         assert!(r.messages.is_empty());
         assert_eq!((r.missed, r.last_id), (None, 6));
-        assert_eq!(hub.poll("t", u64::MAX - 1).messages.len(), 0);
-        let r = hub.poll("t", 0);
+        assert_eq!(hub.poll("t", &Cursor::at(u64::MAX - 1)).messages.len(), 0);
+        let r = hub.poll("t", &Cursor::at(0));
         assert_eq!((r.messages.len(), r.missed), (4, Some((1, 2))), "ordinary cursors unchanged");
     }
 }

@@ -14,6 +14,7 @@
 //! |---|---|
 //! | [`http`] | request heads (parsed by `httparse`) → typed [`Route`]s or [`HttpError`]s with their status codes; response bytes |
 //! | [`hub`] | topics, per-topic ids, the retention ring, replay after an id, the missed-messages signal, fan-out; the topic limit and the eviction of idle topics; the "stopping" flag that makes a `200` a promise |
+//! | [`broker`] | the seam to a shared broker: [`broker::Broker`] (publish with a [`broker::Ticket`], load a topic), what the hub does with the broker's messages ([`broker::Applied`]) |
 //! | [`encode`] | a published [`Message`] encoded **once** for SSE, WebSocket and poll JSON, shared by every subscriber |
 //! | [`outbox`] | a connection's unsent output, its byte budget and the backpressure [`Policy`] |
 //! | [`ws`] | WebSocket frames from clients: RFC 6455 checks on top of `tungstenite`'s frame header parser |
@@ -48,6 +49,7 @@
 //! assert_eq!(conn.status(), Status::Open);            // keep-alive: wait for the next request
 //! ```
 
+pub mod broker;
 pub mod config;
 pub mod conn;
 pub mod encode;

@@ -17,14 +17,18 @@ pub enum Refusal {
     Topics = 2,
     /// A publish after the server began to stop: it would not be delivered.
     Stopping = 3,
+    /// The broker (`--broker`) could not be reached: nothing was published,
+    /// or a topic could not be loaded.
+    Broker = 4,
 }
 // ANCHOR_END: refusal
 
-const REFUSALS: [(&str, Refusal); 4] = [
+const REFUSALS: [(&str, Refusal); 5] = [
     ("connections", Refusal::Connections),
     ("capacity", Refusal::Capacity),
     ("topics", Refusal::Topics),
     ("stopping", Refusal::Stopping),
+    ("broker", Refusal::Broker),
 ];
 
 /// What a connection is currently doing, for the per-transport counters.
@@ -79,7 +83,7 @@ pub struct Stats {
     pub(crate) slow_disconnects: AtomicU64,
     pub(crate) topics: AtomicI64,
     pub(crate) evicted_topics: AtomicU64,
-    refused: [AtomicU64; 4],
+    refused: [AtomicU64; 5],
     pub(crate) request_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
     max_connections: AtomicU64,

@@ -107,6 +107,11 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// A shared broker, `redis://HOST:PORT`: every server on the same one
+    /// serves one topic space (ids, fan-out, replay). Without it the server
+    /// is self-contained.
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
     /// Messages each topic retains for replay.
     #[arg(long, default_value_t = Config::default().retention as u64, value_parser = clap::value_parser!(u64).range(1..))]
     retention: u64,
@@ -305,7 +310,16 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
 
     let stop = Stop::new();
     watch_signals(stop.clone())?;
-    let server = Server::new(args.config());
+    let server = match &args.broker {
+        None => Server::new(args.config()),
+        Some(url) => {
+            let broker = rtlab_redis::RedisBroker::new(url, args.retention as usize)
+                .map_err(|e| std::io::Error::other(format!("--broker {url}: {e}")))?;
+            let server = Server::with_broker(args.config(), broker.clone());
+            broker.attach(&server);
+            server
+        }
+    };
     match args.runtime {
         Runtime::Tokio => rtlab_tokio::serve(listener, server, stop)?,
         Runtime::Mio => rtlab_mio::serve(listener, server, stop)?,

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`process`] | [`Launch`] a server process (`rtlab serve ...`, or an example that starts itself again as a child) and wait for its `listening on ADDR` line; the [`Running`] process: its address, signals, exit status, captured stderr, killed when dropped. [`Launch::this_exe`] for an example or test that starts itself again as the server; the child's side: [`process::announce`], [`process::on_stdin_eof`]. Where the workspace's built `rtlab` is: [`rtlab_bin`]. |
 //! | [`http`] | [`RawConn`], a raw TCP connection with a read buffer and deadlines: write any bytes ([`request`] builds a head), read a response [`Head`] or a whole [`Response`], expect a clean close |
+//! | [`redis`] | [`RedisServer`]: a real `redis-server` on a free port, without persistence, that a test can kill and restart on the same port |
 //! | [`sse`] | [`Sse`], an event-stream reader over a raw connection: blocks, [`SseEvent`]s (id, event, data), comments counted |
 //! | [`ws`] | WebSocket by hand: the opcodes, the masked [`client_frame`] builder (FIN, RSV and opcode in its first byte, so fragments and reserved bits are the caller's to set) and [`ws::frame_header`], the [`upgrade_request`], [`RawWs`] (handshake, send frames, read server [`Frame`]s, expect a close); and a blocking tungstenite client ([`ws_connect`], [`ws_read`], ...) |
 //!
@@ -21,6 +22,7 @@
 
 pub mod http;
 pub mod process;
+pub mod redis;
 pub mod sse;
 pub mod ws;
 
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 pub use http::{Head, RawConn, Response, assert_content_type, request};
 pub use process::{Launch, Running, Stderr, rtlab_bin};
+pub use redis::RedisServer;
 pub use sse::{Sse, SseEvent, parse_sse_block};
 pub use ws::{
     Frame, RawWs, Ws, client_frame, upgrade_request, ws_connect, ws_read, ws_send_text, ws_text, ws_try_read,
