@@ -214,10 +214,58 @@ struct Counts {
     checked: Vec<Vec<u8>>,
 }
 
+/// Counts SSE events in a viewer's stream as it arrives in pieces: an event
+/// is a line that starts with `data:` (each event here has one; keep-alive
+/// comments and `id:` lines are not events). The state carries a line
+/// start, or a `data:` prefix, across reads.
+#[derive(Debug, Clone, Copy)]
+struct EventCounter {
+    /// How many bytes of `data:` the current line has matched so far;
+    /// `None` when the line cannot be a data line any more.
+    matched: Option<u8>,
+}
+
+impl EventCounter {
+    const PREFIX: &'static [u8] = b"data:";
+
+    fn new() -> EventCounter {
+        EventCounter { matched: Some(0) }
+    }
+
+    /// Feeds bytes; returns the events that started in them.
+    fn feed(&mut self, bytes: &[u8]) -> u64 {
+        let mut events = 0;
+        for &b in bytes {
+            if b == b'\n' {
+                self.matched = Some(0);
+                continue;
+            }
+            if let Some(m) = self.matched {
+                let m = usize::from(m);
+                if m < Self::PREFIX.len() && b == Self::PREFIX[m] {
+                    self.matched = Some(m as u8 + 1);
+                    if m + 1 == Self::PREFIX.len() {
+                        events += 1;
+                        self.matched = None;
+                    }
+                } else {
+                    self.matched = None;
+                }
+            }
+        }
+        events
+    }
+}
+
 /// Subscribes `viewers` SSE clients to `topic`, then reads them all on one
-/// thread (mio) until `stop`, counting bytes and events (`\n\n` ends an SSE
-/// event; the JSON payloads carry no raw newline).
-fn open_viewers(addr: SocketAddr, topic: &str, viewers: usize, events: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> io::Result<std::thread::JoinHandle<io::Result<Counts>>> {
+/// thread (mio) until `stop`, counting bytes and events.
+fn open_viewers(
+    addr: SocketAddr,
+    topic: &str,
+    viewers: usize,
+    events: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<std::thread::JoinHandle<io::Result<Counts>>> {
     let mut streams = Vec::with_capacity(viewers);
     let mut counts = Counts { checked: vec![Vec::new(); CHECKED_VIEWERS.min(viewers)], ..Counts::default() };
     for i in 0..viewers {
@@ -225,13 +273,14 @@ fn open_viewers(addr: SocketAddr, topic: &str, viewers: usize, events: Arc<Atomi
         let sub = subscribe(&mut s, Transport::Sse, topic, Duration::from_secs(10))?;
         s.set_nonblocking(true)?;
         counts.bytes += sub.rest.len() as u64;
-        let ends = sub.rest.windows(2).filter(|w| w == b"\n\n").count() as u64;
-        counts.events += ends;
-        events.fetch_add(ends, Ordering::Relaxed);
+        let mut counter = EventCounter::new();
+        let n = counter.feed(&sub.rest);
+        counts.events += n;
+        events.fetch_add(n, Ordering::Relaxed);
         if let Some(c) = counts.checked.get_mut(i) {
             c.extend_from_slice(&sub.rest);
         }
-        streams.push((mio::net::TcpStream::from_std(s), 0u8));
+        streams.push((mio::net::TcpStream::from_std(s), counter));
     }
     Ok(std::thread::spawn(move || {
         let mut poll = mio::Poll::new()?;
@@ -244,21 +293,16 @@ fn open_viewers(addr: SocketAddr, topic: &str, viewers: usize, events: Arc<Atomi
             poll.poll(&mut evs, Some(Duration::from_millis(50)))?;
             for ev in &evs {
                 let i = ev.token().0;
-                let (s, last) = &mut streams[i];
+                let (s, counter) = &mut streams[i];
                 loop {
                     match s.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => {
                             let chunk = &buf[..n];
                             counts.bytes += n as u64;
-                            // An event end may straddle two reads: carry the last byte.
-                            let mut ends = chunk.windows(2).filter(|w| w == b"\n\n").count() as u64;
-                            if *last == b'\n' && chunk[0] == b'\n' {
-                                ends += 1;
-                            }
-                            *last = chunk[n - 1];
-                            counts.events += ends;
-                            events.fetch_add(ends, Ordering::Relaxed);
+                            let e = counter.feed(chunk);
+                            counts.events += e;
+                            events.fetch_add(e, Ordering::Relaxed);
                             if let Some(c) = counts.checked.get_mut(i) {
                                 c.extend_from_slice(chunk);
                             }
@@ -273,12 +317,10 @@ fn open_viewers(addr: SocketAddr, topic: &str, viewers: usize, events: Arc<Atomi
     }))
 }
 
-/// The data lines of an SSE stream's events, in order.
+/// The data lines of an SSE stream's events, in order (comments and
+/// events without data, such as keep-alives, are skipped).
 fn sse_data(stream: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(stream)
-        .split("\n\n")
-        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_owned))
-        .collect()
+    String::from_utf8_lossy(stream).lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_owned).collect()
 }
 
 /// Rebuilds the dashboard from a checked viewer's stream.
@@ -552,6 +594,14 @@ mod tests {
         let stream: String = delta.iter().enumerate().map(|(i, d)| format!("id: {}\ndata: {d}\n\n", i + 1)).collect();
         let rebuilt = rebuild(&initial, "delta", stream.as_bytes()).unwrap();
         assert_eq!(rebuilt, serde_json::from_str::<Value>(full.last().unwrap()).unwrap());
+        // Keep-alive comments are not events, split anywhere across reads.
+        let with_comments = format!(": keep-alive\n\n{stream}: keep-alive\n\n");
+        for split in [1, 3, 7, 100] {
+            let mut counter = EventCounter::new();
+            let events: u64 = with_comments.as_bytes().chunks(split).map(|c| counter.feed(c)).sum();
+            assert_eq!(events, 5, "split every {split} bytes");
+        }
+        assert_eq!(rebuild(&initial, "delta", with_comments.as_bytes()).unwrap(), rebuilt);
         // A lost patch is caught.
         let lossy: String = delta.iter().skip(1).map(|d| format!("data: {d}\n\n")).collect();
         assert_ne!(rebuild(&initial, "delta", lossy.as_bytes()).unwrap(), rebuilt);
