@@ -55,7 +55,7 @@ fn dead_peers_are_reaped_within_their_bounds_on_every_lab() {
     // Whatever happened, nothing of the run stays behind.
     let left = leftovers(pid);
     for ns in &left {
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
     }
     let status = status.expect("rtlab bench zombies did not finish within 180 s");
     let result: serde_json::Value =
