@@ -479,6 +479,7 @@ struct Observer {
     connected: bool,
 }
 
+// ANCHOR: observe
 impl rtlab_client::tasks::Observer for Observer {
     fn attempt(&mut self) {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -518,6 +519,7 @@ impl rtlab_client::tasks::Observer for Observer {
         ControlFlow::Continue(())
     }
 }
+// ANCHOR_END: observe
 
 fn say_line(line: &str) {
     let mut out = std::io::stdout().lock();

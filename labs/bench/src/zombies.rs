@@ -179,6 +179,7 @@ fn sh(program: &str, args: &[&str]) -> std::io::Result<()> {
     }
 }
 
+// ANCHOR: netns
 impl Netns {
     /// Makes namespace `rtz<tag>` with a veth pair and a /24 of its own in
     /// 10.213.0.0/16.
@@ -210,6 +211,8 @@ impl Netns {
     pub fn drop_traffic(&self) -> std::io::Result<()> {
         ip(&["-n", &self.name, "link", "set", &self.ns_link, "down"])
     }
+
+    // ANCHOR_END: netns
 
     /// Lets traffic through again.
     pub fn restore_traffic(&self) {
