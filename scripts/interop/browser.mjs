@@ -4,16 +4,10 @@
 // whose EventSource and WebSocket subscribe; we publish with the page's two
 // buttons (POST and a WebSocket frame) and wait until both messages show up
 // in both lists. Exits non-zero on failure.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const addr = process.argv[2];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   const topic = `browser-${Date.now()}`;

@@ -44,7 +44,7 @@ async def main(addr):
         check((first["id"], first["data"], second["id"], second["data"]) == (1, "m1", 2, "m2"), f"ws replay {first} {second}")
         await ws.send(json.dumps({"op": "publish", "data": "from python\nline 2"}))
         third = json.loads(await asyncio.wait_for(ws.recv(), 2))
-        check(third == {"id": 3, "data": "from python\nline 2"}, f"ws publish echo {third}")
+        check(third == {"id": 3, "epoch": first["epoch"], "data": "from python\nline 2"}, f"ws publish echo {third}")
         await ws.send("not json")
         err = json.loads(await asyncio.wait_for(ws.recv(), 2))
         check("error" in err, f"error frame {err}")

@@ -366,7 +366,8 @@ fn parse_sse(buf: &[u8], out: &mut Vec<Signal>) -> usize {
         let mut data: Option<String> = None;
         for line in event.lines() {
             if let Some(v) = line.strip_prefix("id: ") {
-                id = v.parse().ok();
+                // `E-N` (the epoch, then the id) or a bare `N`.
+                id = v.rsplit('-').next().and_then(|n| n.parse().ok());
             } else if let Some(v) = line.strip_prefix("event: ") {
                 name = Some(v.to_owned());
             } else if let Some(v) = line.strip_prefix("data: ") {
@@ -462,7 +463,7 @@ mod tests {
         assert_eq!(parse_payload(&got[0].data), Some((3, 1000)));
 
         let mut p = PushParser::default();
-        let sse = b": keep-alive\n\nid: 1\ndata: a\ndata: b\n\nid: 2\nda";
+        let sse = b": keep-alive\n\nid: 1\ndata: a\ndata: b\n\nid: Ep0ch-2\nda";
         let got = p.feed(Transport::Sse, sse);
         assert_eq!(got, vec![Pushed { id: 1, data: "a\nb".into() }]);
         assert_eq!(p.feed(Transport::Sse, b"ta: c\n\n"), vec![Pushed { id: 2, data: "c".into() }]);

@@ -17,9 +17,10 @@
 //! * messages across the restart: three are published before the kill and
 //!   three as soon as the new server is up; each client's share of the
 //!   second three that it never got is *lost*, either *with a signal* (the
-//!   missed/reset signal) or *silently*. Without epochs in the ids a new
-//!   server's ids start again at 1 and a resuming client cannot tell (the
-//!   contract's "Stream identity"): the experiment shows that silence.
+//!   missed/reset signal) or *silently*. A new server's ids start again at 1
+//!   in a new epoch (the contract's "Stream identity"): a client resuming
+//!   with the old epoch's id is told with the reset signal, never silence —
+//!   which the experiment checks for every client.
 //!
 //! The conditions under which a synchronized reconnect hurts are server
 //! options passed through (`--server-arg=--backlog=64`, `--runtime threads`)
@@ -510,10 +511,8 @@ impl rtlab_client::tasks::Observer for Observer {
             }
             Event::Message(m) if mark => s.clients[self.i].post.push(m.data.clone()),
             Event::Message(_) => s.clients[self.i].pre += 1,
-            Event::Missed { .. } if mark => s.clients[self.i].signals += 1,
+            Event::Missed { .. } | Event::Reset { .. } if mark => s.clients[self.i].signals += 1,
             Event::Gap { .. } => s.clients[self.i].gaps += 1,
-            // With epochs (the contract's "Stream identity"), a reset event
-            // counts as a signal here too.
             _ => {}
         }
         ControlFlow::Continue(())

@@ -6,6 +6,7 @@
 //! | `ID DATA` | a message (in `DATA`, backslash, CR and LF are escaped: one message, one line) |
 //! | `connected URL [after ID]` | a connection was accepted, resuming after `ID` |
 //! | `missed FROM TO` | the server said ids `FROM` to `TO` are gone |
+//! | `reset EPOCH` | the server could not continue the client's sequence (it restarted): ids start again in `EPOCH` |
 //! | `gap FROM TO` | ids skipped without the server saying so (a contract violation) |
 //! | `reconnect ATTEMPT DELAY_MS REASON` | the connection failed or was lost; the next attempt is in `DELAY_MS` |
 //! | `retry MS` | the server's SSE `retry:`: the back-off's new base |
@@ -101,6 +102,7 @@ pub fn line(event: &Event) -> String {
         Event::Connected { url, after: Some(id) } => format!("connected {url} after {id}"),
         Event::Connected { url, after: None } => format!("connected {url}"),
         Event::Missed { from, to } => format!("missed {from} {to}"),
+        Event::Reset { epoch } => format!("reset {epoch}"),
         Event::Gap { from, to } => format!("gap {from} {to}"),
         Event::Reconnecting { attempt, delay, reason } => format!("reconnect {attempt} {} {reason}", delay.as_millis()),
         Event::Retry(base) => format!("retry {}", base.as_millis()),

@@ -124,6 +124,14 @@ pub enum Event {
         /// The last id missed.
         to: u64,
     },
+    /// The server could not continue the sequence the client resumed in
+    /// (it restarted, or lost the topic): what follows is epoch `epoch`
+    /// from its beginning, ids from 1 again. Messages of the old epoch the
+    /// client had not seen are gone, and there is no telling how many.
+    Reset {
+        /// The new epoch.
+        epoch: String,
+    },
     /// Ids `from..=to` were skipped *without* a missed signal: the contract
     /// says this never happens, so the subscriber checks it.
     Gap {
@@ -212,7 +220,11 @@ enum Phase {
 /// WebSocket and poll `after=`); a message at or below that id is a
 /// duplicate and dropped, so the application sees each id once, in order.
 /// A missed signal is passed on as [`Event::Missed`]; it does not move the
-/// resume id (as `EventSource` does: the `missed` event has no id).
+/// resume id (as `EventSource` does: the `missed` event has no id). The id
+/// goes with its **epoch** (the server's name for the sequence it belongs
+/// to): the subscriber resumes with `E-N`, and a server that restarted
+/// answers with a reset, passed on as [`Event::Reset`], after which ids
+/// start again from 1 in the new epoch.
 ///
 /// **Backing off.** After a failed or lost connection it waits what its
 /// [`Backoff`] says before the next attempt. The back-off is reset — the
@@ -241,6 +253,8 @@ pub struct Subscriber<R> {
     actions: VecDeque<Action>,
     /// The last id delivered (or the start id): what a reconnection resumes after.
     last_id: Option<u64>,
+    /// The epoch of `last_id`, once the server has named it.
+    epoch: Option<String>,
     /// The highest id reported missed (or skipped), so that each is reported once.
     missed_to: u64,
     stats: Stats,
@@ -261,6 +275,7 @@ impl<R: Rng> Subscriber<R> {
             state: State::Idle,
             actions: VecDeque::new(),
             last_id,
+            epoch: None,
             missed_to: 0,
             stats: Stats::default(),
         }
@@ -284,6 +299,11 @@ impl<R: Rng> Subscriber<R> {
     /// The id a reconnection would resume after.
     pub fn last_id(&self) -> Option<u64> {
         self.last_id
+    }
+
+    /// The epoch of [`last_id`](Self::last_id), once the server named it.
+    pub fn epoch(&self) -> Option<&str> {
+        self.epoch.as_deref()
     }
 
     /// The back-off as it stands (its attempt counter, its base after `retry:`).
@@ -411,7 +431,7 @@ impl<R: Rng> Subscriber<R> {
 
     fn connect(&mut self, now: Instant) {
         let c = &self.config;
-        let request = wire::request(&c.url, &c.topic, c.transport, self.last_id, c.poll_wait);
+        let request = wire::request(&c.url, &c.topic, c.transport, self.last_id, self.epoch.as_deref(), c.poll_wait);
         self.actions.push_back(Action::Connect(request.clone()));
         self.state = State::Connecting { request, deadline: now + c.request_timeout };
     }
@@ -426,9 +446,19 @@ impl<R: Rng> Subscriber<R> {
                 return; // Failed or gave up halfway: the rest is moot.
             }
             match item {
-                Incoming::Message { .. } | Incoming::Missed { .. } if syncing => {}
-                Incoming::Message { id, data } => self.deliver(id, data),
+                Incoming::Message { .. } | Incoming::Missed { .. } | Incoming::Reset { .. } if syncing => {}
+                Incoming::Message { id, epoch, data } => {
+                    match (epoch, &self.epoch) {
+                        // A new epoch without a reset signal: the contract says
+                        // it does not happen; treated as one, not as a gap.
+                        (Some(e), Some(known)) if e != *known => self.reset(e),
+                        (Some(e), None) => self.epoch = Some(e),
+                        _ => {}
+                    }
+                    self.deliver(id, data)
+                }
                 Incoming::Missed { from, to } => self.missed(from, to),
+                Incoming::Reset { epoch } => self.reset(epoch),
                 Incoming::Retry(base) => {
                     self.backoff.set_base(base);
                     self.actions.push_back(Action::Event(Event::Retry(base)));
@@ -436,7 +466,12 @@ impl<R: Rng> Subscriber<R> {
                 Incoming::ServerError(e) => self.actions.push_back(Action::Event(Event::ServerError(e))),
                 Incoming::Send(bytes) => self.actions.push_back(Action::Send(bytes)),
                 Incoming::Closed(reason) => self.fail(now, reason),
-                Incoming::PollAnswered { last_id, keep_alive } => self.poll_again(now, last_id, keep_alive),
+                Incoming::PollAnswered { last_id, epoch, keep_alive } => {
+                    if self.epoch.is_none() || self.last_id.is_none() {
+                        self.epoch = epoch;
+                    }
+                    self.poll_again(now, last_id, keep_alive)
+                }
             }
         }
     }
@@ -462,6 +497,14 @@ impl<R: Rng> Subscriber<R> {
         self.actions.push_back(Action::Event(Event::Message(Message { id, data })));
     }
 
+    /// The server's reset: ids start again, from 1, in `epoch`.
+    fn reset(&mut self, epoch: String) {
+        self.epoch = Some(epoch.clone());
+        self.last_id = Some(0);
+        self.missed_to = 0;
+        self.actions.push_back(Action::Event(Event::Reset { epoch }));
+    }
+
     /// Reports the part of a missed range not reported (or delivered) yet.
     fn missed(&mut self, from: u64, to: u64) {
         let from = from.max(self.missed_to + 1).max(self.last_id.map_or(0, |id| id + 1));
@@ -484,7 +527,7 @@ impl<R: Rng> Subscriber<R> {
             return self.connect(now);
         }
         let c = &self.config;
-        let request = wire::request(&c.url, &c.topic, c.transport, self.last_id, c.poll_wait);
+        let request = wire::request(&c.url, &c.topic, c.transport, self.last_id, self.epoch.as_deref(), c.poll_wait);
         let deadline = now + self.answer_time(&request);
         self.actions.push_back(Action::Send(request.encode()));
         if let State::Open(open) = &mut self.state {

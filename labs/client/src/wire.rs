@@ -66,16 +66,30 @@ impl FromStr for Transport {
 
 // ANCHOR: request
 /// The request that (re)subscribes to `topic` after `last_id` (`None`: from
-/// now on). Long polling without an id first asks a short poll for the
-/// topic's newest id, and delivers nothing from it.
-pub(crate) fn request(url: &Url, topic: &str, transport: Transport, last_id: Option<u64>, wait: u32) -> Request {
+/// now on), of `epoch` if the client knows it: the cursor is then `E-N`, so
+/// that a server that cannot continue that sequence (it restarted) says so
+/// with a reset instead of resuming at a reused id. Long polling without an
+/// id first asks a short poll for the topic's newest id, and delivers
+/// nothing from it.
+pub(crate) fn request(
+    url: &Url,
+    topic: &str,
+    transport: Transport,
+    last_id: Option<u64>,
+    epoch: Option<&str>,
+    wait: u32,
+) -> Request {
+    let last_id = last_id.map(|id| match epoch {
+        Some(e) => format!("{e}-{id}"),
+        None => id.to_string(),
+    });
     match transport {
         Transport::Sse => {
             let r = Request::get(url, format!("/sse?topic={topic}"))
                 .header("Accept", "text/event-stream")
                 .header("Cache-Control", "no-store");
             match last_id {
-                Some(id) => r.header("Last-Event-ID", id.to_string()),
+                Some(id) => r.header("Last-Event-ID", id),
                 None => r,
             }
         }
@@ -98,8 +112,11 @@ pub(crate) fn request(url: &Url, topic: &str, transport: Transport, last_id: Opt
 /// What the bytes of a stream amount to, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Incoming {
-    /// A message with its id.
-    Message { id: u64, data: String },
+    /// A message with its id and (when the server sent it) its epoch.
+    Message { id: u64, epoch: Option<String>, data: String },
+    /// The server's reset signal: the client's cursor was of another epoch;
+    /// what follows is epoch `epoch` from its beginning.
+    Reset { epoch: String },
     /// The server's missed-messages signal: ids `from..=to` are gone.
     Missed { from: u64, to: u64 },
     /// SSE `retry:`: the server's reconnection time.
@@ -109,8 +126,8 @@ pub(crate) enum Incoming {
     /// Bytes to send back (a pong, a close reply).
     Send(Vec<u8>),
     /// A poll answer is complete (its messages came before): the topic's
-    /// newest id, and whether the connection stays open.
-    PollAnswered { last_id: u64, keep_alive: bool },
+    /// newest id and its epoch, and whether the connection stays open.
+    PollAnswered { last_id: u64, epoch: Option<String>, keep_alive: bool },
     /// The server ended the stream in its protocol (a WebSocket close frame).
     Closed(String),
 }
@@ -225,17 +242,24 @@ impl Stream {
 }
 
 // ANCHOR: sse_item
-/// An SSE event as the contract defines them: a message has a numeric id;
-/// `event: missed` carries `{"from":F,"to":T}`; other event types are
-/// ignored (a later contract may add some, e.g. `reset`).
+/// An SSE event as the contract defines them: a message has an id `E-N`
+/// (or a bare `N`); `event: missed` carries `{"from":F,"to":T}`, `event:
+/// reset` `{"epoch":"E"}`; other event types are ignored.
 fn sse_item(item: SseItem) -> Result<Option<Incoming>, String> {
     Ok(match item {
         SseItem::Retry(ms) => Some(Incoming::Retry(Duration::from_millis(ms))),
         SseItem::Comment => None,
         SseItem::Event(e) if e.event == "message" => {
-            let id = e.id.as_deref().and_then(|id| id.parse().ok());
-            let id = id.ok_or_else(|| format!("an event without a numeric id: {:?}", e.id))?;
-            Some(Incoming::Message { id, data: e.data })
+            let (epoch, id) = match e.id.as_deref().map(|id| id.split_once('-').unwrap_or(("", id))) {
+                Some((epoch, n)) => ((!epoch.is_empty()).then(|| epoch.to_owned()), n.parse().ok()),
+                None => (None, None),
+            };
+            let id = id.ok_or_else(|| format!("an event without an id N or E-N: {:?}", e.id))?;
+            Some(Incoming::Message { id, epoch, data: e.data })
+        }
+        SseItem::Event(e) if e.event == "reset" => {
+            let r: Epoch = serde_json::from_str(&e.data).map_err(|err| format!("a bad reset event: {err}"))?;
+            Some(Incoming::Reset { epoch: r.epoch })
         }
         SseItem::Event(e) if e.event == "missed" => {
             let r: Range = serde_json::from_str(&e.data).map_err(|err| format!("a bad missed event: {err}"))?;
@@ -252,37 +276,64 @@ struct Range {
     to: u64,
 }
 
+/// The body of a reset signal.
+#[derive(Debug, Deserialize)]
+struct Epoch {
+    epoch: String,
+}
+
 #[derive(Debug, Deserialize)]
 struct Entry {
     id: u64,
     data: String,
 }
 
-/// A poll answer: `{"messages":[...],"last_id":L}`, perhaps with `"missed"`.
+/// A poll answer: `{"epoch":"E","messages":[...],"last_id":L}`, perhaps with
+/// `"reset"` and `"missed"`.
 #[derive(Debug, Deserialize)]
 struct PollAnswer {
+    #[serde(default)]
+    epoch: Option<String>,
     messages: Vec<Entry>,
     last_id: u64,
     #[serde(default)]
     missed: Option<Range>,
+    #[serde(default)]
+    reset: Option<Epoch>,
 }
 
-/// A `/ws` text frame: a message, the missed signal, or an error report.
+/// A `/ws` text frame: a message, the missed or reset signal, or an error report.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum WsText {
-    Message { id: u64, data: String },
-    Missed { missed: Range },
-    Error { error: String },
+    Message {
+        id: u64,
+        #[serde(default)]
+        epoch: Option<String>,
+        data: String,
+    },
+    Missed {
+        missed: Range,
+    },
+    Reset {
+        reset: Epoch,
+    },
+    Error {
+        error: String,
+    },
 }
 
 fn poll_answer(json: &[u8], keep_alive: bool, out: &mut Vec<Incoming>) -> Result<(), String> {
     let answer: PollAnswer = serde_json::from_slice(json).map_err(|e| format!("a bad poll answer: {e}"))?;
+    if let Some(r) = answer.reset {
+        out.push(Incoming::Reset { epoch: r.epoch });
+    }
     if let Some(r) = answer.missed {
         out.push(Incoming::Missed { from: r.from, to: r.to });
     }
-    out.extend(answer.messages.into_iter().map(|m| Incoming::Message { id: m.id, data: m.data }));
-    out.push(Incoming::PollAnswered { last_id: answer.last_id, keep_alive });
+    let epoch = answer.epoch;
+    out.extend(answer.messages.into_iter().map(|m| Incoming::Message { id: m.id, epoch: epoch.clone(), data: m.data }));
+    out.push(Incoming::PollAnswered { last_id: answer.last_id, epoch, keep_alive });
     Ok(())
 }
 
@@ -297,8 +348,9 @@ fn ws_feed(ctx: &mut WebSocketContext, io: &mut MemIo, bytes: &[u8], out: &mut V
     loop {
         match ctx.read(io) {
             Ok(WsMessage::Text(text)) => match serde_json::from_str::<WsText>(&text) {
-                Ok(WsText::Message { id, data }) => out.push(Incoming::Message { id, data }),
+                Ok(WsText::Message { id, epoch, data }) => out.push(Incoming::Message { id, epoch, data }),
                 Ok(WsText::Missed { missed }) => out.push(Incoming::Missed { from: missed.from, to: missed.to }),
+                Ok(WsText::Reset { reset }) => out.push(Incoming::Reset { epoch: reset.epoch }),
                 Ok(WsText::Error { error }) => out.push(Incoming::ServerError(error)),
                 Err(_) => {} // Not the contract's: ignored, like unknown SSE events.
             },

@@ -32,7 +32,7 @@ fn fanout(c: &mut Criterion) {
             b.iter_batched_ref(
                 || outboxes(n),
                 |boxes| {
-                    let message = Message::encode(black_box(42), black_box(DATA));
+                    let message = Message::encode(black_box("E"), black_box(42), black_box(DATA));
                     for outbox in boxes.iter_mut() {
                         outbox.push_message(message.ws.clone(), message.id);
                     }
@@ -45,7 +45,7 @@ fn fanout(c: &mut Criterion) {
                 || outboxes(n),
                 |boxes| {
                     for outbox in boxes.iter_mut() {
-                        let message = Message::encode(black_box(42), black_box(DATA));
+                        let message = Message::encode(black_box("E"), black_box(42), black_box(DATA));
                         outbox.push_message(message.ws.clone(), message.id);
                     }
                 },
@@ -60,7 +60,7 @@ fn fanout(c: &mut Criterion) {
 /// reported written.
 fn outbox(c: &mut Criterion) {
     let mut group = c.benchmark_group("outbox");
-    let message = Message::encode(1, DATA);
+    let message = Message::encode("E", 1, DATA);
     group.throughput(Throughput::Elements(16));
     group.bench_function("push16_take_written", |b| {
         let mut outbox = Outbox::new(Transport::Ws, 1 << 20, Policy::Disconnect);

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::encode::{self, Transport};
 use crate::heartbeat::{Beat, KeepAlive, Pinger};
 use crate::http::{self, HttpError, Request, Route};
-use crate::hub::{Hub, Peer, Subscription, TopicRef, Wake};
+use crate::hub::{Cursor, Hub, Peer, Subscription, TopicRef, Wake};
 use crate::outbox::Outbox;
 use crate::stats::{Kind, Refusal, Stats};
 use crate::ws::{WsDecoder, WsError, WsEvent};
@@ -33,6 +33,17 @@ impl Server {
     /// A server with no topics yet.
     pub fn new(config: Config) -> Arc<Server> {
         let hub = Hub::with_limits(config.retention, config.max_topics, config.topic_ttl);
+        Server::with_hub(config, hub)
+    }
+
+    /// A server whose epoch is `epoch` rather than a random one: tests that
+    /// compare bytes need to know it.
+    pub fn with_epoch(config: Config, epoch: &str) -> Arc<Server> {
+        let hub = Hub::with_limits(config.retention, config.max_topics, config.topic_ttl).with_epoch(epoch);
+        Server::with_hub(config, hub)
+    }
+
+    fn with_hub(config: Config, hub: Hub) -> Arc<Server> {
         let stats = Stats::default();
         stats.max_topics.store(config.max_topics as u64, std::sync::atomic::Ordering::Relaxed);
         Arc::new(Server { hub, config, stats })
@@ -116,7 +127,7 @@ enum State {
 struct HeldPoll {
     sub: Subscription,
     topic: String,
-    after: u64,
+    after: Cursor,
     deadline: Instant,
     keep_alive: bool,
     /// Requests pipelined behind the poll, unparsed until it is answered.
@@ -356,8 +367,8 @@ impl Connection {
                 }
             }
             State::LongPoll(poll) => {
-                let replay = self.server.hub.poll(&poll.topic, poll.after);
-                if !replay.messages.is_empty() || now >= poll.deadline {
+                let replay = self.server.hub.poll(&poll.topic, &poll.after);
+                if !replay.messages.is_empty() || replay.reset || now >= poll.deadline {
                     self.answer_long_poll(replay, now);
                 }
             }
@@ -398,7 +409,7 @@ impl Connection {
                 self.close_with(Some(encode::ws_close(1001, "server shutting down")), now);
             }
             State::LongPoll(poll) => {
-                let replay = self.server.hub.poll(&poll.topic, poll.after);
+                let replay = self.server.hub.poll(&poll.topic, &poll.after);
                 self.answer_long_poll(replay, now);
                 self.close(now);
             }
@@ -541,9 +552,10 @@ impl Connection {
                 Err(_) => self.fail(HttpError::BadRequest("message is not valid UTF-8".into()), now),
             },
             Route::Poll { topic, after, wait } => {
-                let replay = server.hub.poll(&topic, after);
+                let replay = server.hub.poll(&topic, &after);
                 match wait {
-                    Some(secs) if replay.messages.is_empty() => {
+                    // A reset is news: answered at once, like a message.
+                    Some(secs) if replay.messages.is_empty() && !replay.reset => {
                         let Some(handle) = self.topic_or_refuse(&topic, now) else { return };
                         let deadline = now + Duration::from_secs(secs.into());
                         self.hold_long_poll(handle, topic, after, deadline, req.keep_alive, now)
@@ -557,14 +569,14 @@ impl Connection {
                 let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(Bytes::from_static(http::SSE_HEAD));
                 self.set_kind(Kind::Sse);
-                let sub = self.subscribe(topic, Transport::Sse, resume);
+                let sub = self.subscribe(topic, Transport::Sse, resume.as_ref());
                 self.state = State::Sse { sub, keepalive: KeepAlive::new(server.config.keepalive, now) };
             }
             Route::Ws { topic, resume, accept } => {
                 let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(http::websocket_accept(&accept));
                 self.set_kind(Kind::Ws);
-                let sub = self.subscribe(topic, Transport::Ws, resume);
+                let sub = self.subscribe(topic, Transport::Ws, resume.as_ref());
                 // A /ws publish carries the message JSON-escaped: allow for that.
                 let decoder = WsDecoder::new(server.config.max_message.saturating_mul(6).saturating_add(1024));
                 self.upgrade(State::Ws { sub, decoder, pinger: Pinger::new(server.config.ping_interval, now) }, now);
@@ -589,7 +601,7 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, topic: TopicRef, transport: Transport, resume: Option<u64>) -> Subscription {
+    fn subscribe(&mut self, topic: TopicRef, transport: Transport, resume: Option<&Cursor>) -> Subscription {
         self.server.hub.subscribe(topic, &self.peer, transport, resume, &self.server.stats)
     }
 
@@ -599,7 +611,7 @@ impl Connection {
             .stats
             .delivered
             .fetch_add(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let body = encode::poll_body(&messages, replay.last_id, replay.missed);
+        let body = encode::poll_body(&replay.epoch, &messages, replay.last_id, replay.missed, replay.reset);
         self.respond(http::response(200, "application/json", &body));
     }
 
@@ -608,7 +620,7 @@ impl Connection {
         &mut self,
         handle: TopicRef,
         topic: String,
-        after: u64,
+        after: Cursor,
         deadline: Instant,
         keep_alive: bool,
         now: Instant,
@@ -621,8 +633,8 @@ impl Connection {
         let sub = self.server.hub.subscribe(handle, &self.peer, Transport::LongPoll, None, &self.server.stats);
         self.state = State::LongPoll(Box::new(HeldPoll { sub, topic, after, deadline, keep_alive, buf }));
         if let State::LongPoll(poll) = &self.state {
-            let replay = self.server.hub.poll(&poll.topic, poll.after);
-            if !replay.messages.is_empty() {
+            let replay = self.server.hub.poll(&poll.topic, &poll.after);
+            if !replay.messages.is_empty() || replay.reset {
                 self.answer_long_poll(replay, now);
             }
         }

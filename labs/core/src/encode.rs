@@ -26,29 +26,35 @@ pub enum Transport {
 /// of a publish does not grow with the number of subscribers' encodings.
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// The message id, per topic, from 1.
+    /// The message id, per topic, from 1 (within its topic's epoch).
     pub id: u64,
-    /// `id: N\ndata: ...\n\n`, one `data:` line per line of the message.
+    /// `id: E-N\ndata: ...\n\n`, one `data:` line per line of the message.
     pub sse: Bytes,
-    /// A complete unmasked WebSocket text frame carrying `{"id":N,"data":"..."}`.
+    /// A complete unmasked WebSocket text frame carrying
+    /// `{"id":N,"epoch":"E","data":"..."}`.
     pub ws: Bytes,
     /// The JSON object `{"id":N,"data":"..."}`, an entry of a poll response.
     pub json: Bytes,
 }
 
 impl Message {
-    /// Encodes `data` for every transport at once.
-    pub fn encode(id: u64, data: &str) -> Message {
+    /// Encodes `data`, message `id` of epoch `epoch`, for every transport
+    /// at once. The epoch travels with every WebSocket frame and every SSE
+    /// id (`E-N`), so that a client resuming later names the id *and* the
+    /// sequence it belongs to; a poll answer carries it once, at the top.
+    pub fn encode(epoch: &str, id: u64, data: &str) -> Message {
         // Written by hand so that the keys keep the contract's order.
         let data_json = serde_json::to_string(data).expect("a str always serializes");
         let json = format!("{{\"id\":{id},\"data\":{data_json}}}");
-        let mut buf = BytesMut::with_capacity(2 * json.len() + data.len() + 64);
+        // The frame's JSON is the poll entry with the epoch after the id.
+        let frame = format!("{{\"id\":{id},\"epoch\":\"{epoch}\",\"data\":{data_json}}}");
+        let mut buf = BytesMut::with_capacity(json.len() + frame.len() + data.len() + 64);
         buf.put_slice(json.as_bytes());
         let json_end = buf.len();
-        put_ws_header(&mut buf, OpCode::Data(Data::Text), json.len());
-        buf.put_slice(json.as_bytes());
+        put_ws_header(&mut buf, OpCode::Data(Data::Text), frame.len());
+        buf.put_slice(frame.as_bytes());
         let ws_end = buf.len();
-        put_sse_event(&mut buf, Some(id), None, data);
+        put_sse_event(&mut buf, Some((epoch, id)), None, data);
         let all = buf.freeze();
         Message {
             id,
@@ -72,14 +78,14 @@ impl Message {
 /// Writes one SSE event. The SSE format ends a line at `\n`, `\r` or `\r\n`,
 /// so each of them starts a new `data:` line; the reader joins the lines with
 /// `\n` (a message's `\r\n` line ends therefore arrive as `\n`).
-fn put_sse_event(buf: &mut BytesMut, id: Option<u64>, event: Option<&str>, data: &str) {
+fn put_sse_event(buf: &mut BytesMut, id: Option<(&str, u64)>, event: Option<&str>, data: &str) {
     if let Some(event) = event {
         buf.put_slice(b"event: ");
         buf.put_slice(event.as_bytes());
         buf.put_u8(b'\n');
     }
-    if let Some(id) = id {
-        buf.put_slice(format!("id: {id}\n").as_bytes());
+    if let Some((epoch, id)) = id {
+        buf.put_slice(format!("id: {epoch}-{id}\n").as_bytes());
     }
     let mut rest = data;
     loop {
@@ -153,15 +159,43 @@ pub fn missed(transport: Transport, from: u64, to: u64) -> Bytes {
 }
 // ANCHOR_END: missed
 
+// ANCHOR: reset
+/// The "reset" signal: the client resumed from an id of another epoch — a
+/// sequence this server (or its broker) can no longer continue, such as the
+/// one before a restart. Its id means nothing here, so what follows is the
+/// current epoch `epoch` from its first retained message.
+///
+/// * SSE: `event: reset` / `id: E-0` / `data: {"epoch":"E"}`. The `id:` line
+///   moves the browser's `Last-Event-ID` into the new epoch (id 0: before its
+///   first message), so a reconnect right after it resumes there instead of
+///   being reset again.
+/// * WebSocket: a text frame `{"reset":{"epoch":"E"}}`.
+/// * Poll: a `"reset":{"epoch":"E"}` member of the response object.
+pub fn reset(transport: Transport, epoch: &str) -> Bytes {
+    let body = format!("{{\"epoch\":\"{epoch}\"}}");
+    match transport {
+        Transport::Sse => {
+            let mut buf = BytesMut::new();
+            put_sse_event(&mut buf, Some((epoch, 0)), Some("reset"), &body);
+            buf.freeze()
+        }
+        Transport::Ws | Transport::LongPoll => {
+            ws_frame(OpCode::Data(Data::Text), format!("{{\"reset\":{body}}}").as_bytes())
+        }
+    }
+}
+// ANCHOR_END: reset
+
 /// The SSE keep-alive comment.
 pub const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
 // ANCHOR: poll_body
-/// A poll response body: `{"messages":[...],"last_id":L}` plus `"missed"` when
-/// the client asked for ids older than the topic retains.
-pub fn poll_body(messages: &[Message], last_id: u64, missed: Option<(u64, u64)>) -> Vec<u8> {
-    let mut body = Vec::with_capacity(32 + messages.iter().map(|m| m.json.len() + 1).sum::<usize>());
-    body.extend_from_slice(b"{\"messages\":[");
+/// A poll response body: `{"epoch":"E","messages":[...],"last_id":L}`, plus
+/// `"reset"` when the client's cursor was from another epoch, and `"missed"`
+/// when it asked for ids older than the topic retains.
+pub fn poll_body(epoch: &str, messages: &[Message], last_id: u64, missed: Option<(u64, u64)>, reset: bool) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64 + messages.iter().map(|m| m.json.len() + 1).sum::<usize>());
+    body.extend_from_slice(format!("{{\"epoch\":\"{epoch}\",\"messages\":[").as_bytes());
     for (i, m) in messages.iter().enumerate() {
         if i > 0 {
             body.push(b',');
@@ -169,6 +203,9 @@ pub fn poll_body(messages: &[Message], last_id: u64, missed: Option<(u64, u64)>)
         body.extend_from_slice(&m.json);
     }
     body.extend_from_slice(format!("],\"last_id\":{last_id}").as_bytes());
+    if reset {
+        body.extend_from_slice(format!(",\"reset\":{{\"epoch\":\"{epoch}\"}}").as_bytes());
+    }
     if let Some((from, to)) = missed {
         body.extend_from_slice(format!(",\"missed\":{{\"from\":{from},\"to\":{to}}}").as_bytes());
     }
@@ -183,25 +220,26 @@ mod tests {
 
     #[test]
     fn sse_splits_lines() {
-        let m = Message::encode(7, "one\ntwo\r\nthree\rfour");
-        assert_eq!(&m.sse[..], b"id: 7\ndata: one\ndata: two\ndata: three\ndata: four\n\n");
-        let m = Message::encode(1, "");
-        assert_eq!(&m.sse[..], b"id: 1\ndata: \n\n");
-        let m = Message::encode(2, "end\n");
-        assert_eq!(&m.sse[..], b"id: 2\ndata: end\ndata: \n\n");
+        let m = Message::encode("E", 7, "one\ntwo\r\nthree\rfour");
+        assert_eq!(&m.sse[..], b"id: E-7\ndata: one\ndata: two\ndata: three\ndata: four\n\n");
+        let m = Message::encode("E", 1, "");
+        assert_eq!(&m.sse[..], b"id: E-1\ndata: \n\n");
+        let m = Message::encode("E", 2, "end\n");
+        assert_eq!(&m.sse[..], b"id: E-2\ndata: end\ndata: \n\n");
     }
 
     #[test]
     fn ws_and_json_share_one_buffer() {
-        let m = Message::encode(3, "hi \"you\"");
+        let m = Message::encode("Ab9", 3, "hi \"you\"");
         assert_eq!(&m.json[..], br#"{"id":3,"data":"hi \"you\""}"#);
         let v: serde_json::Value = serde_json::from_slice(&m.json).unwrap();
         assert_eq!(v["id"], 3);
         assert_eq!(v["data"], "hi \"you\"");
-        // Text frame, FIN set, unmasked, 7-bit length.
+        // Text frame, FIN set, unmasked, 7-bit length; the epoch beside the id.
         assert_eq!(m.ws[0], 0x81);
-        assert_eq!(m.ws[1] as usize, m.json.len());
-        assert_eq!(&m.ws[2..], &m.json[..]);
+        let frame = br#"{"id":3,"epoch":"Ab9","data":"hi \"you\""}"#;
+        assert_eq!(m.ws[1] as usize, frame.len());
+        assert_eq!(&m.ws[2..], &frame[..]);
     }
 
     #[test]
@@ -215,9 +253,11 @@ mod tests {
 
     #[test]
     fn poll_body_is_json() {
-        let msgs = [Message::encode(4, "a"), Message::encode(5, "b\nc")];
-        let body = poll_body(&msgs, 5, Some((1, 3)));
+        let msgs = [Message::encode("E", 4, "a"), Message::encode("E", 5, "b\nc")];
+        let body = poll_body("E", &msgs, 5, Some((1, 3)), true);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["epoch"], "E");
+        assert_eq!(v["reset"]["epoch"], "E");
         assert_eq!(v["messages"][1]["data"], "b\nc");
         assert_eq!(v["last_id"], 5);
         assert_eq!(v["missed"]["from"], 1);
@@ -229,5 +269,11 @@ mod tests {
         assert_eq!(&missed(Transport::Sse, 2, 9)[..], b"event: missed\ndata: {\"from\":2,\"to\":9}\n\n");
         let ws = missed(Transport::Ws, 2, 9);
         assert_eq!(&ws[2..], br#"{"missed":{"from":2,"to":9}}"#);
+    }
+
+    #[test]
+    fn reset_markers() {
+        assert_eq!(&reset(Transport::Sse, "Q7")[..], b"event: reset\nid: Q7-0\ndata: {\"epoch\":\"Q7\"}\n\n");
+        assert_eq!(&reset(Transport::Ws, "Q7")[2..], br#"{"reset":{"epoch":"Q7"}}"#);
     }
 }

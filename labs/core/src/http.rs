@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::hub::Cursor;
+
 // ANCHOR: max_headers
 /// Most headers a request may carry before it is refused with `431`.
 const MAX_HEADERS: usize = 48;
@@ -19,12 +21,12 @@ const MAX_HEADERS: usize = 48;
 pub enum Route {
     /// `POST /publish?topic=T`; the body (of `content_length` bytes) is the message.
     Publish { topic: String },
-    /// `GET /poll?topic=T&after=N[&wait=S]`.
-    Poll { topic: String, after: u64, wait: Option<u32> },
+    /// `GET /poll?topic=T&after=[E-]N[&wait=S]`.
+    Poll { topic: String, after: Cursor, wait: Option<u32> },
     /// `GET /sse?topic=T`, resuming after `Last-Event-ID` / `lastEventId` if given.
-    Sse { topic: String, resume: Option<u64> },
-    /// `GET /ws?topic=T[&after=N]`, a WebSocket upgrade.
-    Ws { topic: String, resume: Option<u64>, accept: String },
+    Sse { topic: String, resume: Option<Cursor> },
+    /// `GET /ws?topic=T[&after=[E-]N]`, a WebSocket upgrade.
+    Ws { topic: String, resume: Option<Cursor>, accept: String },
     /// `GET /echo`, a WebSocket upgrade.
     Echo { accept: String },
     /// `GET /`, the demo page.
@@ -209,7 +211,7 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
                     _ => return Err(HttpError::BadRequest("wait must be a whole number of seconds from 1 to 60".into())),
                 },
             };
-            Route::Poll { topic: query.topic()?, after: query.id("after")?.unwrap_or(0), wait }
+            Route::Poll { topic: query.topic()?, after: query.id("after")?.unwrap_or_default(), wait }
         }
         "/sse" => {
             get("GET")?;
@@ -351,7 +353,7 @@ impl<'a> Query<'a> {
         Ok(topic.to_owned())
     }
 
-    fn id(&self, name: &str) -> Result<Option<u64>, HttpError> {
+    fn id(&self, name: &str) -> Result<Option<Cursor>, HttpError> {
         self.get(name).map(|v| parse_id(name, v.as_bytes())).transpose()
     }
 }
@@ -369,13 +371,17 @@ pub fn validate_topic(topic: &str) -> Result<(), HttpError> {
 }
 // ANCHOR_END: topic
 
-fn parse_id(name: &str, value: &[u8]) -> Result<u64, HttpError> {
+/// A resume cursor: `E-N` or a bare `N` ([`Cursor::parse`]).
+fn parse_id(name: &str, value: &[u8]) -> Result<Cursor, HttpError> {
     std::str::from_utf8(value)
         .ok()
         .map(str::trim)
-        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| HttpError::BadRequest(format!("{name} must be a message id (a whole number)")))
+        .and_then(Cursor::parse)
+        .ok_or_else(|| {
+            HttpError::BadRequest(format!(
+                "{name} must be a message id: N or EPOCH-N (N a whole number, EPOCH 1 to 16 characters of 0-9 A-Z a-z)"
+            ))
+        })
 }
 
 fn reason(status: u16) -> &'static str {
@@ -459,25 +465,29 @@ mod tests {
         );
         assert_eq!(
             route("GET /poll?topic=a.b_c-D&after=7&wait=3 HTTP/1.1\r\n\r\n").unwrap(),
-            Route::Poll { topic: "a.b_c-D".into(), after: 7, wait: Some(3) }
+            Route::Poll { topic: "a.b_c-D".into(), after: Cursor::at(7), wait: Some(3) }
         );
         assert_eq!(
             route("GET /poll?topic=a HTTP/1.1\r\n\r\n").unwrap(),
-            Route::Poll { topic: "a".into(), after: 0, wait: None }
+            Route::Poll { topic: "a".into(), after: Cursor::at(0), wait: None }
         );
         assert_eq!(
             route("GET /sse?topic=t HTTP/1.1\r\nLast-Event-ID: 12\r\n\r\n").unwrap(),
-            Route::Sse { topic: "t".into(), resume: Some(12) }
+            Route::Sse { topic: "t".into(), resume: Some(Cursor::at(12)) }
         );
         assert_eq!(
             route("GET /sse?topic=t&lastEventId=5 HTTP/1.1\r\n\r\n").unwrap(),
-            Route::Sse { topic: "t".into(), resume: Some(5) }
+            Route::Sse { topic: "t".into(), resume: Some(Cursor::at(5)) }
         );
         let ws = "GET /ws?topic=t&after=3 HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
         assert_eq!(
             route(ws).unwrap(),
             // The RFC 6455 §1.3 example key and answer.
-            Route::Ws { topic: "t".into(), resume: Some(3), accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() }
+            Route::Ws { topic: "t".into(), resume: Some(Cursor::at(3)), accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() }
+        );
+        assert_eq!(
+            route("GET /sse?topic=t HTTP/1.1\r\nLast-Event-ID: k3J9aQ2x-12\r\n\r\n").unwrap(),
+            Route::Sse { topic: "t".into(), resume: Some(Cursor { epoch: Some("k3J9aQ2x".into()), id: 12 }) }
         );
         assert_eq!(route("GET / HTTP/1.1\r\n\r\n").unwrap(), Route::Index);
         assert_eq!(route("GET /stats HTTP/1.1\r\n\r\n").unwrap(), Route::Stats);
@@ -494,6 +504,10 @@ mod tests {
         assert_eq!(status("GET /poll?topic=a/b HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status(&format!("GET /poll?topic={} HTTP/1.1\r\n\r\n", "x".repeat(65))), 400);
         assert_eq!(status("GET /poll?topic=a&after=-1 HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /poll?topic=a&after=E- HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /poll?topic=a&after=E_1-3 HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /poll?topic=a&after=ABCDEFGHIJKLMNOPQ-3 HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /poll?topic=a&after=E-1-3 HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("GET /poll?topic=a&wait=0 HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("GET /poll?topic=a&wait=61 HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("POST /publish?topic=a HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"), 413);

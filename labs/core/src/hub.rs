@@ -1,6 +1,6 @@
-//! The hub: topics, per-topic ids, retention, replay, and fan-out to
-//! subscribers' outboxes; the limit on topics and their eviction; and the
-//! stop that makes publishing refuse what it could no longer deliver.
+//! The hub: topics, per-topic ids and their epochs, retention, replay, and
+//! fan-out to subscribers' outboxes; the limit on topics and their eviction;
+//! and the stop that makes publishing refuse what it could no longer deliver.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -66,9 +66,89 @@ impl Peer {
     }
 }
 
-/// One topic: its last id, its retained messages and its live subscribers.
+// ANCHOR: epoch
+/// A resume position as a client sends it: `E-N` (id `N` of epoch `E`), or a
+/// bare `N`, which means "id `N` of the current epoch".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cursor {
+    /// The epoch the id belongs to; `None`: whatever the topic's is now.
+    pub epoch: Option<String>,
+    /// The last id the client has.
+    pub id: u64,
+}
+
+impl Cursor {
+    /// A bare id (no epoch).
+    pub fn at(id: u64) -> Cursor {
+        Cursor { epoch: None, id }
+    }
+
+    /// Parses `E-N` or `N`. An epoch is 1 to 16 characters of `0-9 A-Z a-z`,
+    /// an id a whole number; anything else is `None` (the caller's `400`).
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (epoch, id) = match text.split_once('-') {
+            Some((e, id)) if is_epoch(e) => (Some(e.to_owned()), id),
+            Some(_) => return None,
+            None => (None, text),
+        };
+        let id = Some(id).filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()?;
+        Some(Cursor { epoch, id })
+    }
+
+    /// Whether this cursor belongs to another sequence than `epoch`'s.
+    pub fn is_other_epoch(&self, epoch: &str) -> bool {
+        self.epoch.as_deref().is_some_and(|e| e != epoch)
+    }
+}
+
+/// The contract's epoch rule: 1 to 16 characters of `0-9 A-Z a-z`.
+pub fn is_epoch(s: &str) -> bool {
+    (1..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A fresh random epoch of 8 characters: 62⁸ (about 2·10¹⁴) values, so two
+/// starts of a server practically never share one.
+///
+/// The core has no I/O, and asking the OS for random bytes is I/O, so it
+/// borrows the randomness the standard library already drew: every
+/// [`RandomState`](std::hash::RandomState) is keyed from the OS's random
+/// source once per thread (then varied per instance), which is exactly "new
+/// on every start of the process".
+pub fn new_epoch() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut x = std::hash::RandomState::new().build_hasher().finish();
+    (0..8)
+        .map(|_| {
+            let c = BASE62[(x % 62) as usize] as char;
+            x /= 62;
+            c
+        })
+        .collect()
+}
+
+/// `n` in base 62 (at least one digit).
+fn base62(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(BASE62[(n % 62) as usize]);
+        n /= 62;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).expect("ASCII")
+}
+// ANCHOR_END: epoch
+
+/// One topic: its epoch and last id, its retained messages and its live
+/// subscribers.
 #[derive(Debug)]
 pub struct Topic {
+    /// The epoch its ids belong to (see [`Hub::epoch_for_new_topics`]).
+    epoch: Arc<str>,
     last_id: u64,
     retained: VecDeque<Arc<Message>>,
     /// Live subscribers by key. Each peer's outbox knows its transport, so
@@ -85,6 +165,11 @@ pub type TopicRef = Arc<Mutex<Topic>>;
 /// What a subscriber or poller gets back from the retained history.
 #[derive(Debug, Default)]
 pub struct Replay {
+    /// The topic's epoch: the one every id here belongs to.
+    pub epoch: Arc<str>,
+    /// The client's cursor was from another epoch: it is told so, and gets
+    /// the current epoch from its beginning.
+    pub reset: bool,
     /// Retained messages newer than the requested id, oldest first.
     pub messages: Vec<Arc<Message>>,
     /// Ids the client asked for that are no longer retained.
@@ -94,8 +179,17 @@ pub struct Replay {
 }
 
 impl Topic {
-    fn new(now: Instant) -> Topic {
-        Topic { last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), touched: now }
+    fn new(epoch: Arc<str>, now: Instant) -> Topic {
+        Topic { epoch, last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), touched: now }
+    }
+
+    /// What a client resuming at `cursor` gets: from another epoch, a reset
+    /// and everything retained; otherwise what follows its id.
+    fn resume(&self, cursor: &Cursor) -> Replay {
+        if cursor.is_other_epoch(&self.epoch) {
+            return Replay { reset: true, ..self.replay(0) };
+        }
+        self.replay(cursor.id)
     }
 
     // ANCHOR: replay
@@ -107,6 +201,8 @@ impl Topic {
         let missed = (next < first && after < self.last_id).then(|| (next, first - 1));
         let skip = next.saturating_sub(first).min(self.retained.len() as u64) as usize;
         Replay {
+            epoch: self.epoch.clone(),
+            reset: false,
             messages: self.retained.iter().skip(skip).cloned().collect(),
             missed,
             last_id: self.last_id,
@@ -133,6 +229,8 @@ pub struct Hub {
     next_subscriber: AtomicU64,
     /// Set once, when the server begins to stop ([`begin_stop`](Hub::begin_stop)).
     stopping: AtomicBool,
+    /// This hub's random epoch, drawn when it was made ([`new_epoch`]).
+    epoch: String,
 }
 
 /// The map of topics by name, and when the next sweep for evictable topics
@@ -141,6 +239,9 @@ pub struct Hub {
 struct Topics {
     by_name: HashMap<String, TopicRef>,
     next_sweep: Option<Instant>,
+    /// Sweeps that evicted at least one topic: a topic made after the `g`th
+    /// has the epoch `{hub epoch}{g in base 62}`.
+    generation: u64,
 }
 
 /// A live subscription; dropping it does not unsubscribe (call
@@ -174,8 +275,36 @@ impl Hub {
             topic_ttl,
             next_subscriber: 1.into(),
             stopping: AtomicBool::new(false),
+            epoch: new_epoch(),
         }
     }
+
+    /// The same hub with a chosen epoch instead of a random one (tests).
+    pub fn with_epoch(mut self, epoch: &str) -> Hub {
+        assert!(is_epoch(epoch) && epoch.len() <= 8, "an epoch of 1 to 8 characters of 0-9 A-Z a-z");
+        self.epoch = epoch.to_owned();
+        self
+    }
+
+    // ANCHOR: epoch_for_new_topics
+    /// The epoch a topic created now gets.
+    ///
+    /// A hub that keeps its topics in memory loses them twice: when the
+    /// process ends, and when it evicts an idle topic. Both start the topic's
+    /// ids again at 1, so both must start a new epoch. The first is the
+    /// hub's random epoch, drawn at every start. For the second, the hub
+    /// counts its evicting sweeps: a topic created after the `g`th gets the
+    /// hub's epoch followed by `g` in base 62. A topic evicted in sweep `g`
+    /// can only come back after it, with a larger `g`: a new epoch, without
+    /// remembering anything about the topics it forgot. Until the first
+    /// eviction, every topic of the server has the server's epoch.
+    fn epoch_for_new_topics(&self, topics: &Topics) -> Arc<str> {
+        match topics.generation {
+            0 => self.epoch.as_str().into(),
+            g => format!("{}{}", self.epoch, base62(g)).into(),
+        }
+    }
+    // ANCHOR_END: epoch_for_new_topics
 
     // ANCHOR: topic
     /// The topic named `name`, created if it does not exist — unless the hub
@@ -196,7 +325,7 @@ impl Hub {
             stats.refused(Refusal::Topics);
             return Err(Refusal::Topics);
         }
-        let t = Arc::new(Mutex::new(Topic::new(now)));
+        let t = Arc::new(Mutex::new(Topic::new(self.epoch_for_new_topics(&topics), now)));
         topics.by_name.insert(name.to_owned(), t.clone());
         stats.topics.fetch_add(1, Relaxed);
         Ok(t)
@@ -235,6 +364,9 @@ impl Hub {
         });
         let evicted = before - topics.by_name.len();
         topics.next_sweep = Some(now + SWEEP_PAUSE);
+        if evicted > 0 {
+            topics.generation += 1;
+        }
         stats.topics.fetch_sub(evicted as i64, Relaxed);
         stats.evicted_topics.fetch_add(evicted as u64, Relaxed);
         evicted
@@ -312,7 +444,7 @@ impl Hub {
             }
             t.touched = now;
             t.last_id += 1;
-            let message = Arc::new(Message::encode(t.last_id, data));
+            let message = Arc::new(Message::encode(&t.epoch, t.last_id, data));
             if t.retained.len() == self.retention {
                 t.retained.pop_front();
             }
@@ -361,24 +493,24 @@ impl Hub {
     // ANCHOR: subscribe
     /// Subscribes `peer` to `topic` (a handle from [`topic`](Hub::topic))
     /// with `transport` (which its outbox remembers). With `resume =
-    /// Some(id)` the retained messages after `id` are queued first (preceded
-    /// by a missed marker if some are gone) under the same lock that
-    /// publishes take, so nothing can fall between the replay and the live
-    /// stream.
+    /// Some(cursor)` the retained messages after it are queued first
+    /// (preceded by a missed marker if some are gone) under the same lock
+    /// that publishes take, so nothing can fall between the replay and the
+    /// live stream.
     ///
-    /// An id the topic has never given out (above its newest) can only come
-    /// from an earlier life of the topic — before it was evicted, or before
-    /// the server restarted — whose ids this one reuses. Resuming after it
-    /// would silently skip everything this life has published up to that id,
-    /// so the subscriber gets the topic from its beginning instead: what is
-    /// retained, with a missed marker for what is not. (Its ids going down is
-    /// the sign; the contract's epochs will make it an explicit reset.)
+    /// A cursor from another epoch names an id of a sequence that is gone
+    /// (the server restarted, or the topic was evicted): the subscriber gets
+    /// the reset signal, then the current epoch from its beginning. So does,
+    /// without the signal, a bare id the topic has never given out (above its
+    /// newest), which can only come from such an earlier life: resuming
+    /// after it would silently skip everything this life has published up to
+    /// that id.
     pub fn subscribe(
         &self,
         topic: TopicRef,
         peer: &Arc<Peer>,
         transport: Transport,
-        resume: Option<u64>,
+        resume: Option<&Cursor>,
         stats: &Stats,
     ) -> Subscription {
         let key = self.next_subscriber.fetch_add(1, Relaxed);
@@ -386,9 +518,15 @@ impl Hub {
             let mut t = lock(&topic);
             let mut outbox = peer.outbox();
             outbox.set_transport(transport);
-            if let (Some(after), Transport::Sse | Transport::Ws) = (resume, transport) {
-                let after = if after > t.last_id { 0 } else { after };
-                let replay = t.replay(after);
+            if let (Some(cursor), Transport::Sse | Transport::Ws) = (resume, transport) {
+                let replay = if cursor.id > t.last_id && !cursor.is_other_epoch(&t.epoch) {
+                    t.replay(0)
+                } else {
+                    t.resume(cursor)
+                };
+                if replay.reset {
+                    outbox.push_control(crate::encode::reset(transport, &replay.epoch));
+                }
                 if let Some((from, to)) = replay.missed {
                     outbox.push_control(crate::encode::missed(transport, from, to));
                 }
@@ -409,12 +547,25 @@ impl Hub {
         lock(&sub.topic).subscribers.remove(&sub.key);
     }
 
-    /// The retained messages of `topic` after id `after` (a short poll, or a
-    /// long poll that has something to return). An unknown topic is empty.
-    pub fn poll(&self, topic: &str, after: u64) -> Replay {
+    /// The retained messages of `topic` after `after` (a short poll, or a
+    /// long poll that has something to return), with a reset if `after` is
+    /// from another epoch. An unknown topic is empty, in the epoch it would
+    /// get if it were created now.
+    pub fn poll(&self, topic: &str, after: &Cursor) -> Replay {
         match self.existing(topic) {
-            Some(t) => lock(&t).replay(after),
-            None => Replay::default(),
+            Some(t) => lock(&t).resume(after),
+            None => {
+                let epoch = self.epoch_for_new_topics(&lock(&self.topics));
+                Replay { reset: after.is_other_epoch(&epoch), epoch, ..Replay::default() }
+            }
+        }
+    }
+
+    /// The epoch of `topic`, or the one it would get if created now.
+    pub fn epoch(&self, topic: &str) -> Arc<str> {
+        match self.existing(topic) {
+            Some(t) => lock(&t).epoch.clone(),
+            None => self.epoch_for_new_topics(&lock(&self.topics)),
         }
     }
 
@@ -468,7 +619,7 @@ mod tests {
 
     #[test]
     fn ids_are_per_topic_and_gap_free() {
-        let hub = Hub::new(8);
+        let hub = Hub::new(8).with_epoch("E");
         let s = Stats::default();
         assert_eq!(publish(&hub, "a", "x", &s), 1);
         assert_eq!(publish(&hub, "a", "y", &s), 2);
@@ -479,41 +630,41 @@ mod tests {
 
     #[test]
     fn retention_and_missed_range() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         for i in 1..=5 {
             publish(&hub, "t", &format!("m{i}"), &s);
         }
-        let r = hub.poll("t", 0);
+        let r = hub.poll("t", &Cursor::at(0));
         assert_eq!(r.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![3, 4, 5]);
         assert_eq!(r.missed, Some((1, 2)));
         assert_eq!(r.last_id, 5);
-        let r = hub.poll("t", 2);
+        let r = hub.poll("t", &Cursor::at(2));
         assert_eq!(r.messages.len(), 3);
         assert_eq!(r.missed, None);
-        let r = hub.poll("t", 4);
+        let r = hub.poll("t", &Cursor::at(4));
         assert_eq!(r.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![5]);
-        let r = hub.poll("t", 5);
+        let r = hub.poll("t", &Cursor::at(5));
         assert!(r.messages.is_empty());
         assert_eq!(r.missed, None);
-        let r = hub.poll("t", 99);
+        let r = hub.poll("t", &Cursor::at(99));
         assert!(r.messages.is_empty());
     }
 
     #[test]
     fn subscribe_replays_then_goes_live_without_gaps() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         for i in 1..=5 {
             publish(&hub, "t", &format!("m{i}"), &s);
         }
         let (p, wakes) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
-        let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(1), &s);
+        let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(&Cursor::at(1)), &s);
         publish(&hub, "t", "m6", &s);
         let got = ids(&p);
         assert_eq!(got[0], "event: missed\ndata: {\"from\":2,\"to\":2}\n\n");
-        assert!(got[1].starts_with("id: 3\n"));
-        assert!(got[4].starts_with("id: 6\ndata: m6\n"));
+        assert!(got[1].starts_with("id: E-3\n"));
+        assert!(got[4].starts_with("id: E-6\ndata: m6\n"));
         assert_eq!(got.len(), 5);
         // The outbox already held the replay, so the live push did not wake.
         assert_eq!(wakes.0.load(Relaxed), 0);
@@ -525,7 +676,7 @@ mod tests {
 
     #[test]
     fn every_subscriber_shares_the_same_bytes() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         let (a, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
         let (b, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
@@ -540,7 +691,7 @@ mod tests {
 
     #[test]
     fn slow_subscriber_is_cut_off_and_others_continue() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16).with_epoch("E");
         let s = Stats::default();
         let (slow, slow_wakes) = peer(Transport::Ws, 100, Policy::Disconnect);
         let (fast, _) = peer(Transport::Ws, 100, Policy::Disconnect);
@@ -573,7 +724,7 @@ mod tests {
 
     #[test]
     fn subscribers_are_woken_after_the_topic_is_unlocked() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         let mut seen = Vec::new();
         for transport in [Transport::Sse, Transport::Ws, Transport::LongPoll] {
@@ -592,7 +743,7 @@ mod tests {
 
     #[test]
     fn long_poll_subscribers_are_woken_not_queued() {
-        let hub = Hub::new(3);
+        let hub = Hub::new(3).with_epoch("E");
         let s = Stats::default();
         let (p, wakes) = peer(Transport::LongPoll, 100, Policy::Disconnect);
         hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::LongPoll, None, &s);
@@ -612,7 +763,7 @@ mod tests {
 
     #[test]
     fn past_the_limit_a_new_topic_is_refused_until_one_has_been_idle_for_the_ttl() {
-        let hub = Hub::with_limits(8, 3, 10 * SEC);
+        let hub = Hub::with_limits(8, 3, 10 * SEC).with_epoch("E");
         let s = Stats::default();
         for name in ["a", "b", "c"] {
             assert_eq!(hub.publish(name, "x", at(0), &s), Ok(1));
@@ -629,12 +780,12 @@ mod tests {
         assert_eq!(s.evicted_topics.load(Relaxed), 3);
         // A topic that comes back starts a new life: ids from 1.
         assert_eq!(hub.publish("a", "again", at(11), &s), Ok(1));
-        assert_eq!(hub.poll("a", 0).messages.len(), 1);
+        assert_eq!(hub.poll("a", &Cursor::at(0)).messages.len(), 1);
     }
 
     #[test]
     fn a_sweep_that_frees_some_pauses_the_next_too() {
-        let hub = Hub::with_limits(8, 2, 2 * SEC);
+        let hub = Hub::with_limits(8, 2, 2 * SEC).with_epoch("E");
         let s = Stats::default();
         let ms = |n| now() + Duration::from_millis(n);
         assert_eq!(hub.publish("a", "x", ms(0), &s), Ok(1));
@@ -647,7 +798,7 @@ mod tests {
 
     #[test]
     fn a_sweep_that_finds_nothing_pauses_the_next() {
-        let hub = Hub::with_limits(8, 1, 2 * SEC);
+        let hub = Hub::with_limits(8, 1, 2 * SEC).with_epoch("E");
         let s = Stats::default();
         assert_eq!(hub.publish("a", "x", at(0), &s), Ok(1));
         assert_eq!(hub.publish("b", "x", at(1), &s), Err(Refusal::Topics), "a is 1 s old: a sweep finds nothing");
@@ -659,7 +810,7 @@ mod tests {
 
     #[test]
     fn a_topic_with_a_subscriber_or_a_handle_in_use_is_never_evicted() {
-        let hub = Hub::with_limits(8, 2, SEC);
+        let hub = Hub::with_limits(8, 2, SEC).with_epoch("E");
         let s = Stats::default();
         let (p, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
         let sub = hub.subscribe(hub.topic("held", at(0), &s).unwrap(), &p, Transport::Ws, None, &s);
@@ -680,20 +831,88 @@ mod tests {
     /// jump to live messages.
     #[test]
     fn resuming_from_an_id_the_topic_never_gave_out_starts_from_its_beginning() {
-        let hub = Hub::new(2);
+        let hub = Hub::new(2).with_epoch("E");
         let s = Stats::default();
         for i in 1..=3 {
             publish(&hub, "t", &format!("m{i}"), &s);
         }
         let (p, _) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
-        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(57), &s);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(&Cursor::at(57)), &s);
         let got = ids(&p);
         assert_eq!(got[0], "event: missed\ndata: {\"from\":1,\"to\":1}\n\n");
-        assert!(got[1].starts_with("id: 2\n") && got[2].starts_with("id: 3\n"), "{got:?}");
+        assert!(got[1].starts_with("id: E-2\n") && got[2].starts_with("id: E-3\n"), "{got:?}");
         assert_eq!(got.len(), 3);
         // A poll answer carries last_id, below the client's id: nothing to change there.
-        let r = hub.poll("t", 57);
+        let r = hub.poll("t", &Cursor::at(57));
         assert!(r.messages.is_empty() && r.last_id == 3);
+    }
+
+    // ---------------------------------------------------------------------
+    // Epochs.
+
+    #[test]
+    fn cursors_parse_with_or_without_an_epoch() {
+        assert_eq!(Cursor::parse("12"), Some(Cursor::at(12)));
+        assert_eq!(Cursor::parse("aZ09-7"), Some(Cursor { epoch: Some("aZ09".into()), id: 7 }));
+        for bad in ["", "-", "-3", "E-", "E--3", "E-3-4", "E_x-3", "12345678901234567-1", "E-x", "+3"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+        }
+        let e = new_epoch();
+        assert!(is_epoch(&e) && e.len() == 8, "{e}");
+        assert_ne!(new_epoch(), new_epoch(), "random per hub");
+        assert_eq!(base62(0), "0");
+        assert_eq!(base62(62), "10");
+    }
+
+    /// A cursor from another epoch (a restart) gets the reset signal, then the
+    /// current epoch from its first retained message; one from this epoch
+    /// resumes as before; a bare id means this epoch.
+    #[test]
+    fn resuming_from_another_epoch_is_a_reset_then_everything_retained() {
+        let hub = Hub::new(2).with_epoch("NEW");
+        let s = Stats::default();
+        for i in 1..=3 {
+            publish(&hub, "t", &format!("m{i}"), &s);
+        }
+        let old = Cursor { epoch: Some("OLD".into()), id: 2 };
+        let (p, _) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(&old), &s);
+        let got = ids(&p);
+        assert_eq!(got[0], "event: reset\nid: NEW-0\ndata: {\"epoch\":\"NEW\"}\n\n");
+        assert_eq!(got[1], "event: missed\ndata: {\"from\":1,\"to\":1}\n\n");
+        assert!(got[2].starts_with("id: NEW-2\n") && got[3].starts_with("id: NEW-3\n"), "{got:?}");
+        assert_eq!(got.len(), 4);
+
+        let same = Cursor { epoch: Some("NEW".into()), id: 2 };
+        let (p, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Ws, Some(&same), &s);
+        let got = ids(&p);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].ends_with(r#"{"id":3,"epoch":"NEW","data":"m3"}"#), "{got:?}");
+
+        let r = hub.poll("t", &old);
+        assert!(r.reset && &*r.epoch == "NEW");
+        assert_eq!(r.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
+        let r = hub.poll("t", &Cursor::at(2));
+        assert!(!r.reset && r.messages.len() == 1);
+        let r = hub.poll("never", &old);
+        assert!(r.reset && r.messages.is_empty() && &*r.epoch == "NEW", "an unknown topic is in the hub's epoch");
+    }
+
+    /// An evicted topic that comes back starts at id 1 in a new epoch, so a
+    /// client of its earlier life is reset instead of resuming at a reused id.
+    #[test]
+    fn an_evicted_topic_comes_back_in_a_new_epoch() {
+        let hub = Hub::with_limits(8, 1, SEC).with_epoch("E");
+        let s = Stats::default();
+        assert_eq!(hub.publish("a", "x", at(0), &s), Ok(1));
+        assert_eq!(&*hub.epoch("a"), "E");
+        assert_eq!(hub.publish("b", "x", at(2), &s), Ok(1), "a is evicted");
+        assert_eq!(&*hub.epoch("b"), "E1");
+        assert_eq!(hub.publish("a", "y", at(4), &s), Ok(1), "b is evicted, a is back");
+        assert_eq!(&*hub.epoch("a"), "E2");
+        let r = hub.poll("a", &Cursor { epoch: Some("E".into()), id: 1 });
+        assert!(r.reset && r.messages.len() == 1 && r.messages[0].id == 1);
     }
 
     // ---------------------------------------------------------------------
@@ -701,7 +920,7 @@ mod tests {
 
     #[test]
     fn once_stopping_every_publish_is_refused() {
-        let hub = Hub::new(8);
+        let hub = Hub::new(8).with_epoch("E");
         let s = Stats::default();
         publish(&hub, "t", "before", &s);
         hub.begin_stop();
@@ -721,7 +940,7 @@ mod tests {
     #[test]
     fn a_publish_acknowledged_while_stopping_reached_every_subscriber() {
         for _ in 0..20 {
-            let hub = Hub::new(1 << 16);
+            let hub = Hub::new(1 << 16).with_epoch("E");
             let s = Stats::default();
             let (p, _) = peer(Transport::Ws, 1 << 30, Policy::Unbounded);
             let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Ws, None, &s);
@@ -762,16 +981,16 @@ mod tests {
     /// it wrapped to 0 and replayed the whole retention).
     #[test]
     fn cursor_at_u64_max_replays_nothing() {
-        let hub = Hub::new(4);
+        let hub = Hub::new(4).with_epoch("E");
         let s = Stats::default();
         for _ in 0..6 {
             hub.publish("t", "x", now(), &s).unwrap();
         }
-        let r = hub.poll("t", u64::MAX);
+        let r = hub.poll("t", &Cursor::at(u64::MAX));
         assert!(r.messages.is_empty());
         assert_eq!((r.missed, r.last_id), (None, 6));
-        assert_eq!(hub.poll("t", u64::MAX - 1).messages.len(), 0);
-        let r = hub.poll("t", 0);
+        assert_eq!(hub.poll("t", &Cursor::at(u64::MAX - 1)).messages.len(), 0);
+        let r = hub.poll("t", &Cursor::at(0));
         assert_eq!((r.messages.len(), r.missed), (4, Some((1, 2))), "ordinary cursors unchanged");
     }
 }

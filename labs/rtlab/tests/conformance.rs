@@ -45,6 +45,9 @@ macro_rules! conformance {
                 sse_replay_via_query_param,
                 sse_signals_missed_messages,
                 sse_keepalive_comments,
+                // Epochs: ids across a restart.
+                ids_carry_their_epoch_on_every_transport,
+                resume_across_a_restart_is_a_reset,
                 // WebSocket /ws.
                 ws_replay_via_after,
                 ws_signals_missed_messages,

@@ -11,8 +11,10 @@ use crate::http::{Chunked, RawConn, assert_content_type, find, request};
 /// One dispatched SSE event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
-    /// The `id:` field, if any.
+    /// The `id:` field's number, if any (`N` of `E-N`, or a bare `N`).
     pub id: Option<u64>,
+    /// The `id:` field's epoch (`E` of `E-N`), if it has one.
+    pub epoch: Option<String>,
     /// The `event:` field, if any.
     pub event: Option<String>,
     /// The `data:` lines joined with `\n`.
@@ -143,9 +145,9 @@ impl Sse {
 }
 
 /// Parses one block; `None` if it dispatches nothing (comments only).
-/// Panics on a non-numeric `id` or a field the contract does not use.
+/// Panics on an `id` that is not `N` or `E-N`, or a field the contract does not use.
 pub fn parse_sse_block(lines: &[String]) -> Option<SseEvent> {
-    let mut ev = SseEvent { id: None, event: None, data: String::new(), data_lines: 0 };
+    let mut ev = SseEvent { id: None, epoch: None, event: None, data: String::new(), data_lines: 0 };
     let mut fields = 0;
     for line in lines {
         if line.starts_with(':') {
@@ -155,7 +157,14 @@ pub fn parse_sse_block(lines: &[String]) -> Option<SseEvent> {
         let value = value.strip_prefix(' ').unwrap_or(value);
         fields += 1;
         match field {
-            "id" => ev.id = Some(value.parse().unwrap_or_else(|_| panic!("non-numeric SSE id {value:?}"))),
+            "id" => {
+                let (epoch, n) = match value.split_once('-') {
+                    Some((e, n)) => (Some(e.to_owned()), n),
+                    None => (None, value),
+                };
+                ev.id = Some(n.parse().unwrap_or_else(|_| panic!("SSE id {value:?} is not N or E-N")));
+                ev.epoch = epoch;
+            }
             "event" => ev.event = Some(value.to_owned()),
             "data" => {
                 if ev.data_lines > 0 {
@@ -184,7 +193,9 @@ mod tests {
     #[test]
     fn blocks_parse_into_events() {
         let ev = parse_sse_block(&lines("id: 7\ndata: one\ndata:two\ndata: ")).expect("an event");
-        assert_eq!(ev, SseEvent { id: Some(7), event: None, data: "one\ntwo\n".into(), data_lines: 3 });
+        assert_eq!(ev, SseEvent { id: Some(7), epoch: None, event: None, data: "one\ntwo\n".into(), data_lines: 3 });
+        let ev = parse_sse_block(&lines("id: k3J9-8\ndata: x")).expect("an event");
+        assert_eq!((ev.epoch.as_deref(), ev.id), (Some("k3J9"), Some(8)));
         let ev = parse_sse_block(&lines("event: missed\ndata: {}")).expect("an event");
         assert_eq!((ev.id, ev.event.as_deref()), (None, Some("missed")));
         assert_eq!(parse_sse_block(&lines(": keep-alive")), None);

@@ -222,9 +222,26 @@ fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
 
 /// A whole poll answer.
 fn poll_answer(missed: Option<(u64, u64)>, messages: &[(u64, &str)], last_id: u64, keep_alive: bool) -> Vec<u8> {
+    poll_answer_in(None, missed, messages, last_id, keep_alive)
+}
+
+/// A whole poll answer, with `"epoch"` and perhaps `"reset"` (`(epoch, reset)`).
+fn poll_answer_in(
+    epoch: Option<(&str, bool)>,
+    missed: Option<(u64, u64)>,
+    messages: &[(u64, &str)],
+    last_id: u64,
+    keep_alive: bool,
+) -> Vec<u8> {
     let entries: Vec<String> = messages.iter().map(|(id, d)| format!("{{\"id\":{id},\"data\":\"{d}\"}}")).collect();
     let missed = missed.map(|(f, t)| format!(",\"missed\":{{\"from\":{f},\"to\":{t}}}")).unwrap_or_default();
-    let body = format!("{{\"messages\":[{}],\"last_id\":{last_id}{missed}}}", entries.join(","));
+    let (head, reset) = match epoch {
+        None => (String::new(), String::new()),
+        Some((e, reset)) => {
+            (format!("\"epoch\":\"{e}\","), if reset { format!(",\"reset\":{{\"epoch\":\"{e}\"}}") } else { String::new() })
+        }
+    };
+    let body = format!("{{{head}\"messages\":[{}],\"last_id\":{last_id}{missed}{reset}}}", entries.join(","));
     let close = if keep_alive { "" } else { "Connection: close\r\n" };
     format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{close}Content-Length: {}\r\n\r\n{body}", body.len())
         .into_bytes()
@@ -571,7 +588,7 @@ fn sse_live_start_and_resume_header() {
     sim.connected();
     sim.accept();
     sim.data(b"data: no id\n\n");
-    assert!(matches!(sim.events.last(), Some(Event::Reconnecting { reason, .. }) if reason.contains("numeric id")));
+    assert!(matches!(sim.events.last(), Some(Event::Reconnecting { reason, .. }) if reason.contains("an id N or E-N")));
     sim.wait();
     sim.connected();
     sim.accept();
@@ -584,3 +601,67 @@ fn sse_live_start_and_resume_header() {
     assert_eq!(sim.targets, ["/sse?topic=t"; 3]);
     assert_eq!(sim.messages(), [(41, "a".into()), (42, "b".into())]);
 }
+
+/// The server's bytes for messages of `epoch`, after a reset signal if
+/// `reset`, in this transport's encoding.
+fn epoch_bytes(transport: Transport, reset: bool, epoch: &str, messages: &[(u64, &str)], last_id: u64) -> Vec<u8> {
+    match transport {
+        Transport::Sse => {
+            let mut s = String::new();
+            if reset {
+                s += &format!("event: reset\nid: {epoch}-0\ndata: {{\"epoch\":\"{epoch}\"}}\n\n");
+            }
+            for (id, data) in messages {
+                s += &format!("id: {epoch}-{id}\ndata: {data}\n\n");
+            }
+            s.into_bytes()
+        }
+        Transport::Ws => {
+            let mut b = Vec::new();
+            if reset {
+                b.extend(ws_text(&format!("{{\"reset\":{{\"epoch\":\"{epoch}\"}}}}")));
+            }
+            for (id, data) in messages {
+                b.extend(ws_text(&format!("{{\"id\":{id},\"epoch\":\"{epoch}\",\"data\":\"{data}\"}}")));
+            }
+            b
+        }
+        Transport::LongPoll => poll_answer_in(Some((epoch, reset)), None, messages, last_id, true),
+    }
+}
+
+// ANCHOR: reset
+/// A server restart between two connections: the subscriber resumes with
+/// `E-N` (the epoch it learned with its messages), the restarted server
+/// answers with a reset and its new epoch from id 1; the subscriber reports
+/// the reset, delivers ids 1.. of the new epoch (not as duplicates of the
+/// old ones) and resumes in the new epoch from then on.
+#[test]
+fn a_reset_starts_the_ids_again_in_the_new_epoch() {
+    for transport in ALL {
+        let mut sim = Sim::jitter(transport, Start::After(0));
+        sim.connected();
+        sim.accept();
+        sim.data(&epoch_bytes(transport, false, "old", &[(1, "a"), (2, "b"), (3, "c")], 3));
+        assert_eq!(sim.sub.epoch(), Some("old"), "{transport}");
+        sim.closed();
+        sim.wait();
+        sim.connected();
+        let head = String::from_utf8(sim.request.clone().unwrap()).unwrap();
+        assert!(head.contains("Last-Event-ID: old-3\r\n") || head.contains("after=old-3"), "{transport}: {head}");
+        sim.accept();
+        sim.data(&epoch_bytes(transport, true, "new", &[(1, "x"), (2, "y")], 2));
+        assert!(sim.events.contains(&Event::Reset { epoch: "new".into() }), "{transport}: {:?}", sim.events);
+        let got: Vec<_> = sim.messages().into_iter().map(|(id, d)| format!("{id}{d}")).collect();
+        assert_eq!(got, ["1a", "2b", "3c", "1x", "2y"], "{transport}");
+        assert_eq!(sim.sub.stats().duplicates, 0);
+        assert!(!sim.events.iter().any(|e| matches!(e, Event::Gap { .. })), "{transport}");
+        assert_eq!((sim.sub.last_id(), sim.sub.epoch()), (Some(2), Some("new")));
+        sim.closed();
+        sim.wait();
+        sim.connected();
+        let head = String::from_utf8(sim.request.clone().unwrap()).unwrap();
+        assert!(head.contains("Last-Event-ID: new-2\r\n") || head.contains("after=new-2"), "{transport}: {head}");
+    }
+}
+// ANCHOR_END: reset

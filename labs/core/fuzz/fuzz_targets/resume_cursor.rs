@@ -7,8 +7,11 @@
 //!
 //! Checked, besides "no panic", against a model written here:
 //! * `parse_request` accepts exactly the values that are a whole number
-//!   (surrounding whitespace aside) that fits in a `u64`, and the header
-//!   wins over the query;
+//!   (surrounding whitespace aside) that fits in a `u64`, bare or after an
+//!   epoch and a `-` (`E-N`, an epoch being 1 to 16 characters of `0-9 A-Z
+//!   a-z`), and the header wins over the query;
+//! * a cursor from another epoch than the server's gets the reset signal and
+//!   then the topic from its beginning;
 //! * an accepted cursor replays exactly the retained messages after it, in
 //!   order, preceded by the "missed" signal for the ids it asked for that are
 //!   no longer retained; a cursor at the newest id replays nothing, and so
@@ -26,8 +29,9 @@
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use rtlab_core::http::parse_request;
+use rtlab_core::hub::Cursor as CoreCursor;
 use rtlab_core::{Config, Route, Status};
-use rtlab_core_fuzz::{Sim, TEXT, WS_ACCEPT, read_response, server_frames, upgrade_request};
+use rtlab_core_fuzz::{EPOCH, Sim, TEXT, WS_ACCEPT, read_response, server_frames, upgrade_request};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "t";
@@ -72,6 +76,8 @@ enum Token {
     Plus,
     Minus,
     Letter(u8),
+    /// `E-` (the server's epoch) or `Old-` (another one).
+    Epoch(bool),
     Percent,
     Dot,
     NonAscii(char),
@@ -98,6 +104,7 @@ impl Cursor {
                         Token::Plus => s.push('+'),
                         Token::Minus => s.push('-'),
                         Token::Letter(b) => s.push(char::from(b'a' + b % 26)),
+                        Token::Epoch(current) => s += if *current { "E-" } else { "Old-" },
                         Token::Percent => s.push('%'),
                         Token::Dot => s.push('.'),
                         Token::NonAscii(c) if !c.is_ascii() && !c.is_control() => s.push(*c),
@@ -124,14 +131,24 @@ impl Cursor {
     }
 }
 
-/// The contract's cursor: a whole number that fits in a `u64`, surrounding
-/// whitespace aside.
-fn cursor_value(v: &[u8]) -> Option<u64> {
+/// The contract's cursor: a whole number that fits in a `u64`, perhaps
+/// after an epoch and a `-`, surrounding whitespace aside.
+fn cursor_value(v: &[u8]) -> Option<CoreCursor> {
     let s = std::str::from_utf8(v).ok()?.trim();
+    let (epoch, s) = match s.split_once('-') {
+        Some((e, rest)) => {
+            let ok = (1..=16).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !ok {
+                return None;
+            }
+            (Some(e.to_owned()), rest)
+        }
+        None => (None, s),
+    };
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok()
+    Some(CoreCursor { epoch, id: s.parse().ok()? })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -171,7 +188,7 @@ fn run(input: &Input) {
     let mut head = Vec::new();
     let header = |name: &str, value: &[u8]| [format!("{name}: ").as_bytes(), value, b"\r\n"].concat();
     // The cursor the contract reads (`None`: none given; `Some(None)`: refused).
-    let cursor: Option<Option<u64>> = match input.route {
+    let cursor: Option<Option<CoreCursor>> = match input.route {
         RouteKind::SseHeader => {
             head.extend_from_slice(format!("GET /sse?topic={TOPIC} HTTP/1.1\r\n").as_bytes());
             head.extend(header("Last-Event-ID", &value));
@@ -206,12 +223,12 @@ fn run(input: &Input) {
 
     // The parser alone.
     let parsed = parse_request(&head, 8192, 65536);
-    let accepted = cursor.flatten();
-    match (&parsed, cursor) {
+    let accepted = cursor.clone().flatten();
+    match (&parsed, &cursor) {
         (Ok(Some((req, _))), Some(Some(n))) => {
             let resume = match &req.route {
-                Route::Sse { resume, .. } | Route::Ws { resume, .. } => *resume,
-                Route::Poll { after, .. } => Some(*after),
+                Route::Sse { resume, .. } | Route::Ws { resume, .. } => resume.as_ref(),
+                Route::Poll { after, .. } => Some(after),
                 other => panic!("routed to {other:?}"),
             };
             assert_eq!(resume, Some(n), "the cursor read is not the one sent");
@@ -225,7 +242,7 @@ fn run(input: &Input) {
     let out = sim.output();
     let (response, used) = read_response(&out);
     let rest = &out[used..];
-    let Some(after) = accepted else {
+    let Some(CoreCursor { epoch, id: after }) = accepted else {
         assert_eq!(response.status, 400);
         assert!(rest.is_empty());
         assert_eq!(sim.status(), Status::Closing);
@@ -236,8 +253,10 @@ fn run(input: &Input) {
     // WebSocket) resuming after an id the topic never gave out comes from an
     // earlier life of the topic (evicted, or a restarted server): it gets the
     // topic from its beginning. A poll just gets nothing newer.
+    // From another epoch: the reset signal, then the topic from its beginning.
     let stream = !matches!(input.route, RouteKind::Poll);
-    let after = if stream && after > published { 0 } else { after };
+    let reset = epoch.is_some_and(|e| e != EPOCH);
+    let after = if reset || (stream && after > published) { 0 } else { after };
     let first = published.saturating_sub(retention as u64) + 1; // Oldest retained (or published + 1).
     let replay: Vec<u64> = (first..=published).filter(|&id| id > after).collect();
     let missed = (u128::from(after) + 1 < u128::from(first) && after < published).then(|| (after + 1, first - 1));
@@ -247,21 +266,27 @@ fn run(input: &Input) {
             assert_eq!(response.status, 200);
             assert_eq!(response.header("content-type"), Some("text/event-stream"));
             let mut expected = String::new();
+            if reset {
+                expected += &format!("event: reset\nid: {EPOCH}-0\ndata: {{\"epoch\":\"{EPOCH}\"}}\n\n");
+            }
             if let Some((from, to)) = missed {
                 expected += &format!("event: missed\ndata: {{\"from\":{from},\"to\":{to}}}\n\n");
             }
             for id in &replay {
-                expected += &format!("id: {id}\ndata: m{id}\n\n");
+                expected += &format!("id: {EPOCH}-{id}\ndata: m{id}\n\n");
             }
             assert_eq!(String::from_utf8_lossy(rest), expected, "after {after}");
         }
         RouteKind::Ws => {
             assert_eq!((response.status, response.header("sec-websocket-accept")), (101, Some(WS_ACCEPT)));
             let mut expected = Vec::new();
+            if reset {
+                expected.push(json!({ "reset": { "epoch": EPOCH } }));
+            }
             if let Some((from, to)) = missed {
                 expected.push(json!({ "missed": { "from": from, "to": to } }));
             }
-            expected.extend(replay.iter().map(|id| json!({ "id": id, "data": format!("m{id}") })));
+            expected.extend(replay.iter().map(|id| json!({ "id": id, "epoch": EPOCH, "data": format!("m{id}") })));
             let got: Vec<Value> = server_frames(rest)
                 .iter()
                 .map(|f| {
@@ -275,11 +300,15 @@ fn run(input: &Input) {
             assert_eq!(response.status, 200);
             assert!(rest.is_empty());
             let mut expected = json!({
+                "epoch": EPOCH,
                 "messages": replay.iter().map(|id| json!({ "id": id, "data": format!("m{id}") })).collect::<Vec<_>>(),
                 "last_id": published,
             });
             if let Some((from, to)) = missed {
                 expected["missed"] = json!({ "from": from, "to": to });
+            }
+            if reset {
+                expected["reset"] = json!({ "epoch": EPOCH });
             }
             let got: Value = serde_json::from_slice(&response.body).unwrap();
             assert_eq!(got, expected, "after {after}");

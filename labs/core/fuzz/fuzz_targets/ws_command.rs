@@ -208,7 +208,7 @@ fn run(input: &Input) {
                     // fragments — then it cuts its own publisher off
                     // (README.md, "Findings").
                     let pong_first = ping.is_some() && fragments.len() > 1;
-                    if Message::encode(last_id + 1, data).ws.len() > budget && pong_first {
+                    if Message::encode(rtlab_core_fuzz::EPOCH, last_id + 1, data).ws.len() > budget && pong_first {
                         Answer::CutOff
                     } else {
                         Answer::Published(data.clone())
@@ -252,7 +252,7 @@ fn run(input: &Input) {
                 assert_eq!(sim.server.hub.last_id(TOPIC), last_id + 1);
                 assert_eq!(f.opcode, TEXT);
                 let got: Value = serde_json::from_slice(&f.payload).expect("JSON message");
-                assert!(got == json!({ "id": last_id + 1, "data": data }), "the message came back changed");
+                assert!(got == json!({ "id": last_id + 1, "epoch": rtlab_core_fuzz::EPOCH, "data": data }), "the message came back changed");
             }
             Answer::Error => {
                 assert_eq!(sim.server.hub.last_id(TOPIC), last_id);

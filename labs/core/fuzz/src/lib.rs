@@ -194,6 +194,9 @@ pub fn chunks<'a>(mut data: &'a [u8], sizes: &[u16]) -> Vec<&'a [u8]> {
     out
 }
 
+/// The epoch of every [`Sim::new`] server.
+pub const EPOCH: &str = "E";
+
 /// One connection and a simulated clock, driven as a runtime would drive
 /// it, with every byte of output written at once (a client that reads
 /// everything).
@@ -207,9 +210,10 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// A fresh connection on a fresh server with `config`.
+    /// A fresh connection on a fresh server with `config`, whose epoch is
+    /// [`EPOCH`] (so that models can write the bytes they expect).
     pub fn new(config: Config) -> Sim {
-        let server = Server::new(config);
+        let server = Server::with_epoch(config, EPOCH);
         Sim::on(server)
     }
 

@@ -76,7 +76,7 @@ impl Client {
 fn server_with(configure: impl FnOnce(&mut Config)) -> Arc<Server> {
     let mut config = Config::default();
     configure(&mut config);
-    Server::new(config)
+    Server::with_epoch(config, "E")
 }
 
 // ---------------------------------------------------------------------------
@@ -253,7 +253,7 @@ fn server_frames(mut bytes: &[u8]) -> Vec<Frame> {
 
 #[test]
 fn publish_answers_id_and_serves_a_pipelined_request_on_the_same_connection() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let mut c = Client::new(&server, 1, t0);
     c.send(publish("t", "hello") + &get("/poll?topic=t"), t0);
@@ -262,7 +262,7 @@ fn publish_answers_id_and_serves_a_pipelined_request_on_the_same_connection() {
     assert_eq!(rs[0].status, 200);
     assert_eq!(rs[0].header("Content-Type"), Some("application/json"));
     assert_eq!(rs[0].body, br#"{"id":1}"#);
-    assert_eq!(rs[1].json(), json!({"messages": [{"id": 1, "data": "hello"}], "last_id": 1}));
+    assert_eq!(rs[1].json(), json!({"epoch": "E", "messages": [{"id": 1, "data": "hello"}], "last_id": 1}));
     assert_eq!(c.conn.status(), Status::Open);
     assert!(c.conn.wants_read());
     assert_eq!(c.conn.next_deadline(), Some(t0 + server.config.idle_timeout), "idle until the next request");
@@ -288,7 +288,7 @@ fn publish_answers_id_and_serves_a_pipelined_request_on_the_same_connection() {
 
 #[test]
 fn the_fin_is_due_once_when_everything_is_written() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let mut c = Client::new(&server, 1, t0);
     c.send(get("/stats"), t0);
@@ -311,7 +311,7 @@ fn the_fin_is_due_once_when_everything_is_written() {
 
 #[test]
 fn a_request_split_into_one_byte_reads() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let mut c = Client::new(&server, 1, t0);
     for request in [publish("t", "split body"), get("/poll?topic=t")] {
@@ -335,7 +335,7 @@ fn a_request_split_into_one_byte_reads() {
 
 #[test]
 fn expect_100_continue_gets_the_go_ahead_before_the_body() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let mut c = Client::new(&server, 1, t0);
     let head = "POST /publish?topic=t HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n";
@@ -346,7 +346,7 @@ fn expect_100_continue_gets_the_go_ahead_before_the_body() {
     assert!(c.output().is_empty(), "one 100 Continue per request");
     c.send("56789", t0);
     assert_eq!(one_response(&c.output()).body, br#"{"id":1}"#);
-    assert_eq!(&server.hub.poll("t", 0).messages[0].json[..], br#"{"id":1,"data":"0123456789"}"#);
+    assert_eq!(&server.hub.poll("t", &crate::hub::Cursor::at(0)).messages[0].json[..], br#"{"id":1,"data":"0123456789"}"#);
 
     // The next request on the connection gets its own go-ahead...
     c.send(head, t0);
@@ -361,7 +361,7 @@ fn expect_100_continue_gets_the_go_ahead_before_the_body() {
 
 #[test]
 fn error_responses_close_the_connection() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let linger = server.config.close_linger;
     let t0 = Instant::now();
     let mut bad_utf8 = b"POST /publish?topic=t HTTP/1.1\r\nContent-Length: 2\r\n\r\n".to_vec();
@@ -432,21 +432,22 @@ fn short_poll_returns_retained_messages_as_json() {
     let mut c = Client::new(&server, 1, t0);
     c.send(get("/poll?topic=t&after=3"), t0);
     let r = one_response(&c.output());
-    assert_eq!(r.body, br#"{"messages":[{"id":4,"data":"m4"},{"id":5,"data":"m5"}],"last_id":5}"#);
+    assert_eq!(r.body, br#"{"epoch":"E","messages":[{"id":4,"data":"m4"},{"id":5,"data":"m5"}],"last_id":5}"#);
     // From the start: ids 1 and 2 are no longer retained, and the client is told.
     c.send(get("/poll?topic=t"), t0);
     assert_eq!(
         one_response(&c.output()).json(),
         json!({
+            "epoch": "E",
             "messages": [{"id": 3, "data": "m3"}, {"id": 4, "data": "m4"}, {"id": 5, "data": "m5"}],
             "last_id": 5,
             "missed": {"from": 1, "to": 2},
         })
     );
     c.send(get("/poll?topic=t&after=5"), t0);
-    assert_eq!(one_response(&c.output()).json(), json!({"messages": [], "last_id": 5}));
+    assert_eq!(one_response(&c.output()).json(), json!({"epoch": "E", "messages": [], "last_id": 5}));
     c.send(get("/poll?topic=nobody-published-here"), t0);
-    assert_eq!(one_response(&c.output()).body, br#"{"messages":[],"last_id":0}"#);
+    assert_eq!(one_response(&c.output()).body, br#"{"epoch":"E","messages":[],"last_id":0}"#);
     assert_eq!(c.conn.status(), Status::Open);
     assert_eq!(c.conn.next_deadline(), Some(t0 + server.config.idle_timeout), "a short poll is never held: idle");
 }
@@ -456,7 +457,7 @@ fn short_poll_returns_retained_messages_as_json() {
 
 #[test]
 fn long_poll_is_held_until_another_connection_publishes() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let asked = t0 + SEC;
     let mut lp = Client::new(&server, 7, t0);
@@ -483,7 +484,7 @@ fn long_poll_is_held_until_another_connection_publishes() {
 
     lp.conn.on_tick(asked + 10 * SEC);
     let r = one_response(&lp.output());
-    assert_eq!(r.json(), json!({"messages": [{"id": 1, "data": "wake up"}], "last_id": 1}));
+    assert_eq!(r.json(), json!({"epoch": "E", "messages": [{"id": 1, "data": "wake up"}], "last_id": 1}));
     assert_eq!(lp.conn.kind(), Kind::Http);
     assert_eq!(lp.conn.status(), Status::Open);
     assert_eq!(lp.conn.next_deadline(), Some(asked + 10 * SEC + server.config.idle_timeout), "idle from the answer");
@@ -496,7 +497,7 @@ fn long_poll_is_held_until_another_connection_publishes() {
 
 #[test]
 fn long_poll_is_not_answered_by_a_message_it_already_has() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let mut lp = Client::new(&server, 3, t0);
     lp.send(get("/poll?topic=t&after=1&wait=10"), t0);
@@ -514,7 +515,7 @@ fn long_poll_is_not_answered_by_a_message_it_already_has() {
 
 #[test]
 fn long_poll_times_out_with_no_messages_then_serves_what_was_pipelined() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     publish_via(&server, "t", "a", t0);
     publish_via(&server, "t", "b", t0);
@@ -528,7 +529,7 @@ fn long_poll_times_out_with_no_messages_then_serves_what_was_pipelined() {
     lp.conn.on_tick(deadline);
     let rs = responses(&lp.output());
     assert_eq!(rs.len(), 2, "{rs:?}");
-    assert_eq!(rs[0].body, br#"{"messages":[],"last_id":2}"#);
+    assert_eq!(rs[0].body, br#"{"epoch":"E","messages":[],"last_id":2}"#);
     assert_eq!(rs[1].json()["connections"]["long_poll"], 0);
     assert_eq!(lp.conn.status(), Status::Open);
     assert_eq!(lp.conn.next_deadline(), Some(deadline + server.config.idle_timeout));
@@ -569,7 +570,7 @@ fn input_behind_a_held_long_poll_is_bounded() {
 
 #[test]
 fn sse_streams_events_and_keepalives() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let keepalive = server.config.keepalive;
     let t0 = Instant::now();
     let (mut sse, rest) = open_sse(&server, &get("/sse?topic=t"), 3, t0);
@@ -580,7 +581,7 @@ fn sse_streams_events_and_keepalives() {
 
     publish_via(&server, "t", "line one\nline two", t0 + SEC);
     assert_eq!(sse.wakes.take(), vec![3]);
-    assert_eq!(sse.text(), "id: 1\ndata: line one\ndata: line two\n\n");
+    assert_eq!(sse.text(), "id: E-1\ndata: line one\ndata: line two\n\n");
     // Anything the client sends on an event stream is ignored.
     sse.send("GET / HTTP/1.1\r\n\r\n", t0 + SEC);
     assert!(sse.output().is_empty());
@@ -596,14 +597,14 @@ fn sse_streams_events_and_keepalives() {
     // Output waiting at the deadline: no comment on top of it.
     publish_via(&server, "t", "two", t0 + keepalive + SEC);
     sse.conn.on_tick(t0 + 2 * keepalive);
-    assert_eq!(sse.text(), "id: 2\ndata: two\n\n");
+    assert_eq!(sse.text(), "id: E-2\ndata: two\n\n");
     assert_eq!(sse.conn.next_deadline(), Some(t0 + 3 * keepalive));
 
     // Output taken but not yet written counts as waiting too.
     publish_via(&server, "t", "three", t0 + 2 * keepalive + SEC);
     let mut out = Vec::new();
     let n = sse.conn.take_output(&mut out, usize::MAX);
-    assert_eq!(out.concat(), b"id: 3\ndata: three\n\n");
+    assert_eq!(out.concat(), b"id: E-3\ndata: three\n\n");
     sse.conn.on_tick(t0 + 3 * keepalive);
     assert!(sse.output().is_empty());
     sse.conn.written(n);
@@ -626,14 +627,14 @@ fn sse_replays_after_last_event_id_and_marks_what_was_missed() {
     let (mut sse, replay) = open_sse(&server, request, 1, t0);
     assert_eq!(
         replay,
-        "event: missed\ndata: {\"from\":2,\"to\":2}\n\nid: 3\ndata: m3\n\nid: 4\ndata: m4\n\nid: 5\ndata: m5\n\n"
+        "event: missed\ndata: {\"from\":2,\"to\":2}\n\nid: E-3\ndata: m3\n\nid: E-4\ndata: m4\n\nid: E-5\ndata: m5\n\n"
     );
     publish_via(&server, "t", "m6", t0 + SEC);
-    assert_eq!(sse.text(), "id: 6\ndata: m6\n\n", "then live");
+    assert_eq!(sse.text(), "id: E-6\ndata: m6\n\n", "then live");
 
     // The query parameter works too; nothing missed, no marker.
     let (_, replay) = open_sse(&server, &get("/sse?topic=t&lastEventId=5"), 2, t0 + SEC);
-    assert_eq!(replay, "id: 6\ndata: m6\n\n");
+    assert_eq!(replay, "id: E-6\ndata: m6\n\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -641,7 +642,7 @@ fn sse_replays_after_last_event_id_and_marks_what_was_missed() {
 
 #[test]
 fn ws_publish_op_reaches_every_subscriber() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let (mut a, replay) = open_ws(&server, "/ws?topic=t", 1, t0);
     assert!(replay.is_empty());
@@ -657,8 +658,8 @@ fn ws_publish_op_reaches_every_subscriber() {
     for c in [&mut a, &mut b] {
         let frames = c.frames();
         assert_eq!(frames.len(), 1, "{frames:?}");
-        assert_eq!(frames[0].json(), json!({"id": 1, "data": "hi \"there\""}));
-        assert_eq!(frames[0].payload, br#"{"id":1,"data":"hi \"there\""}"#, "keys in contract order");
+        assert_eq!(frames[0].json(), json!({"id": 1, "epoch": "E", "data": "hi \"there\""}));
+        assert_eq!(frames[0].payload, br#"{"id":1,"epoch":"E","data":"hi \"there\""}"#, "keys in contract order");
     }
     assert!(elsewhere.output().is_empty());
     assert!(elsewhere.wakes.take().is_empty());
@@ -666,7 +667,7 @@ fn ws_publish_op_reaches_every_subscriber() {
     // Ids are shared with HTTP publishes.
     assert_eq!(publish_via(&server, "t", "via http", t0 + 2 * SEC), 2);
     for c in [&mut a, &mut b] {
-        assert_eq!(c.frames()[0].json(), json!({"id": 2, "data": "via http"}));
+        assert_eq!(c.frames()[0].json(), json!({"id": 2, "epoch": "E", "data": "via http"}));
     }
     assert_eq!(a.conn.status(), Status::Open);
 }
@@ -684,13 +685,13 @@ fn ws_after_replays_with_a_missed_marker() {
         replay,
         vec![
             json!({"missed": {"from": 2, "to": 2}}),
-            json!({"id": 3, "data": "m3"}),
-            json!({"id": 4, "data": "m4"}),
-            json!({"id": 5, "data": "m5"}),
+            json!({"id": 3, "epoch": "E", "data": "m3"}),
+            json!({"id": 4, "epoch": "E", "data": "m4"}),
+            json!({"id": 5, "epoch": "E", "data": "m5"}),
         ]
     );
     publish_via(&server, "t", "m6", t0);
-    assert_eq!(ws.frames()[0].json(), json!({"id": 6, "data": "m6"}));
+    assert_eq!(ws.frames()[0].json(), json!({"id": 6, "epoch": "E", "data": "m6"}));
 }
 
 #[test]
@@ -716,12 +717,12 @@ fn ws_bad_requests_get_an_error_frame_and_stay_open() {
     }
     assert_eq!(server.hub.last_id("t"), 0, "nothing was published");
     ws.send(text_frame(r#"{"op":"publish","data":"sixteen bytes!!!"}"#), t0);
-    assert_eq!(ws.frames()[0].json(), json!({"id": 1, "data": "sixteen bytes!!!"}));
+    assert_eq!(ws.frames()[0].json(), json!({"id": 1, "epoch": "E", "data": "sixteen bytes!!!"}));
 }
 
 #[test]
 fn ws_ping_gets_pong_and_client_close_is_echoed() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let (mut ws, _) = open_ws(&server, "/ws?topic=t", 1, t0);
     ws.send(client_frame(0x89, b"abc"), t0);
@@ -793,7 +794,7 @@ fn ws_server_pings_and_closes_a_peer_that_stops_answering() {
 
 #[test]
 fn echo_returns_text_and_binary_messages() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let (mut echo, _) = open_ws(&server, "/echo", 1, t0);
     assert_eq!(echo.conn.kind(), Kind::Echo);
@@ -823,7 +824,7 @@ fn echo_returns_text_and_binary_messages() {
 
 #[test]
 fn echo_frames_sent_with_the_handshake_are_answered() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let mut c = Client::new(&server, 1, t0);
     let mut input = upgrade("/echo").into_bytes();
@@ -938,11 +939,11 @@ fn drop_oldest_tells_the_subscriber_what_it_missed() {
     let text = sse.text();
     let first = text.split("\n\n").next().unwrap();
     assert!(first.starts_with("event: missed\ndata: {\"from\":1,\"to\":"), "{text}");
-    assert!(text.ends_with(&format!("id: 20\ndata: message 20 {}\n\n", "x".repeat(40))));
+    assert!(text.ends_with(&format!("id: E-20\ndata: message 20 {}\n\n", "x".repeat(40))));
 
     // Caught up: the next message comes alone.
     publish_via(&server, "t", "fresh", t0 + 2 * SEC);
-    assert_eq!(ws.frames().iter().map(Frame::json).collect::<Vec<_>>(), vec![json!({"id": 21, "data": "fresh"})]);
+    assert_eq!(ws.frames().iter().map(Frame::json).collect::<Vec<_>>(), vec![json!({"id": 21, "epoch": "E", "data": "fresh"})]);
 }
 
 #[test]
@@ -1039,7 +1040,7 @@ fn pipelined_requests_wait_while_output_is_pending() {
 
 #[test]
 fn shutdown_says_goodbye_per_transport() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let (mut ws, _) = open_ws(&server, "/ws?topic=t", 1, t0);
     let (mut echo, _) = open_ws(&server, "/echo", 2, t0);
@@ -1061,7 +1062,7 @@ fn shutdown_says_goodbye_per_transport() {
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].close_code(), 1001);
     }
-    assert_eq!(one_response(&lp.output()).body, br#"{"messages":[],"last_id":0}"#);
+    assert_eq!(one_response(&lp.output()).body, br#"{"epoch":"E","messages":[],"last_id":0}"#);
     assert!(sse.output().is_empty());
     assert!(idle.output().is_empty());
     assert_eq!(server.hub.subscriber_count("t"), 0);
@@ -1083,7 +1084,7 @@ fn shutdown_says_goodbye_per_transport() {
 
 #[test]
 fn stats_count_open_connections_and_drop_unsubscribes() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let stats = |server: &Arc<Server>| {
         let mut asker = Client::new(server, 99, t0);
@@ -1251,7 +1252,7 @@ fn a_topic_beyond_the_limit_is_refused_until_one_is_idle() {
     // Existing topics are served; the subscriber gets its messages.
     assert_eq!(publish_via(&server, "a", "2", t0 + SEC), 2);
     assert_eq!(publish_via(&server, "b", "1", t0 + SEC), 1);
-    assert!(sub.text().starts_with("id: 1\n"));
+    assert!(sub.text().starts_with("id: E-1\n"));
     // 61 s after a's last message, a is idle and makes room; b is held by
     // its subscriber and stays.
     assert_eq!(publish_via(&server, "c", "x", t0 + 62 * SEC), 1);
@@ -1268,7 +1269,7 @@ fn a_topic_beyond_the_limit_is_refused_until_one_is_idle() {
 /// frame, and nothing is stored.
 #[test]
 fn a_ws_publish_while_stopping_is_refused() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let t0 = Instant::now();
     let (mut ws, _) = open_ws(&server, "/ws?topic=t", 1, t0);
     server.begin_stop();
@@ -1285,7 +1286,7 @@ fn a_ws_publish_while_stopping_is_refused() {
 /// topics levels off at the default maximum, every topic past it refused.
 #[test]
 fn the_default_options_close_slowloris_and_level_off_a_topic_flood() {
-    let server = Server::new(Config::default());
+    let server = Server::with_epoch(Config::default(), "E");
     let defaults = Config::default();
     let t0 = Instant::now();
 
@@ -1309,4 +1310,28 @@ fn the_default_options_close_slowloris_and_level_off_a_topic_flood() {
         .count();
     assert_eq!(refused, 100, "every topic past the default maximum is refused");
     assert_eq!(server.hub.topic_count(), defaults.max_topics, "the flood levels off");
+}
+
+/// A long poll whose cursor is from another epoch (the server restarted) is
+/// answered at once with the reset and everything retained, even with
+/// `wait`; an SSE resume gets the reset event first.
+#[test]
+fn a_cursor_from_another_epoch_is_answered_with_a_reset() {
+    let server = Server::with_epoch(Config::default(), "NEW");
+    let t0 = Instant::now();
+    publish_via(&server, "t", "one", t0);
+    let mut c = Client::new(&server, 1, t0);
+    c.send(get("/poll?topic=t&after=OLD-7&wait=30"), t0);
+    assert_eq!(
+        one_response(&c.output()).json(),
+        json!({"epoch": "NEW", "messages": [{"id": 1, "data": "one"}], "last_id": 1, "reset": {"epoch": "NEW"}})
+    );
+    c.send(get("/poll?topic=t&after=NEW-1"), t0);
+    assert_eq!(one_response(&c.output()).json(), json!({"epoch": "NEW", "messages": [], "last_id": 1}));
+    let request = "GET /sse?topic=t HTTP/1.1\r\nLast-Event-ID: OLD-3\r\n\r\n";
+    let (_, replay) = open_sse(&server, request, 2, t0);
+    assert_eq!(replay, "event: reset\nid: NEW-0\ndata: {\"epoch\":\"NEW\"}\n\nid: NEW-1\ndata: one\n\n");
+    let (_, frames) = open_ws(&server, "/ws?topic=t&after=OLD-1", 3, t0);
+    assert_eq!(frames[0].json(), json!({"reset": {"epoch": "NEW"}}));
+    assert_eq!(frames[1].json(), json!({"id": 1, "epoch": "NEW", "data": "one"}));
 }

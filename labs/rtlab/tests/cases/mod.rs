@@ -2,6 +2,7 @@
 //! own server and panics on any deviation from the contract.
 
 mod echo;
+mod epochs;
 mod http;
 mod lifecycle;
 mod limits;
@@ -10,6 +11,7 @@ mod sse;
 mod ws;
 
 pub use echo::*;
+pub use epochs::*;
 pub use http::*;
 pub use lifecycle::*;
 pub use limits::*;

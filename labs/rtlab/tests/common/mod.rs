@@ -44,8 +44,19 @@ impl TestServer {
     /// Starts `rtlab serve --runtime <runtime> --addr 127.0.0.1:0 <options>`
     /// and waits for its first stdout line, `listening on 127.0.0.1:PORT`.
     pub fn start(runtime: &str, options: &[&str]) -> TestServer {
-        let process = Launch::serve(env!("CARGO_BIN_EXE_rtlab"), runtime)
-            .args(options)
+        TestServer::launch(Launch::serve(env!("CARGO_BIN_EXE_rtlab"), runtime).args(options))
+    }
+
+    /// Like [`start`](TestServer::start) on a chosen address: a server
+    /// restarted where the last one listened (`--addr` of an exited one).
+    pub fn start_at(runtime: &str, addr: SocketAddr, options: &[&str]) -> TestServer {
+        let addr = addr.to_string();
+        let launch = Launch::new(env!("CARGO_BIN_EXE_rtlab")).args(["serve", "--runtime", runtime, "--addr", &addr]);
+        TestServer::launch(launch.args(options))
+    }
+
+    fn launch(launch: Launch) -> TestServer {
+        let process = launch
             .start()
             .unwrap_or_else(|e| panic!("starting the rtlab server failed: {e}"));
         let addr = process.addr();
@@ -177,16 +188,28 @@ pub fn ws_json(ws: &mut Ws) -> Value {
     serde_json::from_str(&t).unwrap_or_else(|e| panic!("text frame {t:?} is not JSON: {e}"))
 }
 
-/// The next text message, which must be `{"id":N,"data":"..."}`.
+/// The next text message, which must be `{"id":N,"epoch":"E","data":"..."}`.
 pub fn ws_message(ws: &mut Ws) -> (u64, String) {
     let v = ws_json(ws);
+    let epoch = v["epoch"].as_str().unwrap_or_else(|| panic!("a /ws message carries its epoch: {v}"));
+    assert_epoch(epoch);
     message_of(&v)
 }
 
-/// Splits a `{"id":N,"data":"..."}` object (and checks it has nothing else).
+/// The contract's epoch: 1 to 16 characters of `0-9 A-Z a-z`.
+pub fn assert_epoch(epoch: &str) {
+    assert!(
+        (1..=16).contains(&epoch.len()) && epoch.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{epoch:?} is not an epoch (1 to 16 of 0-9 A-Z a-z)"
+    );
+}
+
+/// Splits a `{"id":N,"data":"..."}` object — a poll entry, or a `/ws`
+/// message, which has `"epoch"` too — and checks it has nothing else.
 pub fn message_of(v: &Value) -> (u64, String) {
     let obj = v.as_object().unwrap_or_else(|| panic!("expected a message object, got {v}"));
-    assert_eq!(obj.len(), 2, "a message is exactly {{\"id\":N,\"data\":\"...\"}}: {v}");
+    let fields = if obj.contains_key("epoch") { 3 } else { 2 };
+    assert_eq!(obj.len(), fields, "a message is exactly {{\"id\":N,[\"epoch\":\"E\",]\"data\":\"...\"}}: {v}");
     let id = obj["id"].as_u64().unwrap_or_else(|| panic!("message without a numeric id: {v}"));
     let data = obj["data"].as_str().unwrap_or_else(|| panic!("message without string data: {v}"));
     (id, data.to_owned())
