@@ -194,13 +194,14 @@ pub fn run(args: &ReconnectArgs) -> std::io::Result<HerdResult> {
                 result.label,
                 strategy.name(),
                 run.failure.clone().unwrap_or_else(|| format!(
-                    "peak {} attempts/s, {} failed, 99% back {} ms, 100% {} ms, lost {} silently / {} signalled",
+                    "peak {} attempts/s, {} failed, 99% back {} ms, 100% {} ms, lost {} silently / {} signalled, {} clients told",
                     run.peak_attempts_per_s,
                     run.failed,
                     run.t99_ms.unwrap_or(0),
                     run.t100_ms.unwrap_or(0),
                     run.lost_silently,
-                    run.lost_signalled
+                    run.lost_signalled,
+                    run.clients_signalled
                 ))
             ));
             result.runs.push(run);

@@ -130,6 +130,7 @@ pub fn herd_table(herds: &[HerdResult]) -> String {
             let silently: u64 = runs.iter().map(|r| r.lost_silently).sum();
             let signalled: u64 = runs.iter().map(|r| r.lost_signalled).sum();
             row.push(format!("{} / {}", fmt_int(silently as f64), fmt_int(signalled as f64)));
+            row.push(range(stat(&runs, |r| Some(r.clients_signalled as f64))));
             rows.push(row);
         }
     }
@@ -143,6 +144,7 @@ pub fn herd_table(herds: &[HerdResult]) -> String {
             "99 % back (ms after restart)",
             "all back (ms after restart)",
             "messages lost: silently / with a signal (all runs)",
+            "clients told (reset or missed signal), per run",
         ],
         &rows,
     )
