@@ -403,22 +403,32 @@ pub fn heartbeats_verdict(z: Option<&ZombiesResult>) -> Option<String> {
 /// directory, and the book's generated directory). Returns the files
 /// written, relative to `root`.
 pub fn write(found: &Lifecycle, root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    // Every file is written, with "not measured" where its experiment has
+    // no results here, so that a chapter's include never dangles.
+    let absent = |what: &str| format!("*{what}: not measured in this run*\n");
     let mut md: Vec<(PathBuf, String)> = Vec::new();
-    if !found.herds.is_empty() {
+    if found.herds.is_empty() {
+        for name in ["tables/herd.md", "findings/herd.md"] {
+            md.push((name.into(), absent("the herd")));
+        }
+    } else {
         md.push(("tables/herd.md".into(), herd_table(&found.herds)));
         md.push(("findings/herd.md".into(), herd_findings(&found.herds)));
-        md.push(("params/herd.md".into(), herd_params(&found.herds)));
     }
-    if let Some(verdict) = jitter_verdict(&found.herds) {
-        md.push(("claims/jitter.md".into(), format!("{verdict}\n")));
+    md.push(("params/herd.md".into(), herd_params(&found.herds)));
+    let verdict = |v: Option<String>| format!("{}\n", v.unwrap_or_else(|| "**not yet measured**".into()));
+    md.push(("claims/jitter.md".into(), verdict(jitter_verdict(&found.herds))));
+    match &found.zombies {
+        Some(z) => {
+            md.push(("tables/zombies.md".into(), zombies_table(z)));
+            md.push(("params/zombies.md".into(), zombies_params(z)));
+        }
+        None => {
+            md.push(("tables/zombies.md".into(), absent("dead peers")));
+            md.push(("params/zombies.md".into(), "dead peers not measured in this run".into()));
+        }
     }
-    if let Some(z) = &found.zombies {
-        md.push(("tables/zombies.md".into(), zombies_table(z)));
-        md.push(("params/zombies.md".into(), zombies_params(z)));
-    }
-    if let Some(verdict) = heartbeats_verdict(found.zombies.as_ref()) {
-        md.push(("claims/heartbeats.md".into(), format!("{verdict}\n")));
-    }
+    md.push(("claims/heartbeats.md".into(), verdict(heartbeats_verdict(found.zombies.as_ref()))));
     let mut files = Vec::new();
     for (path, text) in md {
         let full = root.join(&path);
