@@ -165,7 +165,7 @@ pub struct HerdResult {
 /// strategy, then again, so that a slow minute of the shared machine does
 /// not land on one strategy's runs only).
 pub fn run(args: &ReconnectArgs) -> std::io::Result<HerdResult> {
-    let (date, time) = utc_now();
+    let (_, utc) = utc_now();
     let mut result = HerdResult {
         experiment: "reconnect".into(),
         label: args.label(),
@@ -180,7 +180,7 @@ pub fn run(args: &ReconnectArgs) -> std::io::Result<HerdResult> {
         machine: Machine::detect(),
         toolchain: Toolchain::detect(),
         git: Git::detect(),
-        utc: format!("{date}T{time}Z"),
+        utc,
         note: "shared machine: other engineers built and tested on it during the run".into(),
         env: RunEnv::default(),
         runs: Vec::new(),

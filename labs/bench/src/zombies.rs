@@ -320,7 +320,7 @@ pub fn run(args: &ZombiesArgs) -> std::io::Result<ZombiesResult> {
     if args.interval <= 0.0 || args.user_timeout <= 0.0 {
         return Err(std::io::Error::other("--interval and --user-timeout must be above 0"));
     }
-    let (date, time) = utc_now();
+    let (_, utc) = utc_now();
     let probe = EnvProbe::begin();
     let mut result = ZombiesResult {
         experiment: "zombies".into(),
@@ -331,7 +331,7 @@ pub fn run(args: &ZombiesArgs) -> std::io::Result<ZombiesResult> {
         machine: Machine::detect(),
         toolchain: Toolchain::detect(),
         git: Git::detect(),
-        utc: format!("{date}T{time}Z"),
+        utc,
         note: "shared machine: other engineers built and tested on it during the run".into(),
         kernel: KernelBounds::detect(),
         env: RunEnv::default(),

@@ -298,7 +298,10 @@ pub fn jitter_verdict(herds: &[HerdResult]) -> Option<String> {
             holds.join("; "),
             not.join(", ")
         ),
-        (true, _) => format!("**does not hold here**: the peak attempts' ranges overlap in {}", not.join(", ")),
+        (true, _) => format!(
+            "**not shown on this machine**: the peak attempts' ranges of jittered and unjittered strategies overlap in {} (a tie, not a refutation: see the chapter on why a restart is not Brooker's contest)",
+            not.join(", ")
+        ),
     })
 }
 
