@@ -193,7 +193,7 @@ pub fn herd_params(herds: &[HerdResult]) -> String {
     let Some(h) = herds.first() else { return "no herd experiment in this run".into() };
     let conditions: Vec<String> = herds.iter().map(|h| format!("`{}`", h.label)).collect();
     format!(
-        "{} clients over {}, back-off base {} ms and cap {} ms, the server SIGKILLed and restarted {} ms later on the same address, {} runs per strategy, under {}",
+        "{} clients over {}, back-off base {} ms and cap {} ms, the server SIGKILLed and a new one started on the same address after a pause of {} ms (the times count from its `listening on` line), {} runs per strategy, under {}",
         fmt_int(h.clients as f64),
         if h.transport == "ws" { "WebSocket" } else { "SSE" },
         h.base_ms,
