@@ -46,7 +46,10 @@ redis-server --version
 
 # 3. Unit tests, doc tests, the conformance suite (labs/rtlab/tests) and the
 #    benchmark harness at a tiny scale against the tokio lab
-#    (labs/rtlab/tests/harness.rs: a test of the harness, not a measurement).
+#    (labs/rtlab/tests/harness.rs: a test of the harness, not a measurement),
+#    the thundering herd at a tiny scale (tests/herd.rs) and dead peers in a
+#    network namespace on every lab (tests/zombies.rs: needs root, skipped
+#    with a message otherwise; removes its namespaces even on failure).
 step "cargo test --workspace"
 cargo test --workspace
 

@@ -19,6 +19,9 @@ pub fn tune_socket(config: &Config, socket: socket2::SockRef<'_>) {
     if config.socket_send_buffer > 0 {
         let _ = socket.set_send_buffer_size(config.socket_send_buffer);
     }
+    if !config.tcp_user_timeout.is_zero() {
+        let _ = socket.set_tcp_user_timeout(Some(config.tcp_user_timeout));
+    }
 }
 // ANCHOR_END: tune_socket
 

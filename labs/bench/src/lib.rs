@@ -17,6 +17,8 @@
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
+//! | [`herd`] | `rtlab bench reconnect`: the thundering herd — N reconnecting clients (the client library), the server SIGKILLed and restarted, each back-off strategy: attempts and subscriptions over time, failures, time to 99 % / 100 % back, messages lost across the restart |
+//! | [`zombies`] | `rtlab bench zombies`: dead peers made for real (a network namespace whose traffic is dropped, a SIGSTOPped client): how long each lab takes to reap them, per transport, beside what the kernel alone would do |
 //! | [`session`] | the skeleton every scenario shares: probe the machine, start a fresh server, the scenario's own part, stop the server, the verdict |
 //! | [`outcome`] | what a run reports: its [`outcome::Verdict`] (verified, failed, environment problem), what every run shares ([`outcome::RunInfo`]: lab, transport, verdict, clean exit, conditions), a run's whole result [`outcome::Run`] (that + the scenario's own [`outcome::Measured`] result), the [`Outcome`] trait the matrix holds |
 //! | [`axes`] | the matrix's axes as types: [`axes::ScenarioKind`], [`axes::Transport`], [`axes::Policy`], [`axes::Label`] (a cell's size or variant), [`axes::Scale`]; stored as the strings they print |
@@ -45,6 +47,7 @@ pub mod compare;
 pub mod criterion_doc;
 pub mod deltas;
 pub mod fanout;
+pub mod herd;
 pub mod idle;
 pub mod matrix;
 pub mod outcome;
@@ -56,6 +59,7 @@ pub mod server;
 pub mod session;
 pub mod worker;
 pub mod workers;
+pub mod zombies;
 
 pub use outcome::Outcome;
 
@@ -114,6 +118,10 @@ pub enum Scenario {
     Backpressure(backpressure::BackpressureArgs),
     /// Polling cost: what one transport costs to deliver an update stream.
     Polling(polling::PollingArgs),
+    /// The thundering herd: N reconnecting clients, the server killed and restarted.
+    Reconnect(herd::ReconnectArgs),
+    /// Dead peers: how long each lab takes to reap a vanished client (needs root).
+    Zombies(zombies::ZombiesArgs),
 }
 // ANCHOR_END: scenario
 
@@ -136,6 +144,8 @@ impl Scenario {
             Scenario::Fanout(args) => Box::new(fanout::run(args)?),
             Scenario::Backpressure(args) => Box::new(backpressure::run(args)?),
             Scenario::Polling(args) => Box::new(polling::run(args)?),
+            Scenario::Reconnect(args) => Box::new(herd::run(args)?),
+            Scenario::Zombies(args) => Box::new(zombies::run(args)?),
         })
     }
 
@@ -146,6 +156,8 @@ impl Scenario {
             Scenario::Fanout(a) => &a.common,
             Scenario::Backpressure(a) => &a.common,
             Scenario::Polling(a) => &a.common,
+            Scenario::Reconnect(a) => &a.common,
+            Scenario::Zombies(a) => &a.common,
         }
     }
 
@@ -163,6 +175,10 @@ impl Scenario {
             Scenario::Polling(a) => serde_json::json!({
                 "clients": a.clients, "rate": a.rate, "secs": a.secs, "every_ms": a.every_ms, "size": a.size,
             }),
+            Scenario::Reconnect(a) => serde_json::json!({
+                "clients": a.clients, "base_ms": a.base_ms, "cap_ms": a.cap_ms, "down_ms": a.down_ms, "repeats": a.repeats,
+            }),
+            Scenario::Zombies(a) => serde_json::json!({ "interval": a.interval, "user_timeout": a.user_timeout }),
         };
         json["server_args"] = serde_json::json!(self.common().server_args);
         json

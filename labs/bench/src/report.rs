@@ -27,6 +27,7 @@
 //! | [`findings`] | what the data shows beside each table: rankings, ratios, crossovers, which limit stopped a lab; a difference only where the runs' ranges do not overlap |
 //! | [`claims`] | the claims table: each claim, what tests it, its verdict in this run |
 //! | [`guide`] | the conclusion's decision guide and the labs' scorecard |
+//! | [`lifecycle`] | the connection's life: the herd (`rtlab bench reconnect`) and dead peers (`rtlab bench zombies`), from their own result files |
 //! | [`params`] | the run's parameters as inline snippets for the chapters' sentences |
 //! | [`plots`] | the plot catalogue: which SVG files, showing what |
 //! | [`charts`] | drawing bar and line charts (plotters) |
@@ -37,6 +38,7 @@ pub mod claims;
 pub mod findings;
 pub mod format;
 pub mod guide;
+pub mod lifecycle;
 pub mod notes;
 pub mod params;
 pub mod plots;
@@ -103,6 +105,16 @@ pub struct Rendered {
 
 /// `rtlab report <dir> [--book DIR]`.
 pub fn run(args: &ReportArgs) -> std::io::Result<()> {
+    // A directory of lifecycle results (herd, zombies) has no matrix document.
+    let found = lifecycle::Lifecycle::read(&args.dir)?;
+    if !found.is_empty() && !args.dir.join("results.json").exists() {
+        let files = lifecycle::write(&found, &args.dir)?;
+        if let Some(book) = &args.book {
+            lifecycle::write(&found, book)?;
+        }
+        println!("wrote {} files under {}", files.len(), args.dir.display());
+        return Ok(());
+    }
     let doc = Document::read(&args.dir)?;
     let dir = if args.dir.is_dir() { args.dir.clone() } else { args.dir.parent().map(Path::to_owned).unwrap_or_default() };
     let rendered = render(&doc, &dir, args.book.as_deref())?;

@@ -25,6 +25,7 @@
 //! | [`sse`] | an incremental `text/event-stream` parser, by the WHATWG standard |
 //! | [`http`] | the base [`Url`], request heads, response heads (`httparse`) and body framing (length, chunked, until close) |
 //! | [`blocking`] | the runtime: std sockets on the caller's thread, read timeouts as the timer |
+//! | [`tasks`] | the runtime for many subscriptions: one tokio task each, source address chosen, attempts observed (the herd experiment) |
 //! | [`listen`] | `rtlab listen`: its arguments and output |
 //!
 //! ## How a runtime uses it
@@ -55,6 +56,7 @@ pub mod http;
 pub mod listen;
 pub mod sse;
 pub mod subscriber;
+pub mod tasks;
 pub mod wire;
 
 pub use backoff::{Backoff, Strategy};

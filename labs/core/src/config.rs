@@ -69,6 +69,15 @@ pub struct Config {
     /// Without it a stalled peer lets the kernel buffer grow to megabytes per
     /// socket; with it, backpressure reaches the outbox quickly.
     pub socket_send_buffer: usize,
+    /// `TCP_USER_TIMEOUT` for every accepted socket (zero: the kernel's
+    /// default). How long sent bytes may stay unacknowledged before the
+    /// kernel gives the connection up and the next read or write fails.
+    /// Without it, a peer that vanished (link cut, NAT entry dropped) holds an
+    /// SSE stream through about 15 minutes of retransmissions
+    /// (`net.ipv4.tcp_retries2`); with it, the keep-alive comment that goes
+    /// unanswered reaps the stream within keep-alive interval + this (the
+    /// book's chapter "Dead connections").
+    pub tcp_user_timeout: Duration,
 }
 
 impl Default for Config {
@@ -90,6 +99,7 @@ impl Default for Config {
             close_linger: Duration::from_secs(2),
             read_pause: 64 * 1024,
             socket_send_buffer: 64 * 1024,
+            tcp_user_timeout: Duration::ZERO,
         }
     }
 }

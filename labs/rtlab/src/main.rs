@@ -50,6 +50,9 @@ enum Command {
     /// A load-generator worker process (started by `rtlab bench`).
     #[command(hide = true)]
     BenchWorker(rtlab_bench::worker::WorkerArgs),
+    /// A herd worker process (started by `rtlab bench reconnect`).
+    #[command(hide = true)]
+    BenchHerdWorker(rtlab_bench::herd::HerdWorkerArgs),
     /// Print the names of the runtime labs, one per line (for scripts).
     ///
     /// Only the labs that serve the whole contract (the conformance suite
@@ -168,6 +171,29 @@ struct ServeArgs {
     /// descriptors.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Seconds sent bytes may stay unacknowledged before the kernel drops
+    /// the connection (TCP_USER_TIMEOUT; 0: the kernel's default, about 15
+    /// minutes of retransmissions) (decimals allowed).
+    #[arg(long, default_value_t = Config::default().tcp_user_timeout.as_secs_f64(), value_parser = non_negative_seconds)]
+    tcp_user_timeout: f64,
+    /// Length of the listen socket's accept queue (listen(2)'s backlog; the
+    /// kernel caps it at net.core.somaxconn). A small one makes a herd of
+    /// reconnecting clients wait for SYN retransmissions.
+    #[arg(long, default_value_t = DEFAULT_BACKLOG, value_parser = clap::value_parser!(i32).range(1..))]
+    backlog: i32,
+}
+
+/// The accept backlog by default: deep, because the benchmarks open
+/// thousands of connections at once, and std's default (128) would make
+/// clients wait for SYN retransmits.
+const DEFAULT_BACKLOG: i32 = 4096;
+
+/// Parses a number of seconds, zero allowed ("0", "2.5").
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(secs),
+        _ => Err(format!("'{s}' is not a number of seconds between 0 and 86400")),
+    }
 }
 
 /// A duration given on the command line as a number of seconds. It prints as
@@ -207,6 +233,7 @@ impl ServeArgs {
             max_topics: self.max_topics as usize,
             topic_ttl: self.topic_ttl.0,
             max_connections: self.max_connections,
+            tcp_user_timeout: Duration::from_secs_f64(self.tcp_user_timeout),
             ..Config::default()
         }
     }
@@ -288,6 +315,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::BenchHerdWorker(args) => match rtlab_bench::herd::worker(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-herd-worker: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Listen(args) => rtlab_client::listen::run(&args),
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -300,7 +334,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> std::io::Result<()> {
-    let listener = listen(args.addr)?;
+    let listener = listen(args.addr, args.backlog)?;
     let addr = listener.local_addr()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
@@ -331,15 +365,14 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Binds with a deep accept backlog: the benchmarks open thousands of
-/// connections at once, and std's default backlog (128) would make clients
-/// wait for SYN retransmits.
-fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// Binds with an accept backlog of `backlog` ([`DEFAULT_BACKLOG`] unless
+/// `--backlog` says otherwise).
+fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(4096)?;
+    socket.listen(backlog)?;
     Ok(socket.into())
 }
 

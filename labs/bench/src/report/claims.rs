@@ -88,14 +88,14 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "heartbeats",
         claim: "Heartbeats every 25–30 s find dropped connections.",
-        tested_by: "a lifecycle scenario with half-open connections: none yet",
-        verdict: not_measured,
+        tested_by: "`rtlab bench zombies`: peers dropped in a network namespace and SIGSTOPped, reap time per lab and transport (bench-results/lifecycle)",
+        verdict: heartbeats,
     },
     Claim {
         slug: "jitter",
         claim: "Reconnecting without jitter makes a thundering herd.",
-        tested_by: "a lifecycle scenario where every client reconnects at once: none yet",
-        verdict: not_measured,
+        tested_by: "`rtlab bench reconnect`: N clients, the server SIGKILLed and restarted, peak attempts per strategy (bench-results/lifecycle)",
+        verdict: jitter,
     },
     Claim {
         slug: "http2",
@@ -123,6 +123,21 @@ const CLAIMS: &[Claim] = &[
 /// resolves an include inside an included file), so the verdict comes from
 /// the experiment's own results, and this run's report does not restate it.
 const ELSEWHERE: &[(&str, &str)] = &[("encode-once", "criterion/claims/encode-once.md"), ("deltas", "deltas/claims/deltas.md")];
+
+/// The committed lifecycle results (`bench-results/lifecycle`, from the
+/// repository's root, where `rtlab report` runs): the herd and the dead
+/// peers are experiments of their own, not cells of the matrix.
+fn lifecycle() -> super::lifecycle::Lifecycle {
+    super::lifecycle::Lifecycle::read(std::path::Path::new(super::lifecycle::COMMITTED)).unwrap_or_default()
+}
+
+fn jitter(_: &Document) -> Option<String> {
+    super::lifecycle::jitter_verdict(&lifecycle().herds)
+}
+
+fn heartbeats(_: &Document) -> Option<String> {
+    super::lifecycle::heartbeats_verdict(lifecycle().zombies.as_ref())
+}
 
 /// A claim's verdict in this run (or the include of its experiment's).
 fn verdict(doc: &Document, c: &Claim) -> String {
