@@ -409,6 +409,9 @@ pub fn run(args: &DeltasArgs) -> io::Result<()> {
     }
     crate::raise_nofile_limit();
     let started = Instant::now();
+    // The commit and the tree as the run starts (what the binary was built
+    // from, if it was built from this tree), not as it ends.
+    let provenance = Provenance::detect();
     let exe = crate::exe()?;
     let server = ServerProcess::start(&exe, &args.runtime, &[], None)?;
     let mut rows = Vec::new();
@@ -433,7 +436,7 @@ pub fn run(args: &DeltasArgs) -> io::Result<()> {
         schema: SCHEMA.to_owned(),
         started: stamp,
         wall_secs: started.elapsed().as_secs_f64(),
-        provenance: Provenance::detect(),
+        provenance,
         load: (load0, crate::procfs::loadavg()),
         runtime: args.runtime.clone(),
         metrics: args.metrics,
