@@ -560,21 +560,31 @@ pub fn verdict(doc: &DeltasDoc) -> String {
         })
         .collect();
     let holds: Vec<f64> = p.iter().filter(|(f, d)| saving(f, d) >= CLAIMED_SAVING - 0.005).map(|(f, _)| f.changed).collect();
+    let best = p.iter().map(|(f, d)| (saving(f, d), f.changed)).fold((f64::MIN, 0.0), |a, b| if b.0 > a.0 { b } else { a });
+    let worse_from = p.iter().filter(|(f, d)| saving(f, d) < 0.0).map(|(f, _)| f.changed).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
     let word = if holds.len() == p.len() {
-        "**holds**"
+        "**holds**".to_owned()
     } else if holds.is_empty() {
-        "**does not hold** at any fraction measured"
+        format!(
+            "**does not hold as stated; the saving depends on how much changes per tick** and stayed below ~98% at every fraction measured (at most {} saved, with {} changing)",
+            percent(best.0),
+            percent(best.1)
+        )
     } else {
-        "**depends on how much of the dashboard changes per tick**"
+        "**depends on how much of the dashboard changes per tick**".to_owned()
     };
     format!(
-        "{word}, measured with {} metrics and {} SSE viewers (bytes per viewer, SSE framing included): {}.{}",
+        "{word}, measured with {} metrics and {} SSE viewers (bytes per viewer, SSE framing included): {}.{}{}",
         fmt_int(doc.metrics as f64),
         fmt_int(doc.viewers as f64),
         points.join("; "),
         match holds.iter().copied().fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))) {
             Some(max) if holds.len() < p.len() => format!(" The claim's ~98% holds up to {} of the metrics changing per tick.", percent(max)),
             _ => String::new(),
+        },
+        match worse_from {
+            Some(f) => format!(" From {} changing, the patch cost more than the whole state.", percent(f)),
+            None => String::new(),
         }
     )
 }
@@ -645,6 +655,10 @@ mod tests {
         assert!(v.starts_with("**depends on how much of the dashboard changes per tick**"), "{v}");
         assert!(v.contains("1% changing: 98.2% saved; 100% changing: 80% more bytes than the full state."), "{v}");
         assert!(v.contains("holds up to 1% of the metrics"), "{v}");
+        assert!(v.ends_with("From 100% changing, the patch cost more than the whole state."), "{v}");
+        doc.rows[1].wire_per_viewer_tick = 200.0;
+        let v = verdict(&doc);
+        assert!(v.starts_with("**does not hold as stated; the saving depends on how much changes per tick** and stayed below ~98% at every fraction measured (at most 96% saved, with 1% changing)"), "{v}");
         let files = render(&doc);
         assert!(files[1].1.contains(": 80% more bytes; at 10,000 viewers"), "{}", files[1].1);
         doc.rows[1].verified = false;
