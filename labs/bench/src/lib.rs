@@ -16,6 +16,8 @@
 //! | [`idle`] | N idle connections: server memory per connection, kernel share apart, time to open, release after close |
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
+//! | [`million`] | a million idle connections over many server processes ([`cluster`]) and crowd workers ([`crowd`]): memory per connection summed over processes, kernel share, time to open, one broadcast's timeline to all |
+//! | [`million_report`] | `rtlab report-million`: the million's tables, findings and plot, for the book |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
 //! | [`session`] | the skeleton every scenario shares: probe the machine, start a fresh server, the scenario's own part, stop the server, the verdict |
 //! | [`outcome`] | what a run reports: its [`outcome::Verdict`] (verified, failed, environment problem), what every run shares ([`outcome::RunInfo`]: lab, transport, verdict, clean exit, conditions), a run's whole result [`outcome::Run`] (that + the scenario's own [`outcome::Measured`] result), the [`Outcome`] trait the matrix holds |
@@ -41,10 +43,14 @@
 pub mod axes;
 pub mod backpressure;
 pub mod client;
+pub mod cluster;
 pub mod compare;
+pub mod crowd;
 pub mod fanout;
 pub mod idle;
 pub mod matrix;
+pub mod million;
+pub mod million_report;
 pub mod outcome;
 pub mod polling;
 pub mod procfs;
@@ -112,6 +118,9 @@ pub enum Scenario {
     Backpressure(backpressure::BackpressureArgs),
     /// Polling cost: what one transport costs to deliver an update stream.
     Polling(polling::PollingArgs),
+    /// A million (any number of) idle connections over many server
+    /// processes, and one broadcast that must reach every one.
+    Million(million::MillionArgs),
 }
 // ANCHOR_END: scenario
 
@@ -134,6 +143,7 @@ impl Scenario {
             Scenario::Fanout(args) => Box::new(fanout::run(args)?),
             Scenario::Backpressure(args) => Box::new(backpressure::run(args)?),
             Scenario::Polling(args) => Box::new(polling::run(args)?),
+            Scenario::Million(args) => Box::new(million::run(args)?),
         })
     }
 
@@ -144,6 +154,7 @@ impl Scenario {
             Scenario::Fanout(a) => &a.common,
             Scenario::Backpressure(a) => &a.common,
             Scenario::Polling(a) => &a.common,
+            Scenario::Million(a) => &a.common,
         }
     }
 
@@ -160,6 +171,9 @@ impl Scenario {
             }),
             Scenario::Polling(a) => serde_json::json!({
                 "clients": a.clients, "rate": a.rate, "secs": a.secs, "every_ms": a.every_ms, "size": a.size,
+            }),
+            Scenario::Million(a) => serde_json::json!({
+                "connections": a.connections, "processes": a.process_count(), "kind": a.kind,
             }),
         };
         json["server_args"] = serde_json::json!(self.common().server_args);

@@ -28,13 +28,19 @@ impl ServerProcess {
     /// line. With `cpu` set, the server is pinned to that core (`taskset`),
     /// so that clients on the other core do not compete with it.
     pub fn start(exe: &Path, runtime: &str, extra: &[String], cpu: Option<usize>) -> std::io::Result<ServerProcess> {
-        let process = Launch::serve(exe, runtime)
-            .args(extra)
+        ServerProcess::launch(Launch::serve(exe, runtime).args(extra).pin_cpu(cpu), runtime)
+    }
+
+    /// Starts a server from a prepared [`Launch`] (an `rtlab serve` command
+    /// line, e.g. on a fixed port: the cluster) the same way as
+    /// [`ServerProcess::start`]; `name` is for messages.
+    pub fn launch(launch: Launch, name: &str) -> std::io::Result<ServerProcess> {
+        let runtime = name;
+        let process = launch
             // Errors only: a server at its descriptor limit warns about every
             // refused accept, which is the expected outcome of that run.
             .env("RUST_LOG", "error")
             .stderr(Stderr::Inherit)
-            .pin_cpu(cpu)
             .start()?;
         let server = ServerProcess { addr: process.addr(), process, stats_conn: Mutex::new(None) };
         // Opens the keep-alive /stats connection (and checks the server answers).
@@ -57,6 +63,11 @@ impl ServerProcess {
     /// [`ServerProcess::stop`]); it is reaped when found so.
     pub fn died(&self) -> bool {
         !matches!(self.process.exit_status(), Ok(None))
+    }
+
+    /// How the process ended, once it has (`None` while it runs).
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.process.exit_status().ok().flatten()
     }
 
     /// Samples the server's memory and CPU.

@@ -38,11 +38,22 @@ enum Command {
     Bench(rtlab_bench::BenchArgs),
     /// Render a results directory's plots (SVG) and tables (markdown).
     Report(rtlab_bench::report::ReportArgs),
+    /// Render the million's results (bench-results/million/*.json): tables,
+    /// findings and the broadcast plot (--book: also into the book).
+    ReportMillion(rtlab_bench::million_report::MillionReportArgs),
     /// Print the differences between two results directories.
     Compare(rtlab_bench::compare::CompareArgs),
     /// A load-generator worker process (started by `rtlab bench`).
     #[command(hide = true)]
     BenchWorker(rtlab_bench::worker::WorkerArgs),
+    /// A crowd worker: up to 19,000 bare sockets (started by `rtlab bench million`).
+    #[command(hide = true)]
+    BenchCrowd(rtlab_bench::crowd::CrowdArgs),
+    /// Serve on N processes as one server: process i on PORT + i (or all on
+    /// one port with --shared-port, SO_REUSEPORT), watched and stopped as
+    /// one (SIGINT/SIGTERM stops all; a dead process is reported and stops
+    /// the rest). Options after `--` go to every `rtlab serve`.
+    Cluster(rtlab_bench::cluster::ClusterArgs),
     /// Print the names of the runtime labs, one per line (for scripts).
     ///
     /// Only the labs that serve the whole contract (the conformance suite
@@ -156,6 +167,11 @@ struct ServeArgs {
     /// descriptors.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Set SO_REUSEPORT on the listener, so that several processes can
+    /// listen on one port and the kernel spreads connections over them
+    /// (`rtlab cluster --shared-port`).
+    #[arg(long)]
+    reuseport: bool,
 }
 
 /// A duration given on the command line as a number of seconds. It prints as
@@ -240,6 +256,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::ReportMillion(args) => match rtlab_bench::million_report::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab report-million: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Compare(args) => match rtlab_bench::compare::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -262,6 +285,30 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::BenchCrowd(args) => match rtlab_bench::crowd::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-crowd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Cluster(args) => {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+                    eprintln!("rtlab cluster: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            match rtlab_bench::cluster::run_cli(&args, &stop) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("rtlab cluster: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Listen(args) => rtlab_client::listen::run(&args),
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -274,7 +321,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> std::io::Result<()> {
-    let listener = listen(args.addr)?;
+    let listener = listen(args.addr, args.reuseport)?;
     let addr = listener.local_addr()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
@@ -299,10 +346,13 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
 /// Binds with a deep accept backlog: the benchmarks open thousands of
 /// connections at once, and std's default backlog (128) would make clients
 /// wait for SYN retransmits.
-fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn listen(addr: SocketAddr, reuseport: bool) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuseport {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     Ok(socket.into())
