@@ -30,6 +30,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rtlab_testkit::Launch;
@@ -139,18 +140,26 @@ impl Cluster {
         self.servers.iter().map(|s| s.stats().ok().map(|v| subscribers(&v))).sum()
     }
 
+    /// Waits for every process to exit on a signal it already has (the
+    /// terminal's SIGINT); SIGTERM to those still running after `timeout`.
+    pub fn wait_stopped(self, timeout: Duration) -> bool {
+        let end = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < end && self.servers.iter().any(|s| !s.died()) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let clean = self.servers.iter().all(|s| s.exit_status().is_some_and(|st| st.success()));
+        self.stop(Duration::from_secs(5)) && clean
+    }
+
     /// SIGTERM to every process at once, then waits for each; returns
     /// whether all exited 0 on their own.
     pub fn stop(self, timeout: Duration) -> bool {
         let servers = self.servers;
         // Signal them all first, so that they stop in parallel.
         for server in &servers {
-            // SAFETY: kill with a pid of a child we have not reaped.
-            if !server.died() {
-                unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGTERM) };
-            }
+            server.request_stop();
         }
-        servers.into_iter().map(|s| s.stop(timeout)).fold(true, |all, ok| all && ok)
+        servers.into_iter().map(|s| s.wait_stopped(timeout)).fold(true, |all, ok| all && ok)
     }
 }
 
@@ -179,11 +188,13 @@ pub struct ClusterArgs {
     pub serve_args: Vec<String>,
 }
 
-/// Runs a cluster until `stop` is set (SIGINT/SIGTERM in `rtlab cluster`)
-/// or one of its processes dies; prints `listening on ADDR` per process,
-/// then status lines. Returns false if a process died or did not stop
-/// cleanly.
-pub fn run_cli(args: &ClusterArgs, stop: &std::sync::atomic::AtomicBool) -> std::io::Result<bool> {
+/// Runs a cluster until `terminate` (SIGTERM to the cluster: it is passed
+/// on to every process) or `interrupt` (SIGINT: Ctrl-C in a terminal, which
+/// the kernel sends to the whole process group, so every process has it
+/// already and is only waited for) is set, or one of its processes dies;
+/// prints `listening on ADDR` per process, then status lines. Returns false
+/// if a process died or did not stop cleanly.
+pub fn run_cli(args: &ClusterArgs, terminate: &AtomicBool, interrupt: &AtomicBool) -> std::io::Result<bool> {
     crate::raise_nofile_limit();
     let exe = crate::exe()?;
     let cluster = Cluster::start(&ClusterPlan {
@@ -199,7 +210,7 @@ pub fn run_cli(args: &ClusterArgs, stop: &std::sync::atomic::AtomicBool) -> std:
     }
     let mut last = std::time::Instant::now();
     let mut ok = true;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+    while !terminate.load(Ordering::SeqCst) && !interrupt.load(Ordering::SeqCst) {
         if let Some((i, how)) = cluster.dead() {
             eprintln!("rtlab cluster: process {i} (pid {}) died: {how}; stopping the others", cluster.servers[i].pid());
             ok = false;
@@ -218,6 +229,9 @@ pub fn run_cli(args: &ClusterArgs, stop: &std::sync::atomic::AtomicBool) -> std:
             }
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+    if interrupt.load(Ordering::SeqCst) && !terminate.load(Ordering::SeqCst) {
+        return Ok(cluster.wait_stopped(Duration::from_secs(30)) && ok);
     }
     Ok(cluster.stop(Duration::from_secs(30)) && ok)
 }

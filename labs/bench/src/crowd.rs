@@ -400,6 +400,15 @@ pub fn run(args: &CrowdArgs) -> io::Result<()> {
                                 at_ns[j] = monotonic_ns();
                                 got += 1;
                             }
+                            // A short read emptied the socket, and a
+                            // connection that has the broadcast needs nothing
+                            // more: either way, no second read that would
+                            // only say "would block" (half the reads of a
+                            // broadcast). Edge-triggered readiness reports
+                            // the next bytes that arrive.
+                            if n < buf.len() || conn.phase == Phase::Got {
+                                break;
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

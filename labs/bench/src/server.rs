@@ -127,10 +127,24 @@ impl ServerProcess {
     /// SIGTERM, then wait (up to `timeout`) for a clean exit; kills otherwise.
     /// Returns whether it exited 0 on its own.
     pub fn stop(self, timeout: Duration) -> bool {
+        self.request_stop();
+        self.wait_stopped(timeout)
+    }
+
+    /// Closes the `/stats` connection and sends SIGTERM, without waiting:
+    /// to stop many servers in parallel, then [`ServerProcess::wait_stopped`]
+    /// on each. (A second SIGTERM would make a server exit at once.)
+    pub fn request_stop(&self) {
         // Our own /stats connection would otherwise hold the server in its
         // close linger, waiting for the peer to finish.
         drop(self.stats_conn.lock().unwrap_or_else(|e| e.into_inner()).take());
-        self.process.stop(libc::SIGTERM, timeout).is_ok_and(|status| status.success())
+        let _ = self.process.signal(libc::SIGTERM);
+    }
+
+    /// Waits (up to `timeout`) for the exit a [`ServerProcess::request_stop`]
+    /// asked for; returns whether it exited 0.
+    pub fn wait_stopped(self, timeout: Duration) -> bool {
+        self.process.wait_exit(timeout).is_ok_and(|status| status.success())
     }
 }
 

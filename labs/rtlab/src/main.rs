@@ -293,14 +293,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Cluster(args) => {
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for (signal, flag) in [(signal_hook::consts::SIGTERM, &terminate), (signal_hook::consts::SIGINT, &interrupt)] {
+                if let Err(e) = signal_hook::flag::register(signal, flag.clone()) {
                     eprintln!("rtlab cluster: {e}");
                     return ExitCode::FAILURE;
                 }
             }
-            match rtlab_bench::cluster::run_cli(&args, &stop) {
+            match rtlab_bench::cluster::run_cli(&args, &terminate, &interrupt) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {

@@ -109,3 +109,36 @@ fn cluster_serves_on_every_process_and_stops_as_one() {
         assert!(TcpStream::connect(addr).is_err(), "{addr} still listens");
     }
 }
+
+#[test]
+fn a_dead_process_is_reported_and_stops_the_cluster() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtlab"))
+        .args(["cluster", "--processes", "2", "--runtime", "mio", "--addr", "127.0.0.1:0", "--status-every", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rtlab runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // `process I (pid P) listening on ADDR`
+    let mut procs = Vec::new();
+    while procs.len() < 2 {
+        let line = lines.next().expect("a line").expect("readable");
+        let pid: i32 = line.split("(pid ").nth(1).and_then(|r| r.split(')').next()).and_then(|p| p.parse().ok()).expect("a pid");
+        procs.push((pid, line.rsplit_once("listening on ").expect("an address").1.to_owned()));
+    }
+    // SAFETY: kill on a pid the cluster printed, a live child of it.
+    unsafe { libc::kill(procs[0].0, libc::SIGKILL) };
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < end, "the cluster did not notice its dead process");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "a cluster that lost a process must fail");
+    let mut stderr = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains(&format!("process 0 (pid {}) died", procs[0].0)), "{stderr}");
+    assert!(TcpStream::connect(&procs[1].1).is_err(), "the other process still listens");
+}
