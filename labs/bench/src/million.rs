@@ -348,16 +348,6 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
     })?;
     let servers = cluster.addrs();
     let baselines = cluster.status();
-    // The publishers' connections, opened before any client.
-    let mut publishers = servers
-        .iter()
-        .map(|a| {
-            let s = TcpStream::connect_timeout(a, Duration::from_secs(5))?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(Duration::from_secs(60)))?;
-            Ok(s)
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
     let kernel_before = procfs::kernel();
     let mem_available_before = mem_available();
 
@@ -443,11 +433,30 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
     if failure.is_none() {
         crate::say(&format!("million: one broadcast to {opened} connections ({processes} publishes)"));
         let reached = bar(opened as u64, "broadcast reached");
-        let (t0, answered) = publish_all(&mut publishers, token.as_bytes())?;
+        // The publishers' connections, opened now: opened before the
+        // clients, they would meet the servers' idle timeout while a
+        // million connections open.
+        let published = servers
+            .iter()
+            .map(|a| {
+                let s = TcpStream::connect_timeout(a, Duration::from_secs(10))?;
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(Duration::from_secs(60)))?;
+                Ok(s)
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .and_then(|mut publishers| publish_all(&mut publishers, token.as_bytes()));
+        let (t0, answered) = match published {
+            Ok(times) => times,
+            Err(e) => {
+                failure = Some(format!("the broadcast's publish failed: {e}"));
+                (crowd::monotonic_ns(), crowd::monotonic_ns())
+            }
+        };
         let mut dones = vec![false; count];
         let end = Instant::now() + Duration::from_secs(args.broadcast_timeout);
         let mut asked = false;
-        while dones.iter().any(|d| !d) {
+        while failure.is_none() && dones.iter().any(|d| !d) {
             if Instant::now() > end && !asked {
                 for w in &mut workers {
                     if let Some(stdin) = w.stdin.as_mut() {
@@ -521,7 +530,6 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
     if let (None, Some((i, how))) = (&failure, cluster.dead()) {
         failure = Some(format!("server process {i} died ({how})"));
     }
-    drop(publishers);
     let clean_exit = cluster.stop(Duration::from_secs(30));
 
     let server_memory: Vec<ProcessMemory> = (0..processes)
