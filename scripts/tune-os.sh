@@ -105,6 +105,7 @@ raise net.core.somaxconn 65535
 # net.ipv4.tcp_max_syn_backlog: half-open connections waiting for their
 # handshake to finish; same burst, same symptom. Every lab.
 raise net.ipv4.tcp_max_syn_backlog 65535
+# ANCHOR: million_sysctls
 # net.core.netdev_max_backlog: packets queued per CPU between a sender and
 # the receiving side of loopback (loopback "transmits" into this queue).
 # The default 1000 overflows when a million sockets' handshakes, or one
@@ -132,6 +133,7 @@ else
     printf '%-34s = %-10s (raised from %s)\n' net.ipv4.tcp_mem "$want_mem" "$m_low $m_pressure $m_high"
     changed=$((changed + 1))
 fi
+# ANCHOR_END: million_sysctls
 
 # --- the clients' side --------------------------------------------------------
 # net.ipv4.ip_local_port_range: ephemeral ports for outgoing connections.

@@ -21,6 +21,18 @@ impl Drop for TempDir {
     }
 }
 
+/// Waits for `child` to exit; fails the test after `timeout`.
+fn exit_within(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < end, "the cluster did not stop within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn twenty_thousand_over_two_processes_all_reached_and_released() {
     let dir = TempDir(std::env::temp_dir().join(format!("rtlab-million-{}", std::process::id())));
@@ -96,14 +108,7 @@ fn cluster_serves_on_every_process_and_stops_as_one() {
     // SIGTERM to the cluster stops every process, and the cluster exits 0.
     // SAFETY: kill with our child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let end = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < end, "the cluster did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(30));
     assert!(status.success(), "{status}");
     for addr in &addrs {
         assert!(TcpStream::connect(addr).is_err(), "{addr} still listens");
@@ -128,14 +133,7 @@ fn a_dead_process_is_reported_and_stops_the_cluster() {
     }
     // SAFETY: kill on a pid the cluster printed, a live child of it.
     unsafe { libc::kill(procs[0].0, libc::SIGKILL) };
-    let end = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < end, "the cluster did not notice its dead process");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(30));
     assert!(!status.success(), "a cluster that lost a process must fail");
     let mut stderr = String::new();
     child.stderr.take().expect("stderr").read_to_string(&mut stderr).unwrap();
