@@ -159,7 +159,9 @@ impl Cluster {
         for server in &servers {
             server.request_stop();
         }
-        servers.into_iter().map(|s| s.wait_stopped(timeout)).fold(true, |all, ok| all && ok)
+        // Every one is waited for (no short cut at the first failure).
+        let stopped: Vec<bool> = servers.into_iter().map(|s| s.wait_stopped(timeout)).collect();
+        stopped.iter().all(|&ok| ok)
     }
 }
 
