@@ -32,7 +32,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 # 3. Unit tests, doc tests, the conformance suite (labs/rtlab/tests) and the
 #    benchmark harness at a tiny scale against the tokio lab
-#    (labs/rtlab/tests/harness.rs: a test of the harness, not a measurement).
+#    (labs/rtlab/tests/harness.rs: a test of the harness, not a measurement),
+#    and the million's machinery at 20,000 connections over 2 server
+#    processes and 2 crowd workers, plus `rtlab cluster` started, stopped and
+#    losing a process (labs/rtlab/tests/million.rs; no OS tuning needed).
 step "cargo test --workspace"
 cargo test --workspace
 
