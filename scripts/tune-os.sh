@@ -56,6 +56,23 @@ raise() {
     fi
 }
 
+# raise_all KEY "WANT..." ENOUGH: for a sysctl of several numbers, sets all
+# of them to WANT unless the function ENOUGH, given the current numbers,
+# says they already do.
+raise_all() {
+    local key="$1" want="$2" enough="$3" path="/proc/sys/${1//.//}" have
+    read -r -a have <"$path"
+    if "$enough" "${have[@]}"; then
+        printf '%-34s = %-10s (already enough)\n' "$key" "${have[*]}"
+    elif [[ $dry_run == 1 ]]; then
+        printf '%-34s = %-10s (would set from %s)\n' "$key" "$want" "${have[*]}"
+    else
+        echo "$want" >"$path"
+        printf '%-34s = %-10s (set from %s)\n' "$key" "$want" "${have[*]}"
+        changed=$((changed + 1))
+    fi
+}
+
 # --- memory mappings -------------------------------------------------------
 # vm.max_map_count: memory mappings (VMAs) per process; default 65530.
 # may: every coroutine stack is one mmap plus an mprotect'ed guard page, two
@@ -122,17 +139,8 @@ raise net.core.netdev_max_backlog 65536
 # segment in each of a million receive queues at once (about 1 KiB each, with
 # the buffer's overhead): over 1 GiB, above the default pressure point on
 # 24 GiB. Raised to 6, 8 and 12 GiB (in 4 KiB pages).
-read -r m_low m_pressure m_high </proc/sys/net/ipv4/tcp_mem
-want_mem="1572864 2097152 3145728"
-if (( m_low >= 1572864 && m_pressure >= 2097152 && m_high >= 3145728 )); then
-    printf '%-34s = %-10s (already enough)\n' net.ipv4.tcp_mem "$m_low $m_pressure $m_high"
-elif [[ $dry_run == 1 ]]; then
-    printf '%-34s = %-10s (would raise from %s)\n' net.ipv4.tcp_mem "$want_mem" "$m_low $m_pressure $m_high"
-else
-    echo "$want_mem" >/proc/sys/net/ipv4/tcp_mem
-    printf '%-34s = %-10s (raised from %s)\n' net.ipv4.tcp_mem "$want_mem" "$m_low $m_pressure $m_high"
-    changed=$((changed + 1))
-fi
+mem_enough() { (( $1 >= 1572864 && $2 >= 2097152 && $3 >= 3145728 )); }
+raise_all net.ipv4.tcp_mem "1572864 2097152 3145728" mem_enough
 # ANCHOR_END: million_sysctls
 
 # --- the clients' side --------------------------------------------------------
@@ -144,16 +152,8 @@ fi
 # source addresses per client process, each in its own 127.16.0.0/12 block,
 # times one destination port per server process: a few hundred connections
 # per (source, destination) pair, far below this range).
-read -r low high </proc/sys/net/ipv4/ip_local_port_range
-if (( low <= 1024 && high >= 65535 )); then
-    printf '%-34s = %-10s (already enough)\n' net.ipv4.ip_local_port_range "$low $high"
-elif [[ $dry_run == 1 ]]; then
-    printf '%-34s = %-10s (would widen from %s)\n' net.ipv4.ip_local_port_range "1024 65535" "$low $high"
-else
-    echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range
-    printf '%-34s = %-10s (widened from %s)\n' net.ipv4.ip_local_port_range "1024 65535" "$low $high"
-    changed=$((changed + 1))
-fi
+ports_enough() { (( $1 <= 1024 && $2 >= 65535 )); }
+raise_all net.ipv4.ip_local_port_range "1024 65535" ports_enough
 # net.netfilter.nf_conntrack_max: if connection tracking is loaded (a
 # firewall, Docker), every loopback connection takes an entry too; a full
 # table drops new connections silently. Every lab, under load; the million
