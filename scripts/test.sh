@@ -49,7 +49,10 @@ redis-server --version
 #    (labs/rtlab/tests/harness.rs: a test of the harness, not a measurement),
 #    the thundering herd at a tiny scale (tests/herd.rs) and dead peers in a
 #    network namespace on every lab (tests/zombies.rs: needs root, skipped
-#    with a message otherwise; removes its namespaces even on failure).
+#    with a message otherwise; removes its namespaces even on failure),
+#    and the million's machinery at 20,000 connections over 2 server
+#    processes and 2 crowd workers, plus `rtlab cluster` started, stopped and
+#    losing a process (labs/rtlab/tests/million.rs; no OS tuning needed).
 step "cargo test --workspace"
 cargo test --workspace
 

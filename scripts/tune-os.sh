@@ -18,6 +18,14 @@
 # limit too, up to fs.nr_open below) or for a user in
 # /etc/security/limits.conf. The benchmarks spread their client sockets over
 # several worker processes for this reason.
+#
+# What this script CANNOT raise: where the hard limit is fixed from outside
+# (a container or a sandbox that starts the session without
+# CAP_SYS_RESOURCE, as on rtlab's benchmark machine: hard limit 20,000,
+# `prlimit` answers "Operation not permitted" even to root), no sysctl
+# helps. Then one process holds at most about 20,000 connections, and a
+# million need at least 51 server processes (`rtlab cluster`,
+# `rtlab bench million`) and as many client processes.
 set -euo pipefail
 
 dry_run=0
@@ -48,6 +56,23 @@ raise() {
     fi
 }
 
+# raise_all KEY "WANT..." ENOUGH: for a sysctl of several numbers, sets all
+# of them to WANT unless the function ENOUGH, given the current numbers,
+# says they already do.
+raise_all() {
+    local key="$1" want="$2" enough="$3" path="/proc/sys/${1//.//}" have
+    read -r -a have <"$path"
+    if "$enough" "${have[@]}"; then
+        printf '%-34s = %-10s (already enough)\n' "$key" "${have[*]}"
+    elif [[ $dry_run == 1 ]]; then
+        printf '%-34s = %-10s (would set from %s)\n' "$key" "$want" "${have[*]}"
+    else
+        echo "$want" >"$path"
+        printf '%-34s = %-10s (set from %s)\n' "$key" "$want" "${have[*]}"
+        changed=$((changed + 1))
+    fi
+}
+
 # --- memory mappings -------------------------------------------------------
 # vm.max_map_count: memory mappings (VMAs) per process; default 65530.
 # may: every coroutine stack is one mmap plus an mprotect'ed guard page, two
@@ -72,8 +97,13 @@ raise kernel.threads-max 1000000
 
 # --- files and descriptors -----------------------------------------------------
 # fs.file-max: open files system-wide: server and client sockets of every
-# lab and benchmark count here.
-raise fs.file-max 2097152
+# lab and benchmark count here. A loopback connection is two open files (its
+# two ends), so the million needs more than 2,000,000 besides everything
+# else on the machine; the kernel's default is about a tenth of RAM in KiB
+# (about 2.47 million on 24 GiB: about 1.2 million pairs). The number itself
+# costs nothing: each open file's memory is counted when it is opened (the
+# kernel share `rtlab bench million` reports).
+raise fs.file-max 4194304
 # fs.nr_open: the highest RLIMIT_NOFILE any process may be given (see the
 # note on `ulimit -n` above).
 raise fs.nr_open 1048576
@@ -92,27 +122,45 @@ raise net.core.somaxconn 65535
 # net.ipv4.tcp_max_syn_backlog: half-open connections waiting for their
 # handshake to finish; same burst, same symptom. Every lab.
 raise net.ipv4.tcp_max_syn_backlog 65535
+# ANCHOR: million_sysctls
+# net.core.netdev_max_backlog: packets queued per CPU between a sender and
+# the receiving side of loopback (loopback "transmits" into this queue).
+# The default 1000 overflows when a million sockets' handshakes, or one
+# broadcast's million segments, arrive at once; a dropped segment waits for
+# a retransmit (200 ms or more) and shows up as the broadcast's tail. Drops
+# are the second column of /proc/net/softnet_stat.
+raise net.core.netdev_max_backlog 65536
+
+# --- TCP memory ------------------------------------------------------------------
+# net.ipv4.tcp_mem: pages all TCP sockets together may hold in buffers: below
+# the first value no pressure, above the second the kernel shrinks buffers,
+# at the third it refuses to queue more (a write blocks, a segment is
+# dropped). Idle connections hold almost nothing, but one broadcast puts one
+# segment in each of a million receive queues at once (about 1 KiB each, with
+# the buffer's overhead): over 1 GiB, above the default pressure point on
+# 24 GiB. Raised to 6, 8 and 12 GiB (in 4 KiB pages).
+mem_enough() { (( $1 >= 1572864 && $2 >= 2097152 && $3 >= 3145728 )); }
+raise_all net.ipv4.tcp_mem "1572864 2097152 3145728" mem_enough
+# ANCHOR_END: million_sysctls
 
 # --- the clients' side --------------------------------------------------------
 # net.ipv4.ip_local_port_range: ephemeral ports for outgoing connections.
 # Each client socket to one server address takes one port per source
 # address; the default 32768-60999 (28,232 ports) is below 2 x 10,000 plus
 # the sockets left in TIME_WAIT by the previous run. The benchmarks also
-# spread clients over several 127.0.0.x source addresses.
-read -r low high </proc/sys/net/ipv4/ip_local_port_range
-if (( low <= 1024 && high >= 65535 )); then
-    printf '%-34s = %-10s (already enough)\n' net.ipv4.ip_local_port_range "$low $high"
-elif [[ $dry_run == 1 ]]; then
-    printf '%-34s = %-10s (would widen from %s)\n' net.ipv4.ip_local_port_range "1024 65535" "$low $high"
-else
-    echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range
-    printf '%-34s = %-10s (widened from %s)\n' net.ipv4.ip_local_port_range "1024 65535" "$low $high"
-    changed=$((changed + 1))
-fi
+# spread clients over several 127.0.0.x source addresses (the million: 32
+# source addresses per client process, each in its own 127.16.0.0/12 block,
+# times one destination port per server process: a few hundred connections
+# per (source, destination) pair, far below this range).
+ports_enough() { (( $1 <= 1024 && $2 >= 65535 )); }
+raise_all net.ipv4.ip_local_port_range "1024 65535" ports_enough
 # net.netfilter.nf_conntrack_max: if connection tracking is loaded (a
 # firewall, Docker), every loopback connection takes an entry too; a full
-# table drops new connections silently. Every lab, under load.
-raise net.netfilter.nf_conntrack_max 1048576
+# table drops new connections silently. Every lab, under load; the million
+# needs one entry per connection (two million covers it) — only if a rule
+# tracks loopback at all (/proc/sys/net/netfilter/nf_conntrack_count stays 0
+# while connections open when none does).
+raise net.netfilter.nf_conntrack_max 2097152
 
 echo
 if [[ $dry_run == 1 ]]; then

@@ -23,6 +23,15 @@ pub fn connect_from(source: IpAddr, addr: SocketAddr, rcvbuf: Option<usize>) -> 
     if let Some(size) = rcvbuf {
         socket.set_recv_buffer_size(size)?;
     }
+    bind_source(&socket, source)?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket.into())
+}
+
+/// Binds `socket` to `source` with the port left to `connect`
+/// (`IP_BIND_ADDRESS_NO_PORT` for IPv4; see [`connect_from`] for why).
+pub fn bind_source(socket: &Socket, source: IpAddr) -> io::Result<()> {
     if source.is_ipv4() {
         let on: libc::c_int = 1;
         // SAFETY: valid fd, option and a c_int value of the right size.
@@ -39,10 +48,7 @@ pub fn connect_from(source: IpAddr, addr: SocketAddr, rcvbuf: Option<usize>) -> 
             return Err(io::Error::last_os_error());
         }
     }
-    socket.bind(&SocketAddr::new(source, 0).into())?;
-    socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;
-    socket.set_tcp_nodelay(true)?;
-    Ok(socket.into())
+    socket.bind(&SocketAddr::new(source, 0).into())
 }
 
 /// The request that opens a subscription of `transport` to `topic` (for

@@ -16,6 +16,8 @@
 //! | [`idle`] | N idle connections: server memory per connection, kernel share apart, time to open, release after close |
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
+//! | [`million`] | a million idle connections over many server processes ([`cluster`]) and crowd workers ([`crowd`]): memory per connection summed over processes, kernel share, time to open, one broadcast's timeline to all |
+//! | [`million_report`] | `rtlab report-million`: the million's tables, findings and plot, for the book |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
 //! | [`herd`] | `rtlab bench reconnect`: the thundering herd — N reconnecting clients (the client library), the server SIGKILLed and restarted, each back-off strategy: attempts and subscriptions over time, failures, time to 99 % / 100 % back, messages lost across the restart |
 //! | [`zombies`] | `rtlab bench zombies`: dead peers made for real (a network namespace whose traffic is dropped, a SIGSTOPped client): how long each lab takes to reap them, per transport, beside what the kernel alone would do |
@@ -43,13 +45,17 @@
 pub mod axes;
 pub mod backpressure;
 pub mod client;
+pub mod cluster;
 pub mod compare;
 pub mod criterion_doc;
 pub mod deltas;
+pub mod crowd;
 pub mod fanout;
 pub mod herd;
 pub mod idle;
 pub mod matrix;
+pub mod million;
+pub mod million_report;
 pub mod outcome;
 pub mod polling;
 pub mod procfs;
@@ -122,6 +128,9 @@ pub enum Scenario {
     Reconnect(herd::ReconnectArgs),
     /// Dead peers: how long each lab takes to reap a vanished client (needs root).
     Zombies(zombies::ZombiesArgs),
+    /// A million (any number of) idle connections over many server
+    /// processes, and one broadcast that must reach every one.
+    Million(million::MillionArgs),
 }
 // ANCHOR_END: scenario
 
@@ -146,6 +155,7 @@ impl Scenario {
             Scenario::Polling(args) => Box::new(polling::run(args)?),
             Scenario::Reconnect(args) => Box::new(herd::run(args)?),
             Scenario::Zombies(args) => Box::new(zombies::run(args)?),
+            Scenario::Million(args) => Box::new(million::run(args)?),
         })
     }
 
@@ -158,6 +168,7 @@ impl Scenario {
             Scenario::Polling(a) => &a.common,
             Scenario::Reconnect(a) => &a.common,
             Scenario::Zombies(a) => &a.common,
+            Scenario::Million(a) => &a.common,
         }
     }
 
@@ -179,6 +190,9 @@ impl Scenario {
                 "clients": a.clients, "base_ms": a.base_ms, "cap_ms": a.cap_ms, "down_ms": a.down_ms, "repeats": a.repeats,
             }),
             Scenario::Zombies(a) => serde_json::json!({ "interval": a.interval, "user_timeout": a.user_timeout }),
+            Scenario::Million(a) => serde_json::json!({
+                "connections": a.connections, "processes": a.process_count(), "kind": a.kind,
+            }),
         };
         json["server_args"] = serde_json::json!(self.common().server_args);
         json

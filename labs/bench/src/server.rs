@@ -28,13 +28,19 @@ impl ServerProcess {
     /// line. With `cpu` set, the server is pinned to that core (`taskset`),
     /// so that clients on the other core do not compete with it.
     pub fn start(exe: &Path, runtime: &str, extra: &[String], cpu: Option<usize>) -> std::io::Result<ServerProcess> {
-        let process = Launch::serve(exe, runtime)
-            .args(extra)
+        ServerProcess::launch(Launch::serve(exe, runtime).args(extra).pin_cpu(cpu), runtime)
+    }
+
+    /// Starts a server from a prepared [`Launch`] (an `rtlab serve` command
+    /// line, e.g. on a fixed port: the cluster) the same way as
+    /// [`ServerProcess::start`]; `name` is for messages.
+    pub fn launch(launch: Launch, name: &str) -> std::io::Result<ServerProcess> {
+        let runtime = name;
+        let process = launch
             // Errors only: a server at its descriptor limit warns about every
             // refused accept, which is the expected outcome of that run.
             .env("RUST_LOG", "error")
             .stderr(Stderr::Inherit)
-            .pin_cpu(cpu)
             .start()?;
         let server = ServerProcess { addr: process.addr(), process, stats_conn: Mutex::new(None) };
         // Opens the keep-alive /stats connection (and checks the server answers).
@@ -57,6 +63,11 @@ impl ServerProcess {
     /// [`ServerProcess::stop`]); it is reaped when found so.
     pub fn died(&self) -> bool {
         !matches!(self.process.exit_status(), Ok(None))
+    }
+
+    /// How the process ended, once it has (`None` while it runs).
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.process.exit_status().ok().flatten()
     }
 
     /// Samples the server's memory and CPU.
@@ -116,10 +127,24 @@ impl ServerProcess {
     /// SIGTERM, then wait (up to `timeout`) for a clean exit; kills otherwise.
     /// Returns whether it exited 0 on its own.
     pub fn stop(self, timeout: Duration) -> bool {
+        self.request_stop();
+        self.wait_stopped(timeout)
+    }
+
+    /// Closes the `/stats` connection and sends SIGTERM, without waiting:
+    /// to stop many servers in parallel, then [`ServerProcess::wait_stopped`]
+    /// on each. (A second SIGTERM would make a server exit at once.)
+    pub fn request_stop(&self) {
         // Our own /stats connection would otherwise hold the server in its
         // close linger, waiting for the peer to finish.
         drop(self.stats_conn.lock().unwrap_or_else(|e| e.into_inner()).take());
-        self.process.stop(libc::SIGTERM, timeout).is_ok_and(|status| status.success())
+        let _ = self.process.signal(libc::SIGTERM);
+    }
+
+    /// Waits (up to `timeout`) for the exit a [`ServerProcess::request_stop`]
+    /// asked for; returns whether it exited 0.
+    pub fn wait_stopped(self, timeout: Duration) -> bool {
+        self.process.wait_exit(timeout).is_ok_and(|status| status.success())
     }
 }
 

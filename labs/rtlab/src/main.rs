@@ -38,6 +38,9 @@ enum Command {
     Bench(rtlab_bench::BenchArgs),
     /// Render a results directory's plots (SVG) and tables (markdown).
     Report(rtlab_bench::report::ReportArgs),
+    /// Render the million's results (bench-results/million/*.json): tables,
+    /// findings and the broadcast plot (--book: also into the book).
+    ReportMillion(rtlab_bench::million_report::MillionReportArgs),
     /// Print the differences between two results directories.
     Compare(rtlab_bench::compare::CompareArgs),
     /// Collect criterion's results (target/criterion, after `cargo bench`)
@@ -53,6 +56,14 @@ enum Command {
     /// A herd worker process (started by `rtlab bench reconnect`).
     #[command(hide = true)]
     BenchHerdWorker(rtlab_bench::herd::HerdWorkerArgs),
+    /// A crowd worker: up to 19,000 bare sockets (started by `rtlab bench million`).
+    #[command(hide = true)]
+    BenchCrowd(rtlab_bench::crowd::CrowdArgs),
+    /// Serve on N processes as one server: process i on PORT + i (or all on
+    /// one port with --shared-port, SO_REUSEPORT), watched and stopped as
+    /// one (SIGINT/SIGTERM stops all; a dead process is reported and stops
+    /// the rest). Options after `--` go to every `rtlab serve`.
+    Cluster(rtlab_bench::cluster::ClusterArgs),
     /// Print the names of the runtime labs, one per line (for scripts).
     ///
     /// Only the labs that serve the whole contract (the conformance suite
@@ -181,6 +192,11 @@ struct ServeArgs {
     /// reconnecting clients wait for SYN retransmissions.
     #[arg(long, default_value_t = DEFAULT_BACKLOG, value_parser = clap::value_parser!(i32).range(1..))]
     backlog: i32,
+    /// Set SO_REUSEPORT on the listener, so that several processes can
+    /// listen on one port and the kernel spreads connections over them
+    /// (`rtlab cluster --shared-port`).
+    #[arg(long)]
+    reuseport: bool,
 }
 
 /// The accept backlog by default: deep, because the benchmarks open
@@ -279,6 +295,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::ReportMillion(args) => match rtlab_bench::million_report::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab report-million: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Compare(args) => match rtlab_bench::compare::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -322,6 +345,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::BenchCrowd(args) => match rtlab_bench::crowd::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-crowd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Cluster(args) => {
+            let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for (signal, flag) in [(signal_hook::consts::SIGTERM, &terminate), (signal_hook::consts::SIGINT, &interrupt)] {
+                if let Err(e) = signal_hook::flag::register(signal, flag.clone()) {
+                    eprintln!("rtlab cluster: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            match rtlab_bench::cluster::run_cli(&args, &terminate, &interrupt) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("rtlab cluster: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Listen(args) => rtlab_client::listen::run(&args),
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -334,7 +382,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> std::io::Result<()> {
-    let listener = listen(args.addr, args.backlog)?;
+    let listener = listen(args.addr, args.backlog, args.reuseport)?;
     let addr = listener.local_addr()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
@@ -366,11 +414,15 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
 }
 
 /// Binds with an accept backlog of `backlog` ([`DEFAULT_BACKLOG`] unless
-/// `--backlog` says otherwise).
-fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpListener> {
+/// `--backlog` says otherwise), with SO_REUSEPORT when `reuseport` (several
+/// processes on one port: `rtlab cluster --shared-port`).
+fn listen(addr: SocketAddr, backlog: i32, reuseport: bool) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuseport {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(socket.into())
