@@ -615,14 +615,14 @@ impl Connection {
                 let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(Bytes::from_static(http::SSE_HEAD));
                 self.set_kind(Kind::Sse);
-                let sub = self.subscribe(topic, Transport::Sse, resume.as_ref());
+                let sub = self.subscribe(topic, Transport::Sse, resume.as_ref(), req.client.as_deref());
                 self.state = State::Sse { sub, keepalive: KeepAlive::new(server.config.keepalive, now) };
             }
             Route::Ws { topic, resume, accept } => {
                 let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(http::websocket_accept(&accept));
                 self.set_kind(Kind::Ws);
-                let sub = self.subscribe(topic, Transport::Ws, resume.as_ref());
+                let sub = self.subscribe(topic, Transport::Ws, resume.as_ref(), req.client.as_deref());
                 // A /ws publish carries the message JSON-escaped: allow for that.
                 let decoder = WsDecoder::new(server.config.max_message.saturating_mul(6).saturating_add(1024));
                 self.upgrade(State::Ws { sub, decoder, pinger: Pinger::new(server.config.ping_interval, now) }, now);
@@ -634,6 +634,23 @@ impl Connection {
             }
             Route::Index => self.respond(http::response(200, "text/html; charset=utf-8", crate::page::DEMO_PAGE.as_bytes())),
             Route::Stats => self.respond(http::response(200, "application/json", server.stats.to_json().as_bytes())),
+            Route::Presence { topic } => {
+                let local = server.hub.presence(&topic);
+                let names = match server.hub.broker() {
+                    Some(broker) => broker.presence(&topic, local),
+                    None => Ok(local),
+                };
+                match names {
+                    Ok(clients) => {
+                        let body = serde_json::json!({ "topic": topic, "clients": clients }).to_string();
+                        self.respond(http::response(200, "application/json", body.as_bytes()))
+                    }
+                    Err(why) => {
+                        server.stats.refused(why);
+                        self.refuse(why, now)
+                    }
+                }
+            }
         }
     }
     // ANCHOR_END: dispatch
@@ -647,8 +664,14 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, topic: TopicRef, transport: Transport, resume: Option<&Cursor>) -> Subscription {
-        self.server.hub.subscribe(topic, &self.peer, transport, resume, &self.server.stats)
+    fn subscribe(
+        &mut self,
+        topic: TopicRef,
+        transport: Transport,
+        resume: Option<&Cursor>,
+        client: Option<&str>,
+    ) -> Subscription {
+        self.server.hub.subscribe_as(topic, &self.peer, transport, resume, client, &self.server.stats)
     }
 
     fn answer_poll(&mut self, replay: crate::hub::Replay) {
