@@ -185,8 +185,10 @@ pub struct Connection {
     /// The runtime has been told to half-close ([`take_fin`](Self::take_fin)).
     fin: bool,
     /// `/ws` publishes handed to the broker, oldest first: a refusal is
-    /// reported with an error frame when its answer comes.
-    ws_publishes: std::collections::VecDeque<Arc<Ticket>>,
+    /// reported with an error frame when its answer comes. Boxed, and only
+    /// made by the first such publish: every other connection pays one word.
+    #[allow(clippy::box_collection)] // One word per connection, not four: see above.
+    ws_publishes: Option<Box<std::collections::VecDeque<Arc<Ticket>>>>,
 }
 // ANCHOR_END: connection
 
@@ -205,7 +207,7 @@ impl Connection {
             eof: false,
             closed: false,
             fin: false,
-            ws_publishes: std::collections::VecDeque::new(),
+            ws_publishes: None,
         }
     }
 
@@ -379,7 +381,7 @@ impl Connection {
             self.serve_requests(now);
             return;
         }
-        if matches!(self.state, State::Ws { .. }) && !self.ws_publishes.is_empty() {
+        if matches!(self.state, State::Ws { .. }) && self.ws_publishes.as_ref().is_some_and(|q| !q.is_empty()) {
             self.ws_publish_refused();
         }
         match &mut self.state {
@@ -731,8 +733,13 @@ impl Connection {
     /// `true` if a frame was queued.
     fn ws_publish_refused(&mut self) -> bool {
         let mut reported = false;
-        while let Some(answer) = self.ws_publishes.front().and_then(|t| t.peek()) {
-            self.ws_publishes.pop_front();
+        let Some(queue) = self.ws_publishes.as_mut() else { return false };
+        let mut answers = Vec::new();
+        while let Some(answer) = queue.front().and_then(|t| t.peek()) {
+            queue.pop_front();
+            answers.push(answer);
+        }
+        for answer in answers {
             if let Err(why) = answer {
                 self.server.stats.refused(why);
                 let e = self.server.refusal(why);
@@ -839,7 +846,7 @@ impl Connection {
         let topic = sub.topic.clone();
         if let Some(broker) = self.server.hub.broker() {
             let ticket = Ticket::new(self.peer.waker(), self.peer.token());
-            self.ws_publishes.push_back(ticket.clone());
+            self.ws_publishes.get_or_insert_default().push_back(ticket.clone());
             broker.publish(&crate::hub::name_of(&topic), data.to_owned(), ticket);
             return;
         }
