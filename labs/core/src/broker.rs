@@ -82,6 +82,13 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// the network (a topic is loaded once, on its first use here; every
     /// later message arrives through [`Hub::apply`](crate::Hub::apply)).
     fn load(&self, topic: &str) -> Result<Loaded, Refusal>;
+
+    /// The names subscribed to `topic` on every process of the broker,
+    /// sorted, given `local`, this process's. The default: just these.
+    fn presence(&self, topic: &str, local: Vec<String>) -> Result<Vec<String>, Refusal> {
+        let _ = topic;
+        Ok(local)
+    }
 }
 // ANCHOR_END: broker
 

@@ -65,6 +65,10 @@ pub struct Config {
     /// client that sends but never reads cannot make the server buffer without
     /// bound.
     pub read_pause: usize,
+    /// With a broker: how long a subscriber stays in `/presence` after its
+    /// process stopped saying so (it is refreshed every third of this):
+    /// the longest a client of a process that died is still listed.
+    pub presence_ttl: Duration,
     /// `SO_SNDBUF` for every accepted socket (0: the kernel's autotuning).
     /// Without it a stalled peer lets the kernel buffer grow to megabytes per
     /// socket; with it, backpressure reaches the outbox quickly.
@@ -100,6 +104,7 @@ impl Default for Config {
             read_pause: 64 * 1024,
             socket_send_buffer: 64 * 1024,
             tcp_user_timeout: Duration::ZERO,
+            presence_ttl: Duration::from_secs(30),
         }
     }
 }

@@ -185,8 +185,10 @@ pub struct Connection {
     /// The runtime has been told to half-close ([`take_fin`](Self::take_fin)).
     fin: bool,
     /// `/ws` publishes handed to the broker, oldest first: a refusal is
-    /// reported with an error frame when its answer comes.
-    ws_publishes: std::collections::VecDeque<Arc<Ticket>>,
+    /// reported with an error frame when its answer comes. Boxed, and only
+    /// made by the first such publish: every other connection pays one word.
+    #[allow(clippy::box_collection)] // One word per connection, not four: see above.
+    ws_publishes: Option<Box<std::collections::VecDeque<Arc<Ticket>>>>,
 }
 // ANCHOR_END: connection
 
@@ -205,7 +207,7 @@ impl Connection {
             eof: false,
             closed: false,
             fin: false,
-            ws_publishes: std::collections::VecDeque::new(),
+            ws_publishes: None,
         }
     }
 
@@ -379,7 +381,7 @@ impl Connection {
             self.serve_requests(now);
             return;
         }
-        if matches!(self.state, State::Ws { .. }) && !self.ws_publishes.is_empty() {
+        if matches!(self.state, State::Ws { .. }) && self.ws_publishes.as_ref().is_some_and(|q| !q.is_empty()) {
             self.ws_publish_refused();
         }
         match &mut self.state {
@@ -615,14 +617,14 @@ impl Connection {
                 let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(Bytes::from_static(http::SSE_HEAD));
                 self.set_kind(Kind::Sse);
-                let sub = self.subscribe(topic, Transport::Sse, resume.as_ref());
+                let sub = self.subscribe(topic, Transport::Sse, resume.as_ref(), req.client.as_deref());
                 self.state = State::Sse { sub, keepalive: KeepAlive::new(server.config.keepalive, now) };
             }
             Route::Ws { topic, resume, accept } => {
                 let Some(topic) = self.topic_or_refuse(&topic, now) else { return };
                 self.respond(http::websocket_accept(&accept));
                 self.set_kind(Kind::Ws);
-                let sub = self.subscribe(topic, Transport::Ws, resume.as_ref());
+                let sub = self.subscribe(topic, Transport::Ws, resume.as_ref(), req.client.as_deref());
                 // A /ws publish carries the message JSON-escaped: allow for that.
                 let decoder = WsDecoder::new(server.config.max_message.saturating_mul(6).saturating_add(1024));
                 self.upgrade(State::Ws { sub, decoder, pinger: Pinger::new(server.config.ping_interval, now) }, now);
@@ -634,6 +636,23 @@ impl Connection {
             }
             Route::Index => self.respond(http::response(200, "text/html; charset=utf-8", crate::page::DEMO_PAGE.as_bytes())),
             Route::Stats => self.respond(http::response(200, "application/json", server.stats.to_json().as_bytes())),
+            Route::Presence { topic } => {
+                let local = server.hub.presence(&topic);
+                let names = match server.hub.broker() {
+                    Some(broker) => broker.presence(&topic, local),
+                    None => Ok(local),
+                };
+                match names {
+                    Ok(clients) => {
+                        let body = serde_json::json!({ "topic": topic, "clients": clients }).to_string();
+                        self.respond(http::response(200, "application/json", body.as_bytes()))
+                    }
+                    Err(why) => {
+                        server.stats.refused(why);
+                        self.refuse(why, now)
+                    }
+                }
+            }
         }
     }
     // ANCHOR_END: dispatch
@@ -647,8 +666,14 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, topic: TopicRef, transport: Transport, resume: Option<&Cursor>) -> Subscription {
-        self.server.hub.subscribe(topic, &self.peer, transport, resume, &self.server.stats)
+    fn subscribe(
+        &mut self,
+        topic: TopicRef,
+        transport: Transport,
+        resume: Option<&Cursor>,
+        client: Option<&str>,
+    ) -> Subscription {
+        self.server.hub.subscribe_as(topic, &self.peer, transport, resume, client, &self.server.stats)
     }
 
     fn answer_poll(&mut self, replay: crate::hub::Replay) {
@@ -708,8 +733,13 @@ impl Connection {
     /// `true` if a frame was queued.
     fn ws_publish_refused(&mut self) -> bool {
         let mut reported = false;
-        while let Some(answer) = self.ws_publishes.front().and_then(|t| t.peek()) {
-            self.ws_publishes.pop_front();
+        let Some(queue) = self.ws_publishes.as_mut() else { return false };
+        let mut answers = Vec::new();
+        while let Some(answer) = queue.front().and_then(|t| t.peek()) {
+            queue.pop_front();
+            answers.push(answer);
+        }
+        for answer in answers {
             if let Err(why) = answer {
                 self.server.stats.refused(why);
                 let e = self.server.refusal(why);
@@ -816,7 +846,7 @@ impl Connection {
         let topic = sub.topic.clone();
         if let Some(broker) = self.server.hub.broker() {
             let ticket = Ticket::new(self.peer.waker(), self.peer.token());
-            self.ws_publishes.push_back(ticket.clone());
+            self.ws_publishes.get_or_insert_default().push_back(ticket.clone());
             broker.publish(&crate::hub::name_of(&topic), data.to_owned(), ticket);
             return;
         }

@@ -33,6 +33,8 @@ pub enum Route {
     Index,
     /// `GET /stats`.
     Stats,
+    /// `GET /presence?topic=T`: who is subscribed.
+    Presence { topic: String },
 }
 
 /// A request whose head has been fully received and routed.
@@ -46,6 +48,8 @@ pub struct Request {
     pub keep_alive: bool,
     /// The client sent `Expect: 100-continue` and waits for a go-ahead.
     pub expect_continue: bool,
+    /// The subscription's `client` query parameter: its name in `/presence`.
+    pub client: Option<String>,
 }
 
 // ANCHOR: errors
@@ -238,6 +242,10 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
             get("GET")?;
             Route::Stats
         }
+        "/presence" => {
+            get("GET")?;
+            Route::Presence { topic: query.topic()? }
+        }
         _ => return Err(HttpError::NotFound),
     };
     if content_length > 0 && !matches!(route, Route::Publish { .. }) {
@@ -245,7 +253,14 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
         return Err(HttpError::BadRequest("this endpoint takes no request body".into()));
     }
     // ANCHOR_END: route
-    Ok(Some((Request { route, content_length, keep_alive, expect_continue: h.expect_continue }, head_len)))
+    let client = match query.get("client") {
+        None => None,
+        Some(name) if validate_topic(name).is_ok() => Some(name.to_owned()),
+        Some(_) => {
+            return Err(HttpError::BadRequest("client must be 1 to 64 characters of A-Z a-z 0-9 . _ -".into()));
+        }
+    };
+    Ok(Some((Request { route, content_length, keep_alive, expect_continue: h.expect_continue, client }, head_len)))
 }
 
 /// The few headers the contract cares about.

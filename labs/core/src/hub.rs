@@ -167,6 +167,9 @@ pub struct Topic {
     /// Live subscribers by key. Each peer's outbox knows its transport, so
     /// an entry is just a key and a pointer: 16 bytes per idle subscriber.
     subscribers: HashMap<u64, Arc<Peer>>,
+    /// Named subscriptions (`client=`), by name, with how many are live:
+    /// what `/presence` lists. Unnamed subscribers cost nothing here.
+    present: HashMap<Arc<str>, usize>,
     /// When its newest message was published (its creation, before any):
     /// the topic may be evicted `topic_ttl` after this, once nobody holds it.
     touched: Instant,
@@ -201,7 +204,7 @@ pub struct Replay {
 
 impl Topic {
     fn new(name: &str, epoch: Arc<str>, now: Instant) -> Topic {
-        Topic { name: name.into(), epoch, last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), touched: now, loaded: false }
+        Topic { name: name.into(), epoch, last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), present: HashMap::new(), touched: now, loaded: false }
     }
 
     /// What a client resuming at `cursor` gets: from another epoch, a reset
@@ -275,6 +278,8 @@ pub struct Subscription {
     pub topic: TopicRef,
     /// The subscriber's key in the topic.
     pub key: u64,
+    /// Its name in `/presence`, if it gave one.
+    pub client: Option<Arc<str>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -719,14 +724,65 @@ impl Hub {
             drop(outbox);
             t.subscribers.insert(key, peer.clone());
         }
-        Subscription { topic, key }
+        Subscription { topic, key, client: None }
+    }
+
+    /// [`subscribe`](Self::subscribe), listed in `/presence` as `client`
+    /// until it unsubscribes.
+    pub fn subscribe_as(
+        &self,
+        topic: TopicRef,
+        peer: &Arc<Peer>,
+        transport: Transport,
+        resume: Option<&Cursor>,
+        client: Option<&str>,
+        stats: &Stats,
+    ) -> Subscription {
+        let mut sub = self.subscribe(topic, peer, transport, resume, stats);
+        if let Some(name) = client {
+            let name: Arc<str> = name.into();
+            *lock(&sub.topic).present.entry(name.clone()).or_default() += 1;
+            sub.client = Some(name);
+        }
+        sub
     }
     // ANCHOR_END: subscribe
 
     /// Removes a subscriber (a no-op if the policy already removed it).
     pub fn unsubscribe(&self, sub: &Subscription) {
-        lock(&sub.topic).subscribers.remove(&sub.key);
+        let mut t = lock(&sub.topic);
+        t.subscribers.remove(&sub.key); // Perhaps removed already (a slow consumer cut off).
+        if let Some(name) = &sub.client
+            && let Some(n) = t.present.get_mut(name)
+        {
+            *n -= 1;
+            if *n == 0 {
+                t.present.remove(name);
+            }
+        }
     }
+
+    // ANCHOR: presence
+    /// The names subscribed to `topic` in this process, sorted.
+    pub fn presence(&self, topic: &str) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.existing(topic).map_or_else(Vec::new, |t| lock(&t).present.keys().map(|n| n.to_string()).collect());
+        names.sort();
+        names
+    }
+
+    /// Every `(topic, name)` subscribed in this process (a broker's
+    /// heartbeat refreshes them).
+    pub fn presence_all(&self) -> Vec<(String, String)> {
+        let topics: Vec<_> = lock(&self.topics).by_name.values().cloned().collect();
+        let mut all = Vec::new();
+        for t in topics {
+            let t = lock(&t);
+            all.extend(t.present.keys().map(|n| (t.name.to_string(), n.to_string())));
+        }
+        all
+    }
+    // ANCHOR_END: presence
 
     /// The retained messages of `topic` after `after` (a short poll, or a
     /// long poll that has something to return), with a reset if `after` is

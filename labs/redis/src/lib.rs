@@ -15,6 +15,7 @@
 //! | `rtlab:{T}:id` | string | the newest id (`INCR`) |
 //! | `rtlab:{T}:log` | stream | the retained messages, entry id `N-0` for message `N`, capped at the retention |
 //! | channel `rtlab:m:{T}` | pub/sub | every message as it is numbered: `EPOCH ID DATA` |
+//! | `rtlab:{T}:presence` | sorted set | `INSTANCE\|NAME` of every named subscriber, scored by when it expires (ms since the Unix epoch) |
 //!
 //! One Lua script per publish ([`PUBLISH_LUA`]) takes the next id, appends to
 //! the stream and publishes, atomically: Redis runs one script at a time, so
@@ -43,10 +44,11 @@
 //! persistence) gets a new epoch with its next publish, and its subscribers
 //! the reset signal.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::{Client, Connection, RedisResult, Script};
 use rtlab_core::Refusal;
@@ -103,6 +105,16 @@ fn keys(topic: &str) -> [String; 3] {
     [format!("rtlab:{{{topic}}}:epoch"), format!("rtlab:{{{topic}}}:id"), format!("rtlab:{{{topic}}}:log")]
 }
 
+fn presence_key(topic: &str) -> String {
+    format!("rtlab:{{{topic}}}:presence")
+}
+
+/// Milliseconds since the Unix epoch (presence expiries; every process on
+/// one broker is assumed to have a synchronised clock).
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 fn channel_of(topic: &str) -> String {
     format!("rtlab:m:{topic}")
 }
@@ -125,6 +137,10 @@ pub struct RedisBroker {
     /// fills: one connection, made when first needed and after every error.
     query: Mutex<Option<Connection>>,
     server: OnceLock<Weak<Server>>,
+    /// How long a presence entry lives without a heartbeat.
+    presence_ttl: Duration,
+    /// This process's name in presence entries (random per start).
+    instance: String,
 }
 // ANCHOR_END: redis_broker
 
@@ -138,7 +154,9 @@ impl RedisBroker {
     /// A broker on `url` (`redis://HOST:PORT`) for topics retaining
     /// `retention` messages. Starts the publisher thread; Redis need not be
     /// up yet (publishes answer `503` until it is).
-    pub fn new(url: &str, retention: usize) -> RedisResult<Arc<RedisBroker>> {
+    /// `presence_ttl`: how long a named subscriber outlives its process in
+    /// `/presence`.
+    pub fn new(url: &str, retention: usize, presence_ttl: Duration) -> RedisResult<Arc<RedisBroker>> {
         let client = Client::open(url)?;
         let (tx, rx) = channel();
         let broker = Arc::new(RedisBroker {
@@ -147,6 +165,8 @@ impl RedisBroker {
             jobs: Mutex::new(tx),
             query: Mutex::new(None),
             server: OnceLock::new(),
+            presence_ttl,
+            instance: rtlab_core::hub::new_epoch(),
         });
         let retention = broker.retention;
         thread::Builder::new()
@@ -167,7 +187,42 @@ impl RedisBroker {
             .name("redis-subscribe".into())
             .spawn(move || broker.subscriber())
             .expect("spawning the Redis subscriber thread");
+        let broker = self.clone();
+        thread::Builder::new()
+            .name("redis-presence".into())
+            .spawn(move || broker.heartbeat())
+            .expect("spawning the Redis presence thread");
     }
+
+    // ANCHOR: heartbeat
+    /// The presence thread: every third of the TTL, this process's named
+    /// subscribers are written again with a new expiry, and the ones gone
+    /// since the last beat are removed. A process that dies stops beating:
+    /// its entries expire within the TTL, and `/presence` reads only
+    /// unexpired ones.
+    fn heartbeat(&self) {
+        let mut sent: BTreeSet<(String, String)> = BTreeSet::new();
+        loop {
+            let Some(server) = self.server.get().and_then(Weak::upgrade) else { return };
+            let now: BTreeSet<(String, String)> = server.hub.presence_all().into_iter().collect();
+            drop(server);
+            let expires = unix_ms() + self.presence_ttl.as_millis() as u64;
+            let mut pipe = redis::pipe();
+            for (topic, name) in &now {
+                let key = presence_key(topic);
+                pipe.cmd("ZADD").arg(&key).arg(expires).arg(format!("{}|{name}", self.instance)).ignore();
+                pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(unix_ms()).ignore();
+            }
+            for (topic, name) in sent.difference(&now) {
+                pipe.cmd("ZREM").arg(presence_key(topic)).arg(format!("{}|{name}", self.instance)).ignore();
+            }
+            if self.query(|con| pipe.query::<()>(con)).is_ok() {
+                sent = now;
+            }
+            thread::sleep((self.presence_ttl / 3).clamp(Duration::from_millis(50), Duration::from_secs(10)));
+        }
+    }
+    // ANCHOR_END: heartbeat
 
     fn connect(client: &Client) -> RedisResult<Connection> {
         let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
@@ -333,6 +388,18 @@ impl Broker for RedisBroker {
         if let Err(e) = self.jobs.lock().unwrap_or_else(PoisonError::into_inner).send(job) {
             e.0.ticket.complete(Err(Refusal::Broker));
         }
+    }
+
+    fn presence(&self, topic: &str, local: Vec<String>) -> Result<Vec<String>, Refusal> {
+        let members: Vec<String> = self
+            .query(|con| redis::cmd("ZRANGEBYSCORE").arg(presence_key(topic)).arg(unix_ms()).arg("+inf").query(con))
+            .map_err(|e| {
+                tracing::warn!(error = %e, topic, "redis presence failed");
+                Refusal::Broker
+            })?;
+        let mut names: BTreeSet<String> = local.into_iter().collect();
+        names.extend(members.into_iter().filter_map(|m| m.split_once('|').map(|(_, n)| n.to_owned())));
+        Ok(names.into_iter().collect())
     }
 
     fn load(&self, topic: &str) -> Result<Loaded, Refusal> {

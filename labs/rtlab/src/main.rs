@@ -126,6 +126,10 @@ struct ServeArgs {
     /// is self-contained.
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
+    /// With --broker: seconds a subscriber of a process that stopped
+    /// refreshing it (it died) stays in /presence (decimals allowed).
+    #[arg(long, default_value_t = Seconds(Config::default().presence_ttl), value_parser = seconds)]
+    presence_ttl: Seconds,
     /// Messages each topic retains for replay.
     #[arg(long, default_value_t = Config::default().retention as u64, value_parser = clap::value_parser!(u64).range(1..))]
     retention: u64,
@@ -250,6 +254,7 @@ impl ServeArgs {
             topic_ttl: self.topic_ttl.0,
             max_connections: self.max_connections,
             tcp_user_timeout: Duration::from_secs_f64(self.tcp_user_timeout),
+            presence_ttl: self.presence_ttl.0,
             ..Config::default()
         }
     }
@@ -395,7 +400,7 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
     let server = match &args.broker {
         None => Server::new(args.config()),
         Some(url) => {
-            let broker = rtlab_redis::RedisBroker::new(url, args.retention as usize)
+            let broker = rtlab_redis::RedisBroker::new(url, args.retention as usize, args.presence_ttl.0)
                 .map_err(|e| std::io::Error::other(format!("--broker {url}: {e}")))?;
             let server = Server::with_broker(args.config(), broker.clone());
             broker.attach(&server);

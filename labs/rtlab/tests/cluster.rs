@@ -192,6 +192,33 @@ pub fn redis_killed_and_restarted(rt: &str) {
 }
 // ANCHOR_END: killed
 
+/// Presence across instances: a named subscriber on B is listed on A; when
+/// B is SIGKILLed (no goodbye), it disappears from A's list within the
+/// presence TTL.
+pub fn presence_spans_instances_and_a_killed_one_vanishes_within_the_ttl(rt: &str) {
+    let redis = redis();
+    const TTL: f64 = 1.5;
+    let ttl = TTL.to_string();
+    let a = TestServer::start(rt, &["--broker", &redis.url(), "--presence-ttl", &ttl]);
+    let b = TestServer::start(rt, &["--broker", &redis.url(), "--presence-ttl", &ttl]);
+    let _on_a = Sse::connect(a.addr, "/sse?topic=p&client=anna", "");
+    let _on_b = ws_connect(b.addr, "/ws?topic=p&client=bert");
+    let clients = |s: &TestServer| s.get_json("/presence?topic=p")["clients"].clone();
+    let deadline = Instant::now() + TIMEOUT;
+    let both = serde_json::json!(["anna", "bert"]);
+    while clients(&a) != both || clients(&b) != both {
+        assert!(Instant::now() < deadline, "not both on both: {} and {}", clients(&a), clients(&b));
+        thread::sleep(Duration::from_millis(20));
+    }
+    b.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    while clients(&a) != serde_json::json!(["anna"]) {
+        assert!(killed.elapsed() < Duration::from_secs_f64(TTL + 1.0), "bert outlived the TTL: {}", clients(&a));
+        thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("{rt}: a SIGKILLed instance's client left /presence after {:?} (TTL {TTL} s)", killed.elapsed());
+}
+
 /// `POST /publish`: status, content type and body, whatever the status.
 fn post(server: &TestServer, topic: &str, body: &str) -> (u16, Option<String>, String) {
     let mut resp = server.agent().post(server.url(&format!("/publish?topic={topic}"))).send(body).expect("a response");
@@ -209,6 +236,7 @@ macro_rules! cluster {
                 an_instance_that_never_saw_the_publish_replays_it,
                 concurrent_publishers_on_three_instances_get_unique_gap_free_ids,
                 redis_killed_and_restarted,
+                presence_spans_instances_and_a_killed_one_vanishes_within_the_ttl,
             );
         }
     };

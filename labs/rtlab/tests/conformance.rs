@@ -48,6 +48,7 @@ macro_rules! conformance {
                 // Epochs: ids across a restart.
                 ids_carry_their_epoch_on_every_transport,
                 resume_across_a_restart_is_a_reset,
+                presence_lists_named_subscribers,
                 // WebSocket /ws.
                 ws_replay_via_after,
                 ws_signals_missed_messages,

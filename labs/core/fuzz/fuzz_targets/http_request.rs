@@ -86,7 +86,7 @@ fn check_request(request: &Request, max_message: usize) {
             assert!(valid_topic(topic), "{topic:?}");
             assert!(wait.is_none_or(|w| (1..=60).contains(&w)), "wait {wait:?}");
         }
-        Route::Sse { topic, .. } => assert!(valid_topic(topic), "{topic:?}"),
+        Route::Sse { topic, .. } | Route::Presence { topic } => assert!(valid_topic(topic), "{topic:?}"),
         Route::Ws { topic, accept, .. } => {
             assert!(valid_topic(topic), "{topic:?}");
             check_accept(accept);
@@ -94,6 +94,8 @@ fn check_request(request: &Request, max_message: usize) {
         Route::Echo { accept } => check_accept(accept),
         Route::Index | Route::Stats => {}
     }
+    // A subscription's name in /presence follows the topic rule.
+    assert!(request.client.as_deref().is_none_or(valid_topic), "client {:?}", request.client);
     if !matches!(request.route, Route::Publish { .. }) {
         assert_eq!(request.content_length, 0, "a body on {:?}", request.route);
     }

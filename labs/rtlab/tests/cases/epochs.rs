@@ -96,3 +96,27 @@ pub fn resume_across_a_restart_is_a_reset(rt: &str) {
     assert_eq!(ws_message(&mut ws), (3, "new3".to_owned()));
 }
 // ANCHOR_END: restart
+
+/// `GET /presence?topic=T` lists the `client=` names subscribed to T (SSE
+/// and WebSocket), sorted, once each, until they leave; an invalid name is
+/// `400`.
+pub fn presence_lists_named_subscribers(rt: &str) {
+    let server = TestServer::start(rt, &[]);
+    let clients = |topic: &str| server.get_json(&format!("/presence?topic={topic}"))["clients"].clone();
+    assert_eq!(clients("pr"), serde_json::json!([]));
+    let sse = Sse::connect(server.addr, "/sse?topic=pr&client=bob", "");
+    let ws = ws_connect(server.addr, "/ws?topic=pr&client=alice");
+    let _anonymous = Sse::connect(server.addr, "/sse?topic=pr", "");
+    let _twice = ws_connect(server.addr, "/ws?topic=pr&client=alice");
+    assert_eq!(clients("pr"), serde_json::json!(["alice", "bob"]));
+    assert_eq!(clients("other"), serde_json::json!([]));
+    drop(sse);
+    drop(ws);
+    let deadline = Instant::now() + TIMEOUT;
+    while clients("pr") != serde_json::json!(["alice"]) {
+        assert!(Instant::now() < deadline, "bob still listed: {}", clients("pr"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.get("/sse?topic=pr&client=no%20spaces").0, 400);
+    assert_eq!(server.get("/presence").0, 400);
+}
