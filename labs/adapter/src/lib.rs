@@ -42,7 +42,7 @@ pub use gate::{Gate, Ticket};
 pub use roster::Roster;
 pub use socket::{self_connect_addr, tune_socket, wake_accept};
 pub use stop::Stop;
-pub use tls::{Secured, Tls, TlsSession, self_signed};
+pub use tls::{Secured, Tls, TlsSession, self_signed, session_for};
 pub use unsent::{Unsent, WRITE_BATCH};
 
 use rtlab_core::{Config, Server};

@@ -96,6 +96,12 @@ impl Tls {
     }
 }
 
+/// A new connection's TLS session if the server speaks TLS (`Ok(None)`
+/// if it does not); an error only if rustls refuses to start a session.
+pub fn session_for(tls: Option<&Tls>) -> io::Result<Option<Box<TlsSession>>> {
+    tls.map(Tls::accept).transpose()
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
 }

@@ -50,10 +50,23 @@ enum Command {
     /// baselines instead.
     #[command(hide = true)]
     Runtimes(RuntimesArgs),
+    /// Write a self-signed certificate for localhost and 127.0.0.1 and its
+    /// key (PEM), for `rtlab serve --tls-cert CERT --tls-key KEY`.
+    Cert(CertArgs),
     /// Subscribe to a topic as a reconnecting client (labs/client): print
     /// each message (`ID DATA`), each reconnection and missed range, one per
     /// line; resume after the last id on every new connection.
     Listen(rtlab_client::listen::ListenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CertArgs {
+    /// Where the certificate goes.
+    #[arg(long, default_value = "cert.pem")]
+    cert: std::path::PathBuf,
+    /// Where the private key goes.
+    #[arg(long, default_value = "key.pem")]
+    key: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +169,17 @@ struct ServeArgs {
     /// descriptors.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Serve TLS with this PEM certificate chain (with --tls-key); `rtlab
+    /// cert` writes a self-signed pair. The tokio lab then also offers
+    /// HTTP/2 (ALPN "h2"), unless --no-http2.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Offer only HTTP/1.1 over TLS, also on the tokio lab.
+    #[arg(long)]
+    no_http2: bool,
 }
 
 /// A duration given on the command line as a number of seconds. It prints as
@@ -263,6 +287,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Listen(args) => rtlab_client::listen::run(&args),
+        Command::Cert(args) => match rtlab_adapter::self_signed()
+            .and_then(|(cert, key)| std::fs::write(&args.cert, cert).and_then(|()| std::fs::write(&args.key, key)))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab cert: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -274,22 +307,35 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> std::io::Result<()> {
+    // TLS first: a certificate that does not load is an error before listening.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            use rtlab_adapter::tls::{ALPN_H2, ALPN_HTTP1};
+            let h2 = matches!(args.runtime, Runtime::Tokio) && !args.no_http2;
+            let alpn: &[&[u8]] = if h2 { &[ALPN_H2, ALPN_HTTP1] } else { &[ALPN_HTTP1] };
+            Some(rtlab_adapter::Tls::from_pem_files(cert, key, alpn)?)
+        }
+        _ => None,
+    };
+    if tls.is_some() && matches!(args.runtime, Runtime::Axum) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the axum baseline serves no TLS"));
+    }
     let listener = listen(args.addr)?;
     let addr = listener.local_addr()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(runtime = ?args.runtime, %addr, "serving");
+    tracing::info!(runtime = ?args.runtime, %addr, tls = tls.is_some(), "serving");
 
     let stop = Stop::new();
     watch_signals(stop.clone())?;
     let server = Server::new(args.config());
     match args.runtime {
-        Runtime::Tokio => rtlab_tokio::serve(listener, server, stop)?,
-        Runtime::Mio => rtlab_mio::serve(listener, server, stop)?,
-        Runtime::May => rtlab_may::serve(listener, server, stop)?,
-        Runtime::Threads => rtlab_threads::serve(listener, server, stop)?,
+        Runtime::Tokio => rtlab_tokio::serve(listener, server, stop, tls)?,
+        Runtime::Mio => rtlab_mio::serve(listener, server, stop, tls)?,
+        Runtime::May => rtlab_may::serve(listener, server, stop, tls)?,
+        Runtime::Threads => rtlab_threads::serve(listener, server, stop, tls)?,
         Runtime::Axum => rtlab_axum::serve(listener, server.config.clone(), stop)?,
     }
     tracing::info!("stopped");
