@@ -9,7 +9,14 @@
 //! ```text
 //! cargo test -p rtlab --test conformance            # every runtime
 //! cargo test -p rtlab --test conformance tokio::    # one runtime
+//! cargo test -p rtlab --test conformance tls::       # every runtime over TLS
 //! ```
+//!
+//! `conformance!(tls lab);` runs the cases that speak through the test
+//! kit's clients (HTTP, SSE, WebSocket, echo, the page, /stats, shutdown)
+//! against `--runtime lab` over TLS: the same cases, the same clients, in
+//! rustls. Left out: the load cases (async clients of their own) and the
+//! limits and shutdown cases that write on bare TCP sockets.
 
 mod cases;
 mod common;
@@ -75,6 +82,46 @@ macro_rules! conformance {
             );
         }
     };
+    (tls $runtime:ident) => {
+        mod $runtime {
+            conformance!(@cases concat!(stringify!($runtime), "+tls");
+                ids_are_sequential_per_topic_across_transports,
+                message_data_round_trips_unchanged,
+                multiline_data_on_every_transport,
+                short_poll_after,
+                long_poll_wakes_on_publish,
+                long_poll_times_out_empty,
+                publish_honours_expect_continue,
+                pipelined_requests_are_answered_in_order,
+                bad_requests_get_400,
+                unknown_path_gets_404,
+                wrong_method_gets_405,
+                chunked_publish_gets_411,
+                content_length_with_transfer_encoding_gets_400,
+                oversized_publish_gets_413,
+                oversized_head_gets_431,
+                invalid_utf8_publish_gets_400,
+                bad_client_does_not_disturb_others,
+                sse_without_resume_starts_live,
+                sse_replay_via_last_event_id_header,
+                sse_replay_via_query_param,
+                sse_signals_missed_messages,
+                sse_keepalive_comments,
+                ws_replay_via_after,
+                ws_signals_missed_messages,
+                poll_signals_missed_messages,
+                ws_client_publish_and_errors,
+                ws_ping_timeout,
+                echo_round_trips,
+                echo_protocol_errors_close_1002,
+                echo_invalid_utf8_closes_1007,
+                echo_too_big_closes_1009,
+                index_page_uses_eventsource_and_websocket,
+                stats_count_connections_and_messages,
+                graceful_shutdown_on_sigterm,
+            );
+        }
+    };
     (@cases $runtime:expr; $($case:ident),* $(,)?) => {
         $(
             #[test]
@@ -89,3 +136,11 @@ conformance!(tokio);
 conformance!(mio);
 conformance!(may);
 conformance!(threads);
+
+/// The same contract over TLS (rustls on both sides), one line per lab.
+mod tls {
+    conformance!(tls tokio);
+    conformance!(tls mio);
+    conformance!(tls may);
+    conformance!(tls threads);
+}

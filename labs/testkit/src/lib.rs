@@ -11,6 +11,7 @@
 //! | [`process`] | [`Launch`] a server process (`rtlab serve ...`, or an example that starts itself again as a child) and wait for its `listening on ADDR` line; the [`Running`] process: its address, signals, exit status, captured stderr, killed when dropped. [`Launch::this_exe`] for an example or test that starts itself again as the server; the child's side: [`process::announce`], [`process::on_stdin_eof`]. Where the workspace's built `rtlab` is: [`rtlab_bin`]. |
 //! | [`http`] | [`RawConn`], a raw TCP connection with a read buffer and deadlines: write any bytes ([`request`] builds a head), read a response [`Head`] or a whole [`Response`], expect a clean close |
 //! | [`sse`] | [`Sse`], an event-stream reader over a raw connection: blocks, [`SseEvent`]s (id, event, data), comments counted |
+//! | [`tls`] | TLS for the clients: [`tls::mark`] an address as speaking TLS (trusting a given certificate) and every raw client connecting there speaks it, through rustls' blocking client ([`tls::Stream`]) |
 //! | [`ws`] | WebSocket by hand: the opcodes, the masked [`client_frame`] builder (FIN, RSV and opcode in its first byte, so fragments and reserved bits are the caller's to set) and [`ws::frame_header`], the [`upgrade_request`], [`RawWs`] (handshake, send frames, read server [`Frame`]s, expect a close); and a blocking tungstenite client ([`ws_connect`], [`ws_read`], ...) |
 //!
 //! The clients are test clients: every read has a deadline ([`TIMEOUT`]
@@ -22,6 +23,7 @@
 pub mod http;
 pub mod process;
 pub mod sse;
+pub mod tls;
 pub mod ws;
 
 use std::time::Duration;

@@ -38,25 +38,63 @@ pub struct TestServer {
     pub addr: SocketAddr,
     process: Running,
     agent: ureq::Agent,
+    /// It speaks TLS (`https`, and the test kit's clients know it).
+    tls: bool,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.tls {
+            rtlab_testkit::tls::unmark(self.addr);
+        }
+    }
+}
+
+/// The self-signed certificate (PEM) and the files of the pair that TLS
+/// test servers serve, made once per test process.
+pub fn test_certificate() -> &'static (String, std::path::PathBuf, std::path::PathBuf) {
+    static PAIR: std::sync::OnceLock<(String, std::path::PathBuf, std::path::PathBuf)> = std::sync::OnceLock::new();
+    PAIR.get_or_init(|| {
+        let (cert, key) = rtlab_adapter::self_signed().expect("a self-signed certificate");
+        let dir = std::env::temp_dir().join(format!("rtlab-test-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the test certificate");
+        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_file, &cert).and_then(|()| std::fs::write(&key_file, key)).expect("writing the pair");
+        (cert, cert_file, key_file)
+    })
 }
 
 impl TestServer {
     /// Starts `rtlab serve --runtime <runtime> --addr 127.0.0.1:0 <options>`
     /// and waits for its first stdout line, `listening on 127.0.0.1:PORT`.
+    /// A runtime written `lab+tls` serves TLS with [`test_certificate`]
+    /// (HTTP/1.1 only), and every client here speaks TLS to it.
     pub fn start(runtime: &str, options: &[&str]) -> TestServer {
-        let process = Launch::serve(env!("CARGO_BIN_EXE_rtlab"), runtime)
-            .args(options)
+        let (runtime, tls) = match runtime.strip_suffix("+tls") {
+            Some(lab) => (lab, true),
+            None => (runtime, false),
+        };
+        let (cert, cert_file, key_file) = test_certificate();
+        let mut launch = Launch::serve(env!("CARGO_BIN_EXE_rtlab"), runtime).args(options);
+        if tls {
+            launch = launch.arg("--tls-cert").arg(cert_file).arg("--tls-key").arg(key_file).arg("--no-http2");
+        }
+        let process = launch
             .start()
             .unwrap_or_else(|e| panic!("starting the rtlab server failed: {e}"));
         let addr = process.addr();
         assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST, "the server must listen where --addr says");
         assert_ne!(addr.port(), 0, "the printed port must be the real one, not 0");
-        TestServer { addr, process, agent: agent() }
+        if tls {
+            rtlab_testkit::tls::mark(addr, cert);
+        }
+        TestServer { addr, process, agent: agent(), tls }
     }
 
-    /// `http://ADDR{path}`.
+    /// `http://ADDR{path}`, or `https://` for a TLS server.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// A ureq agent (keep-alive pool) that never treats 4xx as an error.
@@ -141,9 +179,19 @@ impl TestServer {
     }
 }
 
-/// A ureq agent that reports 4xx/5xx as responses and bounds every call.
+
+/// A ureq agent that reports 4xx/5xx as responses and bounds every call;
+/// for `https`, it trusts the [`test_certificate`] only.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT)).build().into()
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let root = Certificate::from_pem(test_certificate().0.as_bytes()).expect("the test certificate");
+    let tls = TlsConfig::builder().root_certs(RootCerts::Specific(std::sync::Arc::new(vec![root]))).build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .tls_config(tls)
+        .build()
+        .into()
 }
 
 fn header<'a>(resp: &'a ureq::http::Response<ureq::Body>, name: &str) -> Option<&'a str> {
