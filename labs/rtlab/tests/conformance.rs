@@ -21,12 +21,11 @@
 mod cases;
 mod common;
 
-/// `conformance!(lab)` expands to `mod lab { #[test] fn case() { ... } ... }`
-/// with one test per case in [`cases`], each run against `--runtime lab`.
-macro_rules! conformance {
-    ($runtime:ident) => {
-        mod $runtime {
-            conformance!(@cases stringify!($runtime);
+/// The cases that speak only through the test kit's clients, so they run
+/// over any socket the kit speaks: plain TCP, or TLS.
+macro_rules! socket_cases {
+    ($runtime:expr) => {
+        conformance!(@cases $runtime;
                 // Publishing and polling.
                 ids_are_sequential_per_topic_across_transports,
                 message_data_round_trips_unchanged,
@@ -63,6 +62,22 @@ macro_rules! conformance {
                 echo_protocol_errors_close_1002,
                 echo_invalid_utf8_closes_1007,
                 echo_too_big_closes_1009,
+                // The page, /stats, shutdown.
+                index_page_uses_eventsource_and_websocket,
+                stats_count_connections_and_messages,
+                graceful_shutdown_on_sigterm,
+        );
+    };
+}
+
+/// `conformance!(lab)` expands to `mod lab { #[test] fn case() { ... } ... }`
+/// with one test per case in [`cases`], each run against `--runtime lab`;
+/// `conformance!(tls lab)` to the [`socket_cases`] over TLS.
+macro_rules! conformance {
+    ($runtime:ident) => {
+        mod $runtime {
+            socket_cases!(stringify!($runtime));
+            conformance!(@cases stringify!($runtime);
                 // Load and backpressure.
                 concurrent_publishers_get_unique_gapless_ids,
                 thousand_subscribers_receive_everything_in_order,
@@ -73,10 +88,7 @@ macro_rules! conformance {
                 topic_flood_levels_off_with_503,
                 idle_topics_make_room_and_held_ones_stay,
                 connection_flood_gets_503_while_others_are_served,
-                // The page, /stats, shutdown.
-                index_page_uses_eventsource_and_websocket,
-                stats_count_connections_and_messages,
-                graceful_shutdown_on_sigterm,
+                // Shutdown, written on bare sockets.
                 graceful_shutdown_on_sigint,
                 publishes_acknowledged_during_shutdown_are_delivered,
             );
@@ -84,42 +96,7 @@ macro_rules! conformance {
     };
     (tls $runtime:ident) => {
         mod $runtime {
-            conformance!(@cases concat!(stringify!($runtime), "+tls");
-                ids_are_sequential_per_topic_across_transports,
-                message_data_round_trips_unchanged,
-                multiline_data_on_every_transport,
-                short_poll_after,
-                long_poll_wakes_on_publish,
-                long_poll_times_out_empty,
-                publish_honours_expect_continue,
-                pipelined_requests_are_answered_in_order,
-                bad_requests_get_400,
-                unknown_path_gets_404,
-                wrong_method_gets_405,
-                chunked_publish_gets_411,
-                content_length_with_transfer_encoding_gets_400,
-                oversized_publish_gets_413,
-                oversized_head_gets_431,
-                invalid_utf8_publish_gets_400,
-                bad_client_does_not_disturb_others,
-                sse_without_resume_starts_live,
-                sse_replay_via_last_event_id_header,
-                sse_replay_via_query_param,
-                sse_signals_missed_messages,
-                sse_keepalive_comments,
-                ws_replay_via_after,
-                ws_signals_missed_messages,
-                poll_signals_missed_messages,
-                ws_client_publish_and_errors,
-                ws_ping_timeout,
-                echo_round_trips,
-                echo_protocol_errors_close_1002,
-                echo_invalid_utf8_closes_1007,
-                echo_too_big_closes_1009,
-                index_page_uses_eventsource_and_websocket,
-                stats_count_connections_and_messages,
-                graceful_shutdown_on_sigterm,
-            );
+            socket_cases!(concat!(stringify!($runtime), "+tls"));
         }
     };
     (@cases $runtime:expr; $($case:ident),* $(,)?) => {
