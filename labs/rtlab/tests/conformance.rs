@@ -10,6 +10,7 @@
 //! cargo test -p rtlab --test conformance            # every runtime
 //! cargo test -p rtlab --test conformance tokio::    # one runtime
 //! cargo test -p rtlab --test conformance tls::       # every runtime over TLS
+//! cargo test -p rtlab --test conformance h2::        # SSE and polling over HTTP/2
 //! ```
 //!
 //! `conformance!(tls lab);` runs the cases that speak through the test
@@ -99,6 +100,22 @@ macro_rules! conformance {
             socket_cases!(concat!(stringify!($runtime), "+tls"));
         }
     };
+    (h2 $runtime:ident) => {
+        mod $runtime {
+            conformance!(@cases concat!(stringify!($runtime), "+h2");
+                sse_without_resume_starts_live,
+                sse_replay_via_last_event_id_header,
+                sse_replay_via_query_param,
+                sse_signals_missed_messages,
+                sse_keepalive_comments,
+                short_poll_after,
+                long_poll_wakes_on_publish,
+                long_poll_times_out_empty,
+                invalid_utf8_publish_gets_400,
+                unknown_path_gets_404,
+            );
+        }
+    };
     (@cases $runtime:expr; $($case:ident),* $(,)?) => {
         $(
             #[test]
@@ -120,4 +137,11 @@ mod tls {
     conformance!(tls mio);
     conformance!(tls may);
     conformance!(tls threads);
+}
+
+/// The SSE cases, polling and publishing over HTTP/2 (the labs that speak
+/// it): every request a stream of one connection, through the test kit's
+/// HTTP/1.1-to-HTTP/2 gateway.
+mod h2 {
+    conformance!(h2 tokio);
 }

@@ -9,6 +9,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`process`] | [`Launch`] a server process (`rtlab serve ...`, or an example that starts itself again as a child) and wait for its `listening on ADDR` line; the [`Running`] process: its address, signals, exit status, captured stderr, killed when dropped. [`Launch::this_exe`] for an example or test that starts itself again as the server; the child's side: [`process::announce`], [`process::on_stdin_eof`]. Where the workspace's built `rtlab` is: [`rtlab_bin`]. |
+//! | [`h2gate`] | [`H2Gate`](h2gate::H2Gate): a gateway from HTTP/1.1 to HTTP/2 (one `h2` client connection over TLS, a stream per request), so the HTTP/1.1 clients above test a server's HTTP/2 |
 //! | [`http`] | [`RawConn`], a raw TCP connection with a read buffer and deadlines: write any bytes ([`request`] builds a head), read a response [`Head`] or a whole [`Response`], expect a clean close |
 //! | [`sse`] | [`Sse`], an event-stream reader over a raw connection: blocks, [`SseEvent`]s (id, event, data), comments counted |
 //! | [`tls`] | TLS for the clients: [`tls::mark`] an address as speaking TLS (trusting a given certificate) and every raw client connecting there speaks it, through rustls' blocking client ([`tls::Stream`]) |
@@ -20,6 +21,7 @@
 //! instead, so that the benchmark harness can report a server that does not
 //! start rather than stop.
 
+pub mod h2gate;
 pub mod http;
 pub mod process;
 pub mod sse;

@@ -68,23 +68,35 @@ impl TestServer {
     /// Starts `rtlab serve --runtime <runtime> --addr 127.0.0.1:0 <options>`
     /// and waits for its first stdout line, `listening on 127.0.0.1:PORT`.
     /// A runtime written `lab+tls` serves TLS with [`test_certificate`]
-    /// (HTTP/1.1 only), and every client here speaks TLS to it.
+    /// (HTTP/1.1 only), and every client here speaks TLS to it; `lab+h2`
+    /// serves TLS with HTTP/2, and `addr` is then an [`H2Gate`]'s: every
+    /// client's request is a stream of one HTTP/2 connection.
+    ///
+    /// [`H2Gate`]: rtlab_testkit::h2gate::H2Gate
     pub fn start(runtime: &str, options: &[&str]) -> TestServer {
-        let (runtime, tls) = match runtime.strip_suffix("+tls") {
-            Some(lab) => (lab, true),
-            None => (runtime, false),
+        let (runtime, tls, h2) = match (runtime.strip_suffix("+tls"), runtime.strip_suffix("+h2")) {
+            (Some(lab), _) => (lab, true, false),
+            (_, Some(lab)) => (lab, false, true),
+            _ => (runtime, false, false),
         };
         let (cert, cert_file, key_file) = test_certificate();
         let mut launch = Launch::serve(env!("CARGO_BIN_EXE_rtlab"), runtime).args(options);
+        if tls || h2 {
+            launch = launch.arg("--tls-cert").arg(cert_file).arg("--tls-key").arg(key_file);
+        }
         if tls {
-            launch = launch.arg("--tls-cert").arg(cert_file).arg("--tls-key").arg(key_file).arg("--no-http2");
+            launch = launch.arg("--no-http2");
         }
         let process = launch
             .start()
             .unwrap_or_else(|e| panic!("starting the rtlab server failed: {e}"));
-        let addr = process.addr();
+        let mut addr = process.addr();
         assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST, "the server must listen where --addr says");
         assert_ne!(addr.port(), 0, "the printed port must be the real one, not 0");
+        if h2 {
+            // Every client goes through one HTTP/2 connection to the server.
+            addr = rtlab_testkit::h2gate::H2Gate::start(addr, cert).expect("the HTTP/2 gateway").addr;
+        }
         if tls {
             rtlab_testkit::tls::mark(addr, cert);
         }
