@@ -27,13 +27,13 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderName, Request, Response, StatusCode};
-use rtlab_adapter::{READ_CHUNK, Socket, Step, Ticket, Unsent, step};
+use rtlab_adapter::{Socket, Ticket, Unsent};
 use rtlab_core::{Connection, Server};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::TaskWaker;
+use crate::{Next, TaskWaker, after, step_task};
 
 // ANCHOR: limits
 /// Streams one client may have open at once on a connection (its
@@ -104,18 +104,12 @@ async fn stream(request: Request<RecvStream>, respond: SendResponse<Bytes>, serv
     let mut stopping = *stop.borrow_and_update();
     let mut woken = false;
     loop {
-        let next = {
-            let mut buf = [0u8; READ_CHUNK];
-            step(&mut conn, &mut unsent, &mut socket, &mut buf, Instant::now(), woken, stopping)
-        };
+        let next = step_task(&mut conn, &mut unsent, &mut socket, woken, stopping);
         woken = false;
-        let (write, deadline) = match next {
-            Step::Done => break,
-            Step::Yield => {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            Step::Wait { write, deadline, .. } => (write, deadline.map(tokio::time::Instant::from_std)),
+        let (write, deadline) = match after(next).await {
+            Next::Over => break,
+            Next::Again => continue,
+            Next::Wait { write, deadline, .. } => (write, deadline),
         };
         tokio::select! {
             event = std::future::poll_fn(|cx| socket.poll_event(cx, write)) => if !event { break },

@@ -172,22 +172,13 @@ async fn connection(
     let mut stopping = *stop.borrow_and_update();
     let mut woken = false;
     loop {
-        // The read buffer lives on the worker thread's stack for the step
-        // only: it is not held across an `.await`, so it is not part of the
-        // task's future, and an idle connection does not pay for it.
-        let next = {
-            let mut buf = [0u8; READ_CHUNK];
-            let mut socket = Secured::new(tls.as_deref_mut(), TrySocket(&stream));
-            step(&mut conn, &mut unsent, &mut socket, &mut buf, Instant::now(), woken, stopping)
-        };
+        let mut socket = Secured::new(tls.as_deref_mut(), TrySocket(&stream));
+        let next = step_task(&mut conn, &mut unsent, &mut socket, woken, stopping);
         woken = false;
-        let (read, write, deadline) = match next {
-            Step::Done => break,
-            Step::Yield => {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            Step::Wait { read, write, deadline } => (read, write, deadline.map(tokio::time::Instant::from_std)),
+        let (read, write, deadline) = match after(next).await {
+            Next::Over => break,
+            Next::Again => continue,
+            Next::Wait { read, write, deadline } => (read, write, deadline),
         };
         tokio::select! {
             ready = stream.readable(), if read => if ready.is_err() { break },
@@ -199,6 +190,47 @@ async fn connection(
     }
 }
 // ANCHOR_END: connection
+
+// ANCHOR: task_step
+/// One step of a task ([`rtlab_adapter::step`], at the current time). The
+/// read buffer lives on the worker thread's stack for the step only: it is
+/// not held across an `.await`, so it is not part of the task's future, and
+/// an idle connection does not pay for it.
+pub(crate) fn step_task<S: Socket>(
+    conn: &mut Connection,
+    unsent: &mut Unsent,
+    socket: &mut S,
+    woken: bool,
+    stopping: bool,
+) -> Step {
+    let mut buf = [0u8; READ_CHUNK];
+    step(conn, unsent, socket, &mut buf, Instant::now(), woken, stopping)
+}
+
+/// What a task does after a step.
+pub(crate) enum Next {
+    /// The connection (or stream) is over.
+    Over,
+    /// Step again at once (the worker was yielded to other tasks first).
+    Again,
+    /// Wait for the socket (`read`, `write`), the `deadline`, a wake or the stop.
+    Wait { read: bool, write: bool, deadline: Option<tokio::time::Instant> },
+}
+
+/// A step's result for a task: a [`Step::Yield`] yields the worker here.
+pub(crate) async fn after(next: Step) -> Next {
+    match next {
+        Step::Done => Next::Over,
+        Step::Yield => {
+            tokio::task::yield_now().await;
+            Next::Again
+        }
+        Step::Wait { read, write, deadline } => {
+            Next::Wait { read, write, deadline: deadline.map(tokio::time::Instant::from_std) }
+        }
+    }
+}
+// ANCHOR_END: task_step
 
 // ANCHOR: try_write
 /// A tokio socket as [`rtlab_adapter::step`] needs it: tokio's non-blocking
