@@ -36,6 +36,9 @@ enum Command {
     /// transport × scenario (--full: the committed run); each run starts a
     /// fresh server process. Writes bench-results/<date>-<host>/.
     Bench(rtlab_bench::BenchArgs),
+    /// Measure what TLS and HTTP/2 cost per connection, handshake and
+    /// stream, each lab plain and over TLS (labs/bench/src/tls.rs).
+    BenchTls(rtlab_bench::tls::TlsArgs),
     /// Render a results directory's plots (SVG) and tables (markdown).
     Report(rtlab_bench::report::ReportArgs),
     /// Print the differences between two results directories.
@@ -276,6 +279,13 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("rtlab bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::BenchTls(args) => match rtlab_bench::tls::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-tls: {e}");
                 ExitCode::FAILURE
             }
         },
