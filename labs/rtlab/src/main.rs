@@ -317,6 +317,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> std::io::Result<()> {
+    // ANCHOR: tls_options
     // TLS first: a certificate that does not load is an error before listening.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -327,6 +328,7 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
         }
         _ => None,
     };
+    // ANCHOR_END: tls_options
     if tls.is_some() && matches!(args.runtime, Runtime::Axum) {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the axum baseline serves no TLS"));
     }
@@ -341,6 +343,7 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
     let stop = Stop::new();
     watch_signals(stop.clone())?;
     let server = Server::new(args.config());
+    // ANCHOR: dispatch
     match args.runtime {
         Runtime::Tokio => rtlab_tokio::serve(listener, server, stop, tls)?,
         Runtime::Mio => rtlab_mio::serve(listener, server, stop, tls)?,
@@ -348,6 +351,7 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
         Runtime::Threads => rtlab_threads::serve(listener, server, stop, tls)?,
         Runtime::Axum => rtlab_axum::serve(listener, server.config.clone(), stop)?,
     }
+    // ANCHOR_END: dispatch
     tracing::info!("stopped");
     Ok(())
 }

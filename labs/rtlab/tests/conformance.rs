@@ -126,6 +126,7 @@ macro_rules! conformance {
     };
 }
 
+// ANCHOR: lines
 conformance!(tokio);
 conformance!(mio);
 conformance!(may);
@@ -138,10 +139,13 @@ mod tls {
     conformance!(tls may);
     conformance!(tls threads);
 }
+// ANCHOR_END: lines
 
+// ANCHOR: h2
 /// The SSE cases, polling and publishing over HTTP/2 (the labs that speak
 /// it): every request a stream of one connection, through the test kit's
 /// HTTP/1.1-to-HTTP/2 gateway.
 mod h2 {
     conformance!(h2 tokio);
 }
+// ANCHOR_END: h2
