@@ -39,13 +39,15 @@ use crate::results::{Git, Machine, Stat, Toolchain, utc_now};
 #[derive(Debug, clap::Args)]
 pub struct TlsArgs {
     /// Idle connections per lab, plain and TLS.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     pub connections: usize,
     /// New connections timed for the handshake cost, per lab, plain and TLS.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 300)]
     pub handshakes: usize,
-    /// SSE streams on one HTTP/2 connection (the tokio lab).
-    #[arg(long, default_value_t = 500)]
+    /// SSE streams on one HTTP/2 connection (the tokio lab); at most the
+    /// lab's concurrent streams per connection (`rtlab_tokio::MAX_STREAMS`):
+    /// a client waits for a free stream beyond it.
+    #[arg(long, default_value_t = 200)]
     pub streams: usize,
     /// Runs of every measurement (each on a fresh server).
     #[arg(long, default_value_t = 3)]
