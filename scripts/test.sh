@@ -92,6 +92,12 @@ python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q --root-u
 (cd scripts/interop && [[ -d node_modules/playwright-core ]] || npm ci --no-audit --no-fund --silent)
 cargo build -q -p rtlab
 scripts/interop/run.sh target/debug/rtlab
+# 5b. The six-connections experiment (book chapter "TLS and HTTP/2"): the
+#     tokio lab over TLS, seven EventSources in headless Chromium; the
+#     seventh must stall over HTTP/1.1 and all seven share one connection
+#     over HTTP/2. Bounded (a 120 s timeout per run); screenshots in
+#     target/seven/ (--record writes the book's).
+scripts/interop/seven.sh target/debug/rtlab
 
 # 6. The Autobahn|Testsuite (wstest, fuzzing client), cases 1.* to 10.*, against
 #    every lab's /echo. wstest runs on Python 2.7 only: the first run makes the

@@ -32,6 +32,17 @@ pub trait Socket {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     /// Shuts down the write half: the peer reads end of file after the last byte.
     fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Writes what a layer below the core's output still holds (TLS
+    /// records, see [`Secured`](crate::tls::Secured)); a plain socket holds
+    /// nothing.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Such a layer holds bytes that wait for room in the socket: the lab
+    /// must wait for writable even when the core has nothing unsent.
+    fn wants_write(&self) -> bool {
+        false
+    }
 }
 // ANCHOR_END: socket
 
@@ -124,7 +135,13 @@ pub fn step<S: Socket + ?Sized>(
     }
     let mut reads = 0;
     loop {
-        // 1. Write until everything is out or the socket is full.
+        // 1. Write until everything is out or the socket is full: first what
+        //    a layer below holds (TLS records), then the core's output.
+        match socket.flush() {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(_) => return done(unsent),
+        }
         while unsent.refill(conn) {
             match unsent.write_to(conn, &mut Writer(socket)) {
                 Ok(0) => return done(unsent),
@@ -161,7 +178,8 @@ pub fn step<S: Socket + ?Sized>(
                 Err(_) => return done(unsent),
             }
         }
-        return Step::Wait { read: conn.wants_read(), write: !unsent.is_empty(), deadline: conn.next_deadline() };
+        let write = !unsent.is_empty() || socket.wants_write();
+        return Step::Wait { read: conn.wants_read(), write, deadline: conn.next_deadline() };
     }
 }
 // ANCHOR_END: step

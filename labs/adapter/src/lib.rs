@@ -17,6 +17,7 @@
 //! | [`socket`] | per-socket options ([`tune_socket`]) and the self-connect that wakes a blocking `accept` |
 //! | [`stop`] | [`Stop`]: a runtime-neutral stop request (graceful shutdown), and [`begin_shutdown`], a server's first step when it stops |
 //! | [`gate`] | [`Gate`]: the connection limit ([`Gate::admit`], a [`Ticket`] per connection) and the one way every lab refuses a client: a `503`, a half-close, a brief drain, on the gate's thread |
+//! | [`tls`] | [`Secured`]: a lab's socket with an optional rustls session ([`TlsSession`]) under the same step; [`Tls`], a server's certificate and ALPN; [`self_signed`] for tests |
 //! | [`roster`] | [`Roster`]: the live connections of a lab with a coroutine or thread per connection, for stop and the shutdown wait |
 //!
 //! ## The constants every lab shares
@@ -31,6 +32,7 @@ pub mod gate;
 pub mod roster;
 pub mod socket;
 pub mod stop;
+pub mod tls;
 pub mod unsent;
 
 use std::time::{Duration, Instant};
@@ -40,6 +42,7 @@ pub use gate::{Gate, Ticket};
 pub use roster::Roster;
 pub use socket::{self_connect_addr, tune_socket, wake_accept};
 pub use stop::Stop;
+pub use tls::{Secured, Tls, TlsSession, self_signed, session_for};
 pub use unsent::{Unsent, WRITE_BATCH};
 
 use rtlab_core::{Config, Server};

@@ -63,6 +63,7 @@ pub mod report;
 pub mod results;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod worker;
 pub mod workers;
 pub mod zombies;

@@ -38,6 +38,7 @@ fn child(words: usize) {
         Server::new(Config::default()),
         Stop::new(),
         Options { stack_words: words, work_stack: false },
+        None,
     )
     .unwrap();
 }

@@ -51,7 +51,7 @@ fn child(words: usize, work_stack: bool) {
     let on_eof = stop.clone();
     on_stdin_eof(move || on_eof.stop());
     let config = Config { close_linger: Duration::from_millis(200), ..Config::default() };
-    serve_with(listener, Server::new(config), stop, Options { stack_words: words, work_stack }).unwrap();
+    serve_with(listener, Server::new(config), stop, Options { stack_words: words, work_stack }, None).unwrap();
 }
 
 fn parent(words: usize, own_stack: bool) {

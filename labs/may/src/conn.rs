@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use may::io::{WaitIo, WaitIoWaker};
 use may::net::TcpStream;
-use rtlab_adapter::{READ_CHUNK, Step, Ticket, Unsent, step};
+use rtlab_adapter::{READ_CHUNK, Secured, Step, Ticket, TlsSession, Unsent, session_for, step};
 use rtlab_core::{Connection, Wake};
 
 use crate::Shared;
@@ -44,7 +44,7 @@ impl Wake for CoWaker {
 pub(crate) fn run(stream: Arc<TcpStream>, shared: Arc<Shared>, ticket: Ticket) {
     let on_work = shared.work_stack;
     let waker = Arc::new(CoWaker { woken: AtomicBool::new(false), io: stream.waker() });
-    let Some(mut driver) = work(on_work, || Box::new(Driver::new(stream, waker, shared, ticket))).result else {
+    let Some(Some(mut driver)) = work(on_work, || Driver::new(stream, waker, shared, ticket).map(Box::new)).result else {
         return;
     };
     loop {
@@ -78,6 +78,8 @@ struct Driver {
     key: u64,
     conn: Connection,
     unsent: Unsent,
+    /// The TLS session, if the server speaks TLS.
+    tls: Option<Box<TlsSession>>,
     /// The deadline the timer thread holds for this connection.
     armed: Option<Instant>,
     /// Deepest use of the work stack, when measuring.
@@ -87,20 +89,28 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(stream: Arc<TcpStream>, waker: Arc<CoWaker>, shared: Arc<Shared>, ticket: Ticket) -> Driver {
+    fn new(stream: Arc<TcpStream>, waker: Arc<CoWaker>, shared: Arc<Shared>, ticket: Ticket) -> Option<Driver> {
+        let tls = match session_for(shared.tls.as_ref()) {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::warn!("cannot start a TLS session: {e}");
+                return None;
+            }
+        };
         let key = shared.roster.join(waker.clone());
         let conn = Connection::new(shared.server.clone(), waker.clone(), 0, Instant::now());
-        Driver {
+        Some(Driver {
             stream,
             waker,
             shared,
             key,
             conn,
             unsent: Unsent::new(),
+            tls,
             armed: None,
             deepest: 0,
             _admitted: ticket,
-        }
+        })
     }
 
     // ANCHOR: step
@@ -111,7 +121,8 @@ impl Driver {
         let now = Instant::now();
         let woken = self.waker.woken.swap(false, Ordering::AcqRel);
         let stopping = self.shared.roster.is_stopping();
-        let (conn, unsent, mut socket) = (&mut self.conn, &mut self.unsent, self.stream.inner());
+        let (conn, unsent) = (&mut self.conn, &mut self.unsent);
+        let mut socket = Secured::new(self.tls.as_deref_mut(), self.stream.inner());
         let next = READ_BUF.with_borrow_mut(|buf| step(conn, unsent, &mut socket, buf, now, woken, stopping));
         if let Step::Wait { deadline: Some(deadline), .. } = next {
             if self.armed.is_none_or(|a| a <= now || deadline < a) {

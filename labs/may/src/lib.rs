@@ -51,7 +51,7 @@ use std::time::Instant;
 
 use may::coroutine;
 use may::net::{TcpListener, TcpStream};
-use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, accept_failed, begin_shutdown, tune_socket, wake_accept};
+use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, Tls, accept_failed, begin_shutdown, tune_socket, wake_accept};
 use rtlab_core::Server;
 
 use crate::timer::Timers;
@@ -130,13 +130,15 @@ struct Shared {
     timers: Timers,
     /// The connection limit, and where refused clients go.
     gate: Arc<Gate>,
+    /// The server's TLS configuration, if it speaks TLS.
+    tls: Option<Tls>,
 }
 
 /// Serves the contract on `listener` until `stop` is requested, then stops
 /// accepting, lets every connection say goodbye (WebSocket close 1001, the
 /// end of event streams, answers to held long polls) and returns.
-pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Stop>) -> io::Result<()> {
-    serve_with(listener, server, stop, Options::from_env())
+pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Stop>, tls: Option<Tls>) -> io::Result<()> {
+    serve_with(listener, server, stop, Options::from_env(), tls)
 }
 
 /// [`serve`] with explicit [`Options`].
@@ -155,6 +157,7 @@ pub fn serve_with(
     server: Arc<Server>,
     stop: Arc<Stop>,
     options: Options,
+    tls: Option<Tls>,
 ) -> io::Result<()> {
     may::config().set_stack_size(options.stack_words).set_pool_capacity(POOL_CAPACITY);
     // An odd size is may's signal to paint coroutine stacks; paint the work
@@ -174,6 +177,7 @@ pub fn serve_with(
         roster: Roster::new(),
         timers: Timers::start()?,
         gate: Gate::start(&server)?,
+        tls,
     });
 
     let on_stop = shared.clone();

@@ -6,7 +6,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use rtlab_adapter::{Socket, Step, Ticket, Unsent, step};
+use rtlab_adapter::{Secured, Socket, Step, Ticket, TlsSession, Unsent, step};
 use rtlab_core::Connection;
 
 use crate::timers::NOT_FILED;
@@ -59,6 +59,9 @@ pub(crate) struct Conn {
     /// *pending write*. `None` (and no allocation: a box is one pointer)
     /// whenever everything taken was written, i.e. nearly always.
     unsent: Option<Box<Unsent>>,
+    /// The TLS session, if the server speaks TLS (boxed: one pointer, and
+    /// none of rustls' state, in a plain connection).
+    tls: Option<Box<TlsSession>>,
     /// The core must be told that time passed or a publisher woke it
     /// ([`Connection::on_tick`]) before the next write.
     pub(crate) tick: bool,
@@ -75,13 +78,14 @@ pub(crate) struct Conn {
 impl Conn {
     /// A freshly accepted connection. A new socket has an empty send buffer,
     /// so it starts writable; whether it is readable, an event will say.
-    pub(crate) fn new(conn: Connection, stream: TcpStream, admitted: Ticket) -> Conn {
+    pub(crate) fn new(conn: Connection, stream: TcpStream, tls: Option<Box<TlsSession>>, admitted: Ticket) -> Conn {
         Conn {
             conn,
             stream,
             readable: false,
             writable: true,
             unsent: None,
+            tls,
             tick: false,
             queued: false,
             filed: NOT_FILED,
@@ -121,7 +125,8 @@ impl Conn {
         // A pending write goes first: it is older than anything in the core.
         let mut own = self.unsent.take();
         let unsent = own.as_deref_mut().unwrap_or(&mut scratch.unsent);
-        let mut socket = Ready { stream: &self.stream, readable: &mut self.readable, writable: &mut self.writable };
+        let ready = Ready { stream: &self.stream, readable: &mut self.readable, writable: &mut self.writable };
+        let mut socket = Secured::new(self.tls.as_deref_mut(), ready);
         let next = step(&mut self.conn, unsent, &mut socket, &mut scratch.read_buf, now, woken, stopping);
         if !unsent.is_empty() {
             // What the kernel refused leaves the loop's batch, which the next
@@ -217,12 +222,12 @@ mod tests {
         socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).expect("linger");
         drop(client);
         std::thread::sleep(Duration::from_millis(50));
-        let mut a = Conn::new(answered(b"GET /poll?topic=a HTTP/1.1\r\n\r\n"), stream, ticket());
+        let mut a = Conn::new(answered(b"GET /poll?topic=a HTTP/1.1\r\n\r\n"), stream, None, ticket());
         assert_eq!(a.drive(&mut scratch, Instant::now(), false), Step::Done);
         assert!(scratch.unsent.is_empty(), "a's answer must not stay in the loop's batch");
         // Connection b, driven next with the same scratch, gets its own answer only.
         let (stream, mut client) = pair();
-        let mut b = Conn::new(answered(b"GET /stats HTTP/1.1\r\n\r\n"), stream, ticket());
+        let mut b = Conn::new(answered(b"GET /stats HTTP/1.1\r\n\r\n"), stream, None, ticket());
         assert!(matches!(b.drive(&mut scratch, Instant::now(), false), Step::Wait { .. }));
         client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let mut got = vec![0u8; 4096];
@@ -240,8 +245,9 @@ mod tests {
         println!("  TcpStream        {:>4} bytes (mio adds a selector id in debug builds)", size_of::<TcpStream>());
         println!("timer heap entry   {:>4} bytes", size_of::<u64>());
         println!("  Ticket           {:>4} bytes (its place at the gate)", size_of::<Ticket>());
-        // The core's Connection, the socket, the gate's ticket and 24 bytes of I/O state.
-        let bound = size_of::<Connection>() + size_of::<TcpStream>() + size_of::<Ticket>() + 24;
+        // The core's Connection, the socket, the gate's ticket, 24 bytes of
+        // I/O state and the TLS session's box (one pointer).
+        let bound = size_of::<Connection>() + size_of::<TcpStream>() + size_of::<Ticket>() + 24 + 8;
         assert!(size_of::<Conn>() <= bound, "Conn is {} bytes", size_of::<Conn>());
     }
 }

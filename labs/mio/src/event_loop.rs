@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rtlab_adapter::{ACCEPT_BACKOFF, Gate, READ_CHUNK, Step, Stop, begin_shutdown, tune_socket};
+use rtlab_adapter::{ACCEPT_BACKOFF, Gate, READ_CHUNK, Step, Stop, Tls, begin_shutdown, session_for, tune_socket};
 use rtlab_core::{Connection, Server};
 use slab::Slab;
 
@@ -74,6 +74,8 @@ pub(crate) struct EventLoop {
     listener: Arc<TcpListener>,
     /// The connection limit, shared by every loop.
     gate: Arc<Gate>,
+    /// The server's TLS configuration, if it speaks TLS.
+    tls: Option<Tls>,
     accept: Accept,
     conns: Slab<Conn>,
     timers: Timers,
@@ -95,6 +97,7 @@ impl EventLoop {
         eventfd: Arc<EventFd>,
         server: Arc<Server>,
         gate: Arc<Gate>,
+        tls: Option<Tls>,
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         // The listener is one socket in several epoll sets: register its file
@@ -109,6 +112,7 @@ impl EventLoop {
             server,
             listener,
             gate,
+            tls,
             accept: Accept::Ready, // Connections may have queued before we registered.
             conns: Slab::new(),
             timers: Timers::new(Instant::now()),
@@ -326,13 +330,17 @@ impl EventLoop {
             return self.gate.refuse_capacity(stream.into(), "this event loop's timer keys are all taken");
         }
         tune_socket(&self.server.config, socket2::SockRef::from(&stream));
+        let tls = match session_for(self.tls.as_ref()) {
+            Ok(tls) => tls,
+            Err(e) => return tracing::warn!(loop_id = self.id, "cannot start a TLS session: {e}"),
+        };
         if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
         {
             tracing::warn!(loop_id = self.id, "cannot register a connection: {e}");
             return; // Dropping the stream closes it.
         }
         let conn = Connection::new(self.server.clone(), self.waker.clone(), key, now);
-        entry.insert(Conn::new(conn, stream, ticket));
+        entry.insert(Conn::new(conn, stream, tls, ticket));
     }
     // ANCHOR_END: add
 

@@ -61,7 +61,7 @@ use std::io;
 use std::sync::Arc;
 use std::thread;
 
-use rtlab_adapter::{Gate, Stop};
+use rtlab_adapter::{Gate, Stop, Tls};
 use rtlab_core::Server;
 
 mod conn;
@@ -79,14 +79,14 @@ use waker::EventFd;
 ///
 /// Runs one event loop per core: the first on the calling thread, the others
 /// on threads of their own.
-pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Stop>) -> io::Result<()> {
+pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Stop>, tls: Option<Tls>) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = Arc::new(mio::net::TcpListener::from_std(listener));
     let eventfd = Arc::new(EventFd::new()?);
     let gate = Gate::start(&server)?;
     let count = thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut loops = (0..count)
-        .map(|id| EventLoop::new(id, listener.clone(), eventfd.clone(), server.clone(), gate.clone()))
+        .map(|id| EventLoop::new(id, listener.clone(), eventfd.clone(), server.clone(), gate.clone(), tls.clone()))
         .collect::<io::Result<Vec<_>>>()?;
     let wakers: Vec<_> = loops.iter().map(EventLoop::waker).collect();
     stop.on_stop(move || wakers.iter().for_each(|waker| waker.wake_loop()));

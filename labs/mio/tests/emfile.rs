@@ -52,7 +52,7 @@ fn child() {
     // would refuse with a 503 before the descriptors run out; this test is
     // about what happens when they do run out.
     let config = Config { max_connections: 1_000_000, ..Config::default() };
-    rtlab_mio::serve(listener, Server::new(config), stop).expect("serve");
+    rtlab_mio::serve(listener, Server::new(config), stop, None).expect("serve");
 }
 
 /// One SSE subscriber: the request is sent at once; the response head comes

@@ -36,6 +36,9 @@ enum Command {
     /// transport × scenario (--full: the committed run); each run starts a
     /// fresh server process. Writes bench-results/<date>-<host>/.
     Bench(rtlab_bench::BenchArgs),
+    /// Measure what TLS and HTTP/2 cost per connection, handshake and
+    /// stream, each lab plain and over TLS (labs/bench/src/tls.rs).
+    BenchTls(rtlab_bench::tls::TlsArgs),
     /// Render a results directory's plots (SVG) and tables (markdown).
     Report(rtlab_bench::report::ReportArgs),
     /// Render the million's results (bench-results/million/*.json): tables,
@@ -71,10 +74,23 @@ enum Command {
     /// baselines instead.
     #[command(hide = true)]
     Runtimes(RuntimesArgs),
+    /// Write a self-signed certificate for localhost and 127.0.0.1 and its
+    /// key (PEM), for `rtlab serve --tls-cert CERT --tls-key KEY`.
+    Cert(CertArgs),
     /// Subscribe to a topic as a reconnecting client (labs/client): print
     /// each message (`ID DATA`), each reconnection and missed range, one per
     /// line; resume after the last id on every new connection.
     Listen(rtlab_client::listen::ListenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CertArgs {
+    /// Where the certificate goes.
+    #[arg(long, default_value = "cert.pem")]
+    cert: std::path::PathBuf,
+    /// Where the private key goes.
+    #[arg(long, default_value = "key.pem")]
+    key: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -201,6 +217,17 @@ struct ServeArgs {
     /// (`rtlab cluster --shared-port`).
     #[arg(long)]
     reuseport: bool,
+    /// Serve TLS with this PEM certificate chain (with --tls-key); `rtlab
+    /// cert` writes a self-signed pair. The tokio lab then also offers
+    /// HTTP/2 (ALPN "h2"), unless --no-http2.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Offer only HTTP/1.1 over TLS, also on the tokio lab.
+    #[arg(long)]
+    no_http2: bool,
 }
 
 /// The accept backlog by default: deep, because the benchmarks open
@@ -336,6 +363,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::BenchTls(args) => match rtlab_bench::tls::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-tls: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::BenchWorker(args) => match rtlab_bench::worker::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -376,6 +410,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Listen(args) => rtlab_client::listen::run(&args),
+        Command::Cert(args) => match rtlab_adapter::self_signed()
+            .and_then(|(cert, key)| std::fs::write(&args.cert, cert).and_then(|()| std::fs::write(&args.key, key)))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab cert: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -387,13 +430,28 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> std::io::Result<()> {
+    // ANCHOR: tls_options
+    // TLS first: a certificate that does not load is an error before listening.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            use rtlab_adapter::tls::{ALPN_H2, ALPN_HTTP1};
+            let h2 = matches!(args.runtime, Runtime::Tokio) && !args.no_http2;
+            let alpn: &[&[u8]] = if h2 { &[ALPN_H2, ALPN_HTTP1] } else { &[ALPN_HTTP1] };
+            Some(rtlab_adapter::Tls::from_pem_files(cert, key, alpn)?)
+        }
+        _ => None,
+    };
+    // ANCHOR_END: tls_options
+    if tls.is_some() && matches!(args.runtime, Runtime::Axum) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the axum baseline serves no TLS"));
+    }
     let listener = listen(args.addr, args.backlog, args.reuseport)?;
     let addr = listener.local_addr()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(runtime = ?args.runtime, %addr, "serving");
+    tracing::info!(runtime = ?args.runtime, %addr, tls = tls.is_some(), "serving");
 
     let stop = Stop::new();
     watch_signals(stop.clone())?;
@@ -407,13 +465,15 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
             server
         }
     };
+    // ANCHOR: dispatch
     match args.runtime {
-        Runtime::Tokio => rtlab_tokio::serve(listener, server, stop)?,
-        Runtime::Mio => rtlab_mio::serve(listener, server, stop)?,
-        Runtime::May => rtlab_may::serve(listener, server, stop)?,
-        Runtime::Threads => rtlab_threads::serve(listener, server, stop)?,
+        Runtime::Tokio => rtlab_tokio::serve(listener, server, stop, tls)?,
+        Runtime::Mio => rtlab_mio::serve(listener, server, stop, tls)?,
+        Runtime::May => rtlab_may::serve(listener, server, stop, tls)?,
+        Runtime::Threads => rtlab_threads::serve(listener, server, stop, tls)?,
         Runtime::Axum => rtlab_axum::serve(listener, server.config.clone(), stop)?,
     }
+    // ANCHOR_END: dispatch
     tracing::info!("stopped");
     Ok(())
 }

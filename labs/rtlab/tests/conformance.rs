@@ -9,17 +9,24 @@
 //! ```text
 //! cargo test -p rtlab --test conformance            # every runtime
 //! cargo test -p rtlab --test conformance tokio::    # one runtime
+//! cargo test -p rtlab --test conformance tls::       # every runtime over TLS
+//! cargo test -p rtlab --test conformance h2::        # SSE and polling over HTTP/2
 //! ```
+//!
+//! `conformance!(tls lab);` runs the cases that speak through the test
+//! kit's clients (HTTP, SSE, WebSocket, echo, the page, /stats, shutdown)
+//! against `--runtime lab` over TLS: the same cases, the same clients, in
+//! rustls. Left out: the load cases (async clients of their own) and the
+//! limits and shutdown cases that write on bare TCP sockets.
 
 mod cases;
 mod common;
 
-/// `conformance!(lab)` expands to `mod lab { #[test] fn case() { ... } ... }`
-/// with one test per case in [`cases`], each run against `--runtime lab`.
-macro_rules! conformance {
-    ($runtime:ident) => {
-        mod $runtime {
-            conformance!(@cases stringify!($runtime);
+/// The cases that speak only through the test kit's clients, so they run
+/// over any socket the kit speaks: plain TCP, or TLS.
+macro_rules! socket_cases {
+    ($runtime:expr) => {
+        conformance!(@cases $runtime;
                 // Publishing and polling.
                 ids_are_sequential_per_topic_across_transports,
                 message_data_round_trips_unchanged,
@@ -60,6 +67,22 @@ macro_rules! conformance {
                 echo_protocol_errors_close_1002,
                 echo_invalid_utf8_closes_1007,
                 echo_too_big_closes_1009,
+                // The page, /stats, shutdown.
+                index_page_uses_eventsource_and_websocket,
+                stats_count_connections_and_messages,
+                graceful_shutdown_on_sigterm,
+        );
+    };
+}
+
+/// `conformance!(lab)` expands to `mod lab { #[test] fn case() { ... } ... }`
+/// with one test per case in [`cases`], each run against `--runtime lab`;
+/// `conformance!(tls lab)` to the [`socket_cases`] over TLS.
+macro_rules! conformance {
+    ($runtime:ident) => {
+        mod $runtime {
+            socket_cases!(stringify!($runtime));
+            conformance!(@cases stringify!($runtime);
                 // Load and backpressure.
                 concurrent_publishers_get_unique_gapless_ids,
                 thousand_subscribers_receive_everything_in_order,
@@ -70,12 +93,30 @@ macro_rules! conformance {
                 topic_flood_levels_off_with_503,
                 idle_topics_make_room_and_held_ones_stay,
                 connection_flood_gets_503_while_others_are_served,
-                // The page, /stats, shutdown.
-                index_page_uses_eventsource_and_websocket,
-                stats_count_connections_and_messages,
-                graceful_shutdown_on_sigterm,
+                // Shutdown, written on bare sockets.
                 graceful_shutdown_on_sigint,
                 publishes_acknowledged_during_shutdown_are_delivered,
+            );
+        }
+    };
+    (tls $runtime:ident) => {
+        mod $runtime {
+            socket_cases!(concat!(stringify!($runtime), "+tls"));
+        }
+    };
+    (h2 $runtime:ident) => {
+        mod $runtime {
+            conformance!(@cases concat!(stringify!($runtime), "+h2");
+                sse_without_resume_starts_live,
+                sse_replay_via_last_event_id_header,
+                sse_replay_via_query_param,
+                sse_signals_missed_messages,
+                sse_keepalive_comments,
+                short_poll_after,
+                long_poll_wakes_on_publish,
+                long_poll_times_out_empty,
+                invalid_utf8_publish_gets_400,
+                unknown_path_gets_404,
             );
         }
     };
@@ -89,7 +130,26 @@ macro_rules! conformance {
     };
 }
 
+// ANCHOR: lines
 conformance!(tokio);
 conformance!(mio);
 conformance!(may);
 conformance!(threads);
+
+/// The same contract over TLS (rustls on both sides), one line per lab.
+mod tls {
+    conformance!(tls tokio);
+    conformance!(tls mio);
+    conformance!(tls may);
+    conformance!(tls threads);
+}
+// ANCHOR_END: lines
+
+// ANCHOR: h2
+/// The SSE cases, polling and publishing over HTTP/2 (the labs that speak
+/// it): every request a stream of one connection, through the test kit's
+/// HTTP/1.1-to-HTTP/2 gateway.
+mod h2 {
+    conformance!(h2 tokio);
+}
+// ANCHOR_END: h2

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::TIMEOUT;
+use crate::tls::Stream;
 
 /// A minimal request head: the request line, `Host`, the `extra` header
 /// lines (each ending in `\r\n`) and the blank line. The body, if any, is
@@ -96,7 +97,8 @@ impl Response {
 /// requests) and to see exactly what comes back, connection close included.
 #[derive(Debug)]
 pub struct RawConn {
-    stream: TcpStream,
+    /// Plain TCP, or TLS if the server's address is marked ([`crate::tls`]).
+    stream: Stream,
     /// Bytes read and not yet consumed.
     pub(crate) buf: Vec<u8>,
 }
@@ -129,16 +131,16 @@ impl RawConn {
         drop(stream);
     }
 
-    /// Wraps a connected stream.
+    /// Wraps a connected stream (in TLS, if its address is marked).
     pub fn from_stream(stream: TcpStream) -> RawConn {
         stream.set_nodelay(true).expect("TCP_NODELAY");
         stream.set_write_timeout(Some(TIMEOUT)).expect("write timeout");
-        RawConn { stream, buf: Vec::new() }
+        RawConn { stream: Stream::wrap(stream), buf: Vec::new() }
     }
 
     /// Writes all of `bytes`.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to the server");
+        self.stream.write_all(bytes).and_then(|()| self.stream.flush()).expect("write to the server");
     }
 
     /// Reads more into the buffer; `0` at end of file. Panics at `deadline`.
@@ -147,7 +149,7 @@ impl RawConn {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "timed out waiting for {what}");
-            self.stream.set_read_timeout(Some(left)).expect("read timeout");
+            self.stream.tcp().set_read_timeout(Some(left)).expect("read timeout");
             match self.stream.read(&mut chunk) {
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
@@ -210,7 +212,7 @@ impl RawConn {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "{context}: the server did not close the connection");
-            self.stream.set_read_timeout(Some(left)).expect("read timeout");
+            self.stream.tcp().set_read_timeout(Some(left)).expect("read timeout");
             match self.stream.read(&mut chunk) {
                 Ok(0) => return,
                 Ok(n) => panic!("{context}: unexpected bytes {:?}", String::from_utf8_lossy(&chunk[..n])),

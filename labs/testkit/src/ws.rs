@@ -11,6 +11,7 @@ use tungstenite::Message;
 
 use crate::TIMEOUT;
 use crate::http::{RawConn, request};
+use crate::tls::Stream;
 
 /// Opcode: continuation.
 pub const CONT: u8 = 0x0;
@@ -228,8 +229,8 @@ impl RawWs {
     }
 }
 
-/// A blocking tungstenite client.
-pub type Ws = tungstenite::WebSocket<TcpStream>;
+/// A blocking tungstenite client (over TLS if the address is marked).
+pub type Ws = tungstenite::WebSocket<Stream>;
 
 /// Connects a tungstenite client to `target` (`/ws?topic=...`, `/echo`);
 /// every read and write is bounded by [`TIMEOUT`].
@@ -238,7 +239,7 @@ pub fn ws_connect(addr: SocketAddr, target: &str) -> Ws {
     stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
     stream.set_write_timeout(Some(TIMEOUT)).expect("write timeout");
     stream.set_nodelay(true).expect("TCP_NODELAY");
-    let (ws, resp) = tungstenite::client(format!("ws://{addr}{target}"), stream)
+    let (ws, resp) = tungstenite::client(format!("ws://{addr}{target}"), Stream::wrap(stream))
         .unwrap_or_else(|e| panic!("WebSocket handshake with {target} failed: {e}"));
     assert_eq!(resp.status().as_u16(), 101);
     ws
@@ -252,7 +253,7 @@ pub fn ws_try_read(ws: &mut Ws, deadline: Instant) -> Option<Message> {
         if left.is_zero() {
             return None;
         }
-        ws.get_mut().set_read_timeout(Some(left)).expect("read timeout");
+        ws.get_mut().tcp().set_read_timeout(Some(left)).expect("read timeout");
         match ws.read() {
             Ok(m) => return Some(m),
             Err(tungstenite::Error::Io(e))

@@ -32,7 +32,7 @@ fn main() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         announce(&listener);
         let options = Options { stack_size, ..Options::default() };
-        serve_with(listener, Server::new(Config::default()), Stop::new(), options).unwrap();
+        serve_with(listener, Server::new(Config::default()), Stop::new(), options, None).unwrap();
         return;
     }
     let build = if cfg!(debug_assertions) { "debug" } else { "release" };

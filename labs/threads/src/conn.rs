@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtlab_adapter::{READ_CHUNK, Step, Ticket, Unsent, step};
+use rtlab_adapter::{READ_CHUNK, Secured, Step, Ticket, TlsSession, Unsent, session_for, step};
 use rtlab_core::Connection;
 
 use crate::Shared;
@@ -17,12 +17,12 @@ use crate::wake::ThreadWaker;
 /// gives its place at the gate back, with `ticket`).
 pub(crate) fn run(stream: &TcpStream, waker: &Arc<ThreadWaker>, key: u64, shared: &Shared, ticket: Ticket) {
     let _admitted = ticket;
-    match (waker.attach(), stream.set_nonblocking(true)) {
-        (Ok(sleep_mask), Ok(())) => {
+    match (waker.attach(), stream.set_nonblocking(true), session_for(shared.tls.as_ref())) {
+        (Ok(sleep_mask), Ok(()), Ok(tls)) => {
             let conn = Connection::new(shared.server.clone(), waker.clone(), 0, Instant::now());
-            drive(stream, conn, waker, &sleep_mask, shared);
+            drive(stream, conn, tls, waker, &sleep_mask, shared);
         }
-        (Err(e), _) | (_, Err(e)) => tracing::warn!("connection setup failed: {e}"),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => tracing::warn!("connection setup failed: {e}"),
     }
     waker.detach();
     shared.roster.leave(key);
@@ -37,12 +37,20 @@ pub(crate) fn run(stream: &TcpStream, waker: &Arc<ThreadWaker>, key: u64, shared
 /// sleep in `ppoll`, which returns when the socket is readable (if the core
 /// wants input) or writable (if output is waiting), when the next deadline
 /// comes, or when a wake's signal arrives.
-fn drive(stream: &TcpStream, mut conn: Connection, waker: &ThreadWaker, sleep_mask: &libc::sigset_t, shared: &Shared) {
+fn drive(
+    stream: &TcpStream,
+    mut conn: Connection,
+    mut tls: Option<Box<TlsSession>>,
+    waker: &ThreadWaker,
+    sleep_mask: &libc::sigset_t,
+    shared: &Shared,
+) {
     let mut unsent = Unsent::new();
     let mut buf = [0u8; READ_CHUNK];
     loop {
         let (woken, stopping) = (waker.take(), shared.roster.is_stopping());
-        match step(&mut conn, &mut unsent, &mut &*stream, &mut buf, Instant::now(), woken, stopping) {
+        let mut socket = Secured::new(tls.as_deref_mut(), stream);
+        match step(&mut conn, &mut unsent, &mut socket, &mut buf, Instant::now(), woken, stopping) {
             Step::Done => return,
             // The kernel schedules threads preemptively: nobody to yield to.
             Step::Yield => {}

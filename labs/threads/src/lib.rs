@@ -41,7 +41,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, accept_failed, begin_shutdown, tune_socket, wake_accept};
+use rtlab_adapter::{ACCEPT_BACKOFF, Gate, Roster, Stop, Tls, accept_failed, begin_shutdown, tune_socket, wake_accept};
 use rtlab_core::Server;
 
 use crate::wake::ThreadWaker;
@@ -125,21 +125,29 @@ struct Shared {
     roster: Roster,
     /// The connection limit, and where refused clients go.
     gate: Arc<Gate>,
+    /// The server's TLS configuration, if it speaks TLS.
+    tls: Option<Tls>,
 }
 
 /// Serves the contract on `listener` until `stop` is requested, then stops
 /// accepting, lets every connection say goodbye (WebSocket close 1001, the
 /// end of event streams, answers to held long polls) and returns.
-pub fn serve(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>) -> io::Result<()> {
-    serve_with(listener, server, stop, Options::from_env())
+pub fn serve(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>, tls: Option<Tls>) -> io::Result<()> {
+    serve_with(listener, server, stop, Options::from_env(), tls)
 }
 
 /// [`serve`] with explicit [`Options`].
-pub fn serve_with(listener: TcpListener, server: Arc<Server>, stop: Arc<Stop>, options: Options) -> io::Result<()> {
+pub fn serve_with(
+    listener: TcpListener,
+    server: Arc<Server>,
+    stop: Arc<Stop>,
+    options: Options,
+    tls: Option<Tls>,
+) -> io::Result<()> {
     wake::install()?;
     listener.set_nonblocking(false)?;
     let listening = listener.local_addr()?;
-    let shared = Arc::new(Shared { server: server.clone(), roster: Roster::new(), gate: Gate::start(&server)? });
+    let shared = Arc::new(Shared { server: server.clone(), roster: Roster::new(), gate: Gate::start(&server)?, tls });
 
     let on_stop = shared.clone();
     stop.on_stop(move || {

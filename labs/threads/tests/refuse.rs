@@ -31,7 +31,7 @@ fn a_client_without_a_thread_gets_503_and_the_others_carry_on() {
     let options = Options { max_threads: Some(2), ..Options::default() };
     let serving = {
         let (server, stop) = (server.clone(), stop.clone());
-        thread::spawn(move || serve_with(listener, server, stop, options))
+        thread::spawn(move || serve_with(listener, server, stop, options, None))
     };
 
     // Two clients take the two threads: a subscriber and a publisher.

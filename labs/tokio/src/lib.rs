@@ -17,6 +17,11 @@
 //!   readable", "socket writable (if output is pending)", "woken by a
 //!   publisher", "deadline passed" and "server stopping".
 //! * `TaskWaker` — the core's [`Wake`] on a `tokio::sync::Notify`.
+//! * TLS: with a [`Tls`] configuration, the handshake runs first
+//!   (tokio-rustls, to learn the ALPN protocol); an HTTP/1.1 connection
+//!   then goes on as every lab does, its rustls session under the shared
+//!   step ([`Secured`]), and an HTTP/2 one goes to `http2`, the HTTP/2 front:
+//!   one core [`Connection`] per stream.
 //!
 //! ## Where a connection's memory goes
 //!
@@ -26,12 +31,17 @@
 //! stack and hands the bytes to the core, which keeps only an unfinished
 //! request or frame.
 
+mod http2;
+
+pub use http2::MAX_STREAMS;
+
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rtlab_adapter::{
-    ACCEPT_BACKOFF, Gate, READ_CHUNK, Socket, Step, Stop, Ticket, Unsent, begin_shutdown, step, tune_socket,
+    ACCEPT_BACKOFF, Gate, READ_CHUNK, Secured, Socket, Step, Stop, Ticket, Tls, TlsSession, Unsent, begin_shutdown,
+    step, tune_socket,
 };
 use rtlab_core::{Connection, Server, Wake};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,7 +52,7 @@ use tokio::task::JoinSet;
 /// Serves the contract on `listener` until `stop` is requested, then stops
 /// accepting, lets every connection say goodbye (WebSocket close 1001, the
 /// end of event streams, answers to held long polls) and returns.
-pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Stop>) -> io::Result<()> {
+pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Stop>, tls: Option<Tls>) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let gate = Gate::start(&server)?;
     runtime.block_on(async move {
@@ -61,7 +71,7 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
                     Ok((stream, _)) => match gate.admit() {
                         Some(ticket) => {
                             tune_socket(&server.config, socket2::SockRef::from(&stream));
-                            tasks.spawn(connection(stream, server.clone(), stop_rx.clone(), ticket));
+                            tasks.spawn(negotiate(stream, server.clone(), stop_rx.clone(), ticket, tls.clone()));
                         }
                         // Past the limit: the gate answers 503 and closes.
                         None => match stream.into_std() {
@@ -103,7 +113,7 @@ pub fn serve(listener: std::net::TcpListener, server: Arc<Server>, stop: Arc<Sto
 /// stores a permit so that its next `notified()` returns at once. No wake-up
 /// is ever lost, and none costs more than an atomic operation when the task
 /// is already awake.
-struct TaskWaker(Notify);
+pub(crate) struct TaskWaker(Notify);
 
 impl Wake for TaskWaker {
     fn wake(&self, _token: usize) {
@@ -111,6 +121,33 @@ impl Wake for TaskWaker {
     }
 }
 // ANCHOR_END: waker
+
+// ANCHOR: negotiate
+/// A new connection: plain, straight to [`connection`]; with TLS, the
+/// handshake first (bounded by the idle timeout), then by the protocol
+/// the client chose (ALPN): HTTP/2 to the HTTP/2 front, HTTP/1.1 to
+/// [`connection`] with its rustls session.
+async fn negotiate(
+    stream: TcpStream,
+    server: Arc<Server>,
+    stop: watch::Receiver<bool>,
+    ticket: Ticket,
+    tls: Option<Tls>,
+) {
+    let Some(tls) = tls else { return connection(stream, None, server, stop, ticket).await };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
+    let stream = match tokio::time::timeout(server.config.idle_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+        Err(_) => return tracing::debug!("TLS handshake timed out"),
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(rtlab_adapter::tls::ALPN_H2) {
+        return http2::connection(stream, server, stop, ticket).await;
+    }
+    let (stream, session) = stream.into_inner();
+    connection(stream, Some(TlsSession::from_connection(session)), server, stop, ticket).await
+}
+// ANCHOR_END: negotiate
 
 // ANCHOR: connection
 /// One connection's task: moves bytes between the socket and the core.
@@ -120,7 +157,13 @@ impl Wake for TaskWaker {
 /// waits for whatever the step said it needs — the socket readable or
 /// writable, the deadline — or for a publisher's wake or the stop. The
 /// gate's `ticket` is held for as long as the task runs.
-async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Receiver<bool>, ticket: Ticket) {
+async fn connection(
+    stream: TcpStream,
+    mut tls: Option<Box<TlsSession>>,
+    server: Arc<Server>,
+    mut stop: watch::Receiver<bool>,
+    ticket: Ticket,
+) {
     let _admitted = ticket;
     let waker = Arc::new(TaskWaker(Notify::new()));
     let mut conn = Connection::new(server, waker.clone(), 0, Instant::now());
@@ -129,21 +172,13 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Rec
     let mut stopping = *stop.borrow_and_update();
     let mut woken = false;
     loop {
-        // The read buffer lives on the worker thread's stack for the step
-        // only: it is not held across an `.await`, so it is not part of the
-        // task's future, and an idle connection does not pay for it.
-        let next = {
-            let mut buf = [0u8; READ_CHUNK];
-            step(&mut conn, &mut unsent, &mut TrySocket(&stream), &mut buf, Instant::now(), woken, stopping)
-        };
+        let mut socket = Secured::new(tls.as_deref_mut(), TrySocket(&stream));
+        let next = step_task(&mut conn, &mut unsent, &mut socket, woken, stopping);
         woken = false;
-        let (read, write, deadline) = match next {
-            Step::Done => break,
-            Step::Yield => {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            Step::Wait { read, write, deadline } => (read, write, deadline.map(tokio::time::Instant::from_std)),
+        let (read, write, deadline) = match after(next).await {
+            Next::Over => break,
+            Next::Again => continue,
+            Next::Wait { read, write, deadline } => (read, write, deadline),
         };
         tokio::select! {
             ready = stream.readable(), if read => if ready.is_err() { break },
@@ -155,6 +190,47 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut stop: watch::Rec
     }
 }
 // ANCHOR_END: connection
+
+// ANCHOR: task_step
+/// One step of a task ([`rtlab_adapter::step`], at the current time). The
+/// read buffer lives on the worker thread's stack for the step only: it is
+/// not held across an `.await`, so it is not part of the task's future, and
+/// an idle connection does not pay for it.
+pub(crate) fn step_task<S: Socket>(
+    conn: &mut Connection,
+    unsent: &mut Unsent,
+    socket: &mut S,
+    woken: bool,
+    stopping: bool,
+) -> Step {
+    let mut buf = [0u8; READ_CHUNK];
+    step(conn, unsent, socket, &mut buf, Instant::now(), woken, stopping)
+}
+
+/// What a task does after a step.
+pub(crate) enum Next {
+    /// The connection (or stream) is over.
+    Over,
+    /// Step again at once (the worker was yielded to other tasks first).
+    Again,
+    /// Wait for the socket (`read`, `write`), the `deadline`, a wake or the stop.
+    Wait { read: bool, write: bool, deadline: Option<tokio::time::Instant> },
+}
+
+/// A step's result for a task: a [`Step::Yield`] yields the worker here.
+pub(crate) async fn after(next: Step) -> Next {
+    match next {
+        Step::Done => Next::Over,
+        Step::Yield => {
+            tokio::task::yield_now().await;
+            Next::Again
+        }
+        Step::Wait { read, write, deadline } => {
+            Next::Wait { read, write, deadline: deadline.map(tokio::time::Instant::from_std) }
+        }
+    }
+}
+// ANCHOR_END: task_step
 
 // ANCHOR: try_write
 /// A tokio socket as [`rtlab_adapter::step`] needs it: tokio's non-blocking

@@ -38,36 +38,89 @@ pub struct TestServer {
     pub addr: SocketAddr,
     process: Running,
     agent: ureq::Agent,
+    /// It speaks TLS (`https`, and the test kit's clients know it).
+    tls: bool,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.tls {
+            rtlab_testkit::tls::unmark(self.addr);
+        }
+    }
+}
+
+/// The self-signed certificate (PEM) and the files of the pair that TLS
+/// test servers serve, made once per test process.
+pub fn test_certificate() -> &'static (String, std::path::PathBuf, std::path::PathBuf) {
+    static PAIR: std::sync::OnceLock<(String, std::path::PathBuf, std::path::PathBuf)> = std::sync::OnceLock::new();
+    PAIR.get_or_init(|| {
+        let (cert, key) = rtlab_adapter::self_signed().expect("a self-signed certificate");
+        let dir = std::env::temp_dir().join(format!("rtlab-test-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the test certificate");
+        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_file, &cert).and_then(|()| std::fs::write(&key_file, key)).expect("writing the pair");
+        (cert, cert_file, key_file)
+    })
 }
 
 impl TestServer {
     /// Starts `rtlab serve --runtime <runtime> --addr 127.0.0.1:0 <options>`
     /// and waits for its first stdout line, `listening on 127.0.0.1:PORT`.
+    /// A runtime written `lab+tls` serves TLS with [`test_certificate`]
+    /// (HTTP/1.1 only), and every client here speaks TLS to it; `lab+h2`
+    /// serves TLS with HTTP/2, and `addr` is then an [`H2Gate`]'s: every
+    /// client's request is a stream of one HTTP/2 connection.
+    ///
+    /// [`H2Gate`]: rtlab_testkit::h2gate::H2Gate
     pub fn start(runtime: &str, options: &[&str]) -> TestServer {
-        TestServer::launch(Launch::serve(env!("CARGO_BIN_EXE_rtlab"), runtime).args(options))
+        let (runtime, tls, h2) = match (runtime.strip_suffix("+tls"), runtime.strip_suffix("+h2")) {
+            (Some(lab), _) => (lab, true, false),
+            (_, Some(lab)) => (lab, false, true),
+            _ => (runtime, false, false),
+        };
+        let (_, cert_file, key_file) = test_certificate();
+        let mut launch = Launch::serve(env!("CARGO_BIN_EXE_rtlab"), runtime).args(options);
+        if tls || h2 {
+            launch = launch.arg("--tls-cert").arg(cert_file).arg("--tls-key").arg(key_file);
+        }
+        if tls {
+            launch = launch.arg("--no-http2");
+        }
+        TestServer::launch(launch, tls, h2)
     }
 
     /// Like [`start`](TestServer::start) on a chosen address: a server
     /// restarted where the last one listened (`--addr` of an exited one).
+    /// Plain TCP only.
     pub fn start_at(runtime: &str, addr: SocketAddr, options: &[&str]) -> TestServer {
         let addr = addr.to_string();
         let launch = Launch::new(env!("CARGO_BIN_EXE_rtlab")).args(["serve", "--runtime", runtime, "--addr", &addr]);
-        TestServer::launch(launch.args(options))
+        TestServer::launch(launch.args(options), false, false)
     }
 
-    fn launch(launch: Launch) -> TestServer {
+    fn launch(launch: Launch, tls: bool, h2: bool) -> TestServer {
+        let cert = &test_certificate().0;
         let process = launch
             .start()
             .unwrap_or_else(|e| panic!("starting the rtlab server failed: {e}"));
-        let addr = process.addr();
+        let mut addr = process.addr();
         assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST, "the server must listen where --addr says");
         assert_ne!(addr.port(), 0, "the printed port must be the real one, not 0");
-        TestServer { addr, process, agent: agent() }
+        if h2 {
+            // Every client goes through one HTTP/2 connection to the server.
+            addr = rtlab_testkit::h2gate::H2Gate::start(addr, cert).expect("the HTTP/2 gateway").addr;
+        }
+        if tls {
+            rtlab_testkit::tls::mark(addr, cert);
+        }
+        TestServer { addr, process, agent: agent(), tls }
     }
 
-    /// `http://ADDR{path}`.
+    /// `http://ADDR{path}`, or `https://` for a TLS server.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// A ureq agent (keep-alive pool) that never treats 4xx as an error.
@@ -152,9 +205,19 @@ impl TestServer {
     }
 }
 
-/// A ureq agent that reports 4xx/5xx as responses and bounds every call.
+
+/// A ureq agent that reports 4xx/5xx as responses and bounds every call;
+/// for `https`, it trusts the [`test_certificate`] only.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT)).build().into()
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let root = Certificate::from_pem(test_certificate().0.as_bytes()).expect("the test certificate");
+    let tls = TlsConfig::builder().root_certs(RootCerts::Specific(std::sync::Arc::new(vec![root]))).build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .tls_config(tls)
+        .build()
+        .into()
 }
 
 fn header<'a>(resp: &'a ureq::http::Response<ureq::Body>, name: &str) -> Option<&'a str> {
