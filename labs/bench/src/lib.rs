@@ -16,6 +16,7 @@
 //! | [`idle`] | N idle connections: server memory per connection, kernel share apart, time to open, release after close |
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
+//! | [`openloop`] | publishing on a fixed schedule of absolute times over as many connections as it takes (no coordinated omission); publish round trips apart |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
 //! | [`session`] | the skeleton every scenario shares: probe the machine, start a fresh server, the scenario's own part, stop the server, the verdict |
 //! | [`outcome`] | what a run reports: its [`outcome::Verdict`] (verified, failed, environment problem), what every run shares ([`outcome::RunInfo`]: lab, transport, verdict, clean exit, conditions), a run's whole result [`outcome::Run`] (that + the scenario's own [`outcome::Measured`] result), the [`Outcome`] trait the matrix holds |
@@ -45,6 +46,7 @@ pub mod compare;
 pub mod fanout;
 pub mod idle;
 pub mod matrix;
+pub mod openloop;
 pub mod outcome;
 pub mod polling;
 pub mod procfs;
@@ -300,7 +302,10 @@ impl EnvProbe {
     }
 }
 
-/// Percentiles of a sample (nearest-rank).
+/// Percentiles of a sample, as the results document stores them. Read
+/// from a [`Latency`] histogram. With fewer than 1,000 values the 99th
+/// percentile is one of the ten largest, and the report calls its column
+/// "max" ([`Percentiles::p99_means_max`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: usize,
@@ -311,24 +316,100 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// Sorts `values` and takes nearest-rank percentiles.
-    pub fn of(values: &mut [u64]) -> Percentiles {
-        values.sort_unstable();
-        let rank = |p: f64| {
-            if values.is_empty() {
-                0
-            } else {
-                let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-                values[i]
-            }
-        };
-        Percentiles {
-            count: values.len(),
-            p50: rank(0.50),
-            p90: rank(0.90),
-            p99: rank(0.99),
-            max: values.last().copied().unwrap_or(0),
+    /// The percentiles of `values` (recorded into a [`Latency`] histogram).
+    pub fn of(values: &[u64]) -> Percentiles {
+        let mut h = Latency::new();
+        values.iter().for_each(|&v| h.record(v));
+        h.percentiles()
+    }
+
+    /// With fewer than 1,000 values, the 99th percentile is one of the ten
+    /// largest (with 100, the largest): a column showing it says "max".
+    pub fn p99_means_max(&self) -> bool {
+        self.count < 1000
+    }
+}
+
+// ANCHOR: latency
+/// A latency histogram in microseconds: an HDR histogram (the
+/// `hdrhistogram` crate, three significant digits, from 1 µs to an hour),
+/// not a sorted vector. Workers record every (subscriber, message) pair into
+/// one and send it to the orchestrator as its recorded (value, count) pairs,
+/// which merge exactly: 10,000 subscribers × 1,000 messages is ten million
+/// values, and a histogram of them is a few kilobytes, where the values
+/// themselves would be tens of megabytes of JSON.
+#[derive(Debug, Clone)]
+pub struct Latency(hdrhistogram::Histogram<u64>);
+// ANCHOR_END: latency
+
+impl Default for Latency {
+    fn default() -> Latency {
+        Latency::new()
+    }
+}
+
+impl Latency {
+    /// An empty histogram, 1 µs to one hour, three significant digits.
+    pub fn new() -> Latency {
+        Latency(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"))
+    }
+
+    /// Records one value (clamped into the histogram's range).
+    pub fn record(&mut self, us: u64) {
+        self.0.saturating_record(us.max(1));
+    }
+
+    /// Records `count` occurrences of `us`.
+    fn record_n(&mut self, us: u64, count: u64) {
+        let _ = self.0.record_n(us.clamp(1, 3_600_000_000), count);
+    }
+
+    /// Adds every value of `other`.
+    pub fn merge(&mut self, other: &Latency) {
+        self.0.add(&other.0).expect("same bounds");
+    }
+
+    /// Values recorded.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Nothing recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Its percentiles (HDR's value at each quantile: equal values within
+    /// three significant digits).
+    pub fn percentiles(&self) -> Percentiles {
+        if self.0.is_empty() {
+            return Percentiles { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
         }
+        Percentiles {
+            count: self.0.len() as usize,
+            p50: self.0.value_at_quantile(0.50),
+            p90: self.0.value_at_quantile(0.90),
+            p99: self.0.value_at_quantile(0.99),
+            max: self.0.max(),
+        }
+    }
+}
+
+/// Sent between processes as `[[value, count], ...]` (the recorded buckets).
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<[u64; 2]> =
+            self.0.iter_recorded().map(|v| [v.value_iterated_to(), v.count_at_value()]).collect();
+        pairs.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Latency, D::Error> {
+        let pairs = Vec::<[u64; 2]>::deserialize(d)?;
+        let mut h = Latency::new();
+        pairs.into_iter().for_each(|[v, n]| h.record_n(v, n));
+        Ok(h)
     }
 }
 
@@ -337,13 +418,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let mut v: Vec<u64> = (1..=100).rev().collect();
-        let p = Percentiles::of(&mut v);
-        assert_eq!((p.count, p.p50, p.p90, p.p99, p.max), (100, 50, 90, 99, 100));
-        let p = Percentiles::of(&mut [7]);
+    fn percentiles_come_from_the_histogram_and_survive_the_wire() {
+        let v: Vec<u64> = (1..=1000).rev().collect();
+        let p = Percentiles::of(&v);
+        assert_eq!((p.count, p.p50, p.p90, p.p99, p.max), (1000, 500, 900, 990, 1000));
+        assert!(!p.p99_means_max());
+        let p = Percentiles::of(&[7]);
         assert_eq!((p.p50, p.p99, p.max), (7, 7, 7));
-        assert_eq!(Percentiles::of(&mut []).count, 0);
+        assert!(p.p99_means_max());
+        assert_eq!(Percentiles::of(&[]).count, 0);
+        // Large values keep three significant digits through JSON and a merge.
+        let mut a = Latency::new();
+        [1_234_567u64, 20, 20, 35].iter().for_each(|&v| a.record(v));
+        let back: Latency = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        let mut merged = Latency::new();
+        merged.merge(&back);
+        merged.merge(&a);
+        let p = merged.percentiles();
+        assert_eq!((p.count, p.p50), (8, 20));
+        assert!(p.max.abs_diff(1_234_567) < 1_235, "{}", p.max);
     }
 
     #[test]
