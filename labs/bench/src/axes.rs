@@ -148,6 +148,18 @@ named! {
 }
 
 named! {
+    /// Where the server and the clients run (`--placement`).
+    pub enum PlacementMode {
+        /// Server on CPU 0; clients, publisher and samplers on CPU 1 (when
+        /// there are two cores and `taskset`): neither steals the other's core.
+        Pinned = "pinned",
+        /// Nothing pinned: the scheduler spreads server and clients over
+        /// every core, and a multi-loop lab may use them all.
+        Shared = "shared",
+    }
+}
+
+named! {
     /// How big the matrix is.
     pub enum Scale {
         /// A test of the harness: tiny sizes, seconds per scenario.

@@ -13,6 +13,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
+//! | [`floor`] | `rtlab bench-floor`: the raw-socket server (mio, no protocol, no hub) that does only the kernel work a scenario needs, the reference every idle and fan-out figure is divided by |
 //! | [`idle`] | N idle connections: server memory per connection, kernel share apart, time to open, release after close |
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
@@ -44,6 +45,7 @@ pub mod backpressure;
 pub mod client;
 pub mod compare;
 pub mod fanout;
+pub mod floor;
 pub mod idle;
 pub mod matrix;
 pub mod openloop;
@@ -88,12 +90,16 @@ pub struct Common {
     /// Write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Where the server and the clients run: pinned (server CPU 0, clients
+    /// CPU 1) or shared (nothing pinned).
+    #[arg(long, value_enum, default_value = "pinned")]
+    pub placement: axes::PlacementMode,
 }
 
 impl Common {
     /// Options for `runtime` with no extra server options and no JSON file.
     pub fn new(runtime: &str) -> Common {
-        Common { runtime: runtime.to_owned(), server_args: Vec::new(), json: None }
+        Common { runtime: runtime.to_owned(), server_args: Vec::new(), json: None, placement: axes::PlacementMode::Pinned }
     }
 
     /// The rtlab binary that serves and runs workers: this one. See [`exe`].
@@ -221,7 +227,8 @@ pub fn nofile_limit() -> u64 {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_max } else { 1024 }
 }
 
-/// Where the server and the clients run.
+/// Where the server and the clients run. The orchestrator's own threads
+/// (publisher, samplers) run where the clients do ([`Placement::pin_this_thread`]).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Placement {
     /// Core the server is pinned to.
@@ -241,6 +248,32 @@ impl Placement {
             Placement { server: Some(0), clients: Some(1) }
         } else {
             Placement::default()
+        }
+    }
+
+    /// The placement `mode` asks for on this machine.
+    pub fn of(mode: axes::PlacementMode) -> Placement {
+        match mode {
+            axes::PlacementMode::Pinned => Placement::detect(),
+            axes::PlacementMode::Shared => Placement::default(),
+        }
+    }
+
+    /// Moves the calling thread (and the threads it starts from now on: the
+    /// publisher's, the samplers') to the clients' core, or lets it run on
+    /// every core when the clients are not pinned.
+    pub fn pin_this_thread(&self) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes
+        // within it for indexes below CPU_SETSIZE; sched_setaffinity(0, ..)
+        // changes only the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            match self.clients {
+                Some(core) => libc::CPU_SET(core, &mut set),
+                None => (0..cores.min(libc::CPU_SETSIZE as usize)).for_each(|c| libc::CPU_SET(c, &mut set)),
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
     }
 }
@@ -275,10 +308,13 @@ pub struct EnvProbe {
 }
 
 impl EnvProbe {
-    /// Starts measuring; also decides the placement.
-    pub fn begin() -> EnvProbe {
+    /// Starts measuring; also decides the placement (`mode`) and moves this
+    /// thread where the clients go.
+    pub fn begin(mode: axes::PlacementMode) -> EnvProbe {
+        let placement = Placement::of(mode);
+        placement.pin_this_thread();
         EnvProbe {
-            placement: Placement::detect(),
+            placement,
             steal: procfs::steal_secs(),
             load: procfs::loadavg(),
             start: Instant::now(),

@@ -55,9 +55,13 @@ pub struct MatrixArgs {
     /// support).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub transports: Vec<Transport>,
-    /// Runs of each cell (two or more show the spread).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=20))]
+    /// Runs of each cell (three or more: a median and a spread).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
     pub repeats: u64,
+    /// Where the server and the clients run in every cell: pinned (server
+    /// CPU 0, clients CPU 1) or shared (nothing pinned).
+    #[arg(long, value_enum, default_value = "pinned")]
+    pub placement: crate::axes::PlacementMode,
     /// Results directory (default: bench-results/<date>-<host>, with a
     /// -quick or -tiny suffix for those scales).
     #[arg(long)]
@@ -80,10 +84,14 @@ impl MatrixArgs {
 pub struct Sizes {
     /// Idle connections per run.
     pub idle: Vec<Count>,
-    /// Fan-out subscribers per run, messages, and milliseconds between them.
+    /// Fan-out subscribers per run, messages (1,000 or more: a last-subscriber
+    /// p99 that is not the max), and milliseconds between them, stretched
+    /// for large cells so that deliveries per second stay below
+    /// `fanout_max_rate` (a latency cell, not a throughput one).
     pub fanout: Vec<usize>,
     pub fanout_messages: u64,
     pub fanout_interval_ms: u64,
+    pub fanout_max_rate: u64,
     /// Saturation: subscribers per run; messages = min(1000, deliveries / subscribers).
     pub saturation: Vec<usize>,
     pub saturation_deliveries: u64,
@@ -112,6 +120,7 @@ impl Sizes {
                 fanout: vec![20],
                 fanout_messages: 10,
                 fanout_interval_ms: 5,
+                fanout_max_rate: 50_000,
                 saturation: vec![20],
                 saturation_deliveries: 2_000,
                 bp_fast: 5,
@@ -128,8 +137,9 @@ impl Sizes {
             Scale::Quick => Sizes {
                 idle: vec![Count::N(1000)],
                 fanout: vec![100],
-                fanout_messages: 50,
-                fanout_interval_ms: 10,
+                fanout_messages: 1000,
+                fanout_interval_ms: 3,
+                fanout_max_rate: 50_000,
                 saturation: vec![100],
                 saturation_deliveries: 50_000,
                 bp_fast: 20,
@@ -147,8 +157,9 @@ impl Sizes {
             Scale::Full => Sizes {
                 idle: vec![Count::N(1000), Count::N(10_000), Count::Max],
                 fanout: vec![100, 1000, 10_000],
-                fanout_messages: 50,
-                fanout_interval_ms: 20,
+                fanout_messages: 1000,
+                fanout_interval_ms: 10,
+                fanout_max_rate: 50_000,
                 saturation: vec![100, 1000, 10_000],
                 saturation_deliveries: 1_000_000,
                 bp_fast: 100,
@@ -210,7 +221,7 @@ impl Sizes {
                 subscribers: size,
                 messages: self.fanout_messages,
                 size: 64,
-                interval_ms: self.fanout_interval_ms,
+                interval_ms: self.fanout_interval_ms.max((size as u64 * 1000).div_ceil(self.fanout_max_rate.max(1))),
             }),
             ScenarioKind::Saturation => Scenario::Fanout(FanoutArgs {
                 common,
@@ -250,10 +261,14 @@ impl Sizes {
     }
 }
 
-/// Whether a lab runs a cell labelled `label`: a baseline lab has no
-/// `--policy`, so it runs under its own behaviour instead of the core's
-/// policies; every lab runs the rest.
-fn runs(lab: &Lab, label: Label) -> bool {
+/// Whether a lab runs a cell labelled `label` of `scenario`: the floor
+/// ([`crate::floor`]) runs idle and fan-out only (SSE and WebSocket: it
+/// answers no poll); a baseline lab has no `--policy`, so it runs under its
+/// own behaviour instead of the core's policies; every lab runs the rest.
+fn runs(lab: &Lab, scenario: ScenarioKind, label: Label) -> bool {
+    if lab.runtime == crate::floor::NAME {
+        return scenario == ScenarioKind::Idle || scenario == ScenarioKind::Fanout;
+    }
     match label {
         Label::Policy(_) => !lab.baseline,
         Label::Own => lab.baseline,
@@ -271,9 +286,14 @@ fn plan(sizes: &Sizes, labs: &[Lab], args: &MatrixArgs) -> Vec<Planned> {
         // Sizes (or variants) first, then labs, then transports: cells that
         // belong together in a table run close together in time.
         for label in sizes.labels(scenario) {
-            for lab in labs.iter().filter(|lab| runs(lab, label)) {
-                for &transport in scenario.transports().iter().filter(|t| lab.transports.contains(t) && wanted(t)) {
-                    let run = sizes.scenario(scenario, label, Common::new(&lab.runtime), transport);
+            for lab in labs.iter().filter(|lab| runs(lab, scenario, label)) {
+                let floor_skips = |t: &Transport| {
+                    lab.runtime == crate::floor::NAME && scenario == ScenarioKind::Fanout && !crate::floor::FANOUT.contains(t)
+                };
+                for &transport in
+                    scenario.transports().iter().filter(|t| lab.transports.contains(t) && wanted(t) && !floor_skips(t))
+                {
+                    let run = sizes.scenario(scenario, label, Common { placement: args.placement, ..Common::new(&lab.runtime) }, transport);
                     cells.push(Planned { scenario, runtime: lab.runtime.clone(), transport, label, run });
                 }
             }
@@ -313,6 +333,17 @@ pub fn discover(exe: &Path, only: &[String]) -> std::io::Result<Vec<Lab>> {
             continue;
         }
         labs.push(Lab { runtime, baseline, transports });
+    }
+    // The floor: the harness's own raw-socket server, measured beside the
+    // labs in idle and fan-out (it holds every transport open, and pushes
+    // SSE and WebSocket).
+    if only.is_empty() || only.iter().any(|r| r == crate::floor::NAME) {
+        let transports = probe(exe, crate::floor::NAME).into_iter().filter(|t| t.is_push()).collect::<Vec<_>>();
+        if transports.is_empty() {
+            return Err(std::io::Error::other("the floor server (rtlab bench-floor) did not start"));
+        }
+        let transports = transports.into_iter().chain([Transport::LongPoll]).collect();
+        labs.push(Lab { runtime: crate::floor::NAME.to_owned(), baseline: true, transports });
     }
     for name in only {
         if !labs.iter().any(|l| &l.runtime == name) {
@@ -373,9 +404,11 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
     let planned = plan(&sizes, &labs, args);
     let mut parameters = serde_json::to_value(&sizes).map_err(std::io::Error::other)?;
     parameters["repeats"] = args.repeats.into();
+    parameters["placement"] = serde_json::json!(args.placement);
     parameters["scenarios"] = serde_json::json!(args.scenarios);
     parameters["transports"] = serde_json::json!(args.transports);
     let mut doc = Document::begin(scale, parameters, labs.clone());
+    doc.machine.placement = crate::Placement::of(args.placement);
     let steal_start = crate::procfs::steal_secs();
 
     let bars = crate::progress();
@@ -485,7 +518,8 @@ mod tests {
             runtimes: vec![],
             scenarios: vec![],
             transports: vec![],
-            repeats: 2,
+            repeats: 3,
+            placement: crate::axes::PlacementMode::Pinned,
             out: None,
             book: None,
         };

@@ -65,12 +65,14 @@ pub struct ReportArgs {
 // ANCHOR: colours
 /// One fixed colour per runtime, the same in every plot (the Tableau 10
 /// palette). Labs not in the table take the spare colours in order.
-pub const RUNTIME_COLOURS: [(&str, RGBColor); 5] = [
+pub const RUNTIME_COLOURS: [(&str, RGBColor); 6] = [
     ("tokio", RGBColor(31, 119, 180)),
     ("mio", RGBColor(255, 127, 14)),
     ("may", RGBColor(44, 160, 44)),
     ("threads", RGBColor(214, 39, 40)),
     ("axum", RGBColor(148, 103, 189)),
+    // The floor (the harness's raw-socket server): black, the reference.
+    ("floor", RGBColor(0, 0, 0)),
 ];
 // ANCHOR_END: colours
 

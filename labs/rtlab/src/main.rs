@@ -43,6 +43,10 @@ enum Command {
     /// A load-generator worker process (started by `rtlab bench`).
     #[command(hide = true)]
     BenchWorker(rtlab_bench::worker::WorkerArgs),
+    /// The benchmark's floor: a raw-socket server doing only the kernel
+    /// work of a scenario (started by `rtlab bench`).
+    #[command(hide = true)]
+    BenchFloor(rtlab_bench::floor::FloorArgs),
     /// Print the names of the runtime labs, one per line (for scripts).
     ///
     /// Only the labs that serve the whole contract (the conformance suite
@@ -259,6 +263,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rtlab bench-worker: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::BenchFloor(args) => match rtlab_bench::floor::serve(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-floor: {e}");
                 ExitCode::FAILURE
             }
         },
