@@ -117,6 +117,9 @@ named! {
         Backpressure = "backpressure",
         /// What each transport costs to deliver one update stream.
         Polling = "polling",
+        /// Throughput at the knee: offered load ramped until the last
+        /// subscriber's p99 passes a bound.
+        Knee = "knee",
     }
 }
 
@@ -128,7 +131,7 @@ impl ScenarioKind {
         use Transport::*;
         match self {
             ScenarioKind::Idle | ScenarioKind::Fanout | ScenarioKind::Saturation => &[Sse, Ws, LongPoll],
-            ScenarioKind::Backpressure => &[Sse, Ws],
+            ScenarioKind::Backpressure | ScenarioKind::Knee => &[Sse, Ws],
             ScenarioKind::Polling => &[ShortPoll, LongPoll, Sse, Ws],
         }
     }

@@ -50,9 +50,13 @@ pub struct FanoutArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Milliseconds between publishes (0: as fast as the publisher can).
+    /// Milliseconds between publishes (0: back to back, closed-loop).
     #[arg(long, default_value_t = 20)]
     pub interval_ms: u64,
+    /// Microseconds between publishes, instead of --interval-ms (the knee's
+    /// ramp needs finer steps than a millisecond).
+    #[arg(long)]
+    pub interval_us: Option<u64>,
 }
 
 /// What one fan-out run was asked and measured ([`Run`] adds what every
@@ -64,6 +68,9 @@ pub struct FanoutResult {
     pub messages: u64,
     pub size: usize,
     pub interval_ms: u64,
+    /// Microseconds between publishes, when finer than a millisecond (the knee's steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_us: Option<u64>,
     /// Publish-to-receive latency over every (subscriber, message) pair, µs.
     /// Absent when verification failed: a run that loses messages has no numbers.
     pub all_pairs_us: Option<Percentiles>,
@@ -120,6 +127,7 @@ pub fn run(args: &FanoutArgs) -> std::io::Result<Run<FanoutResult>> {
         messages: args.messages,
         size: args.size,
         interval_ms: args.interval_ms,
+        interval_us: args.interval_us,
         all_pairs_us: None,
         last_subscriber_us: None,
         delivered_per_sec: None,
@@ -145,9 +153,10 @@ fn deliver(s: &Session, args: &FanoutArgs) -> Result<(Delivery, Verdict), Stop> 
     s.await_count(args.subscribers, "subscriber")?;
     let cpu_before = s.server.sample().cpu_secs;
     let client_before = workers.cpu_secs();
-    let pace = match args.interval_ms {
-        0 => Pace::BackToBack,
-        ms => Pace::Every(Duration::from_millis(ms)),
+    let pace = match (args.interval_us, args.interval_ms) {
+        (Some(us), _) => Pace::Every(Duration::from_micros(us.max(1))),
+        (None, 0) => Pace::BackToBack,
+        (None, ms) => Pace::Every(Duration::from_millis(ms)),
     };
     let published = openloop::publish(s.server.addr, "fanout", args.messages, args.size, pace, 64)?;
     let deliveries = args.messages * args.subscribers as u64;
@@ -216,6 +225,7 @@ impl Measured for FanoutResult {
 
     fn setup(&self) -> String {
         format!("{:>6} subs × {} msgs of {} B every {} ms", self.subscribers, self.messages, self.size, self.interval_ms)
+            + &self.interval_us.map(|us| format!(" ({us} µs)")).unwrap_or_default()
     }
 
     fn numbers(&self) -> String {

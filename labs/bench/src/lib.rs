@@ -16,6 +16,7 @@
 //! | [`floor`] | `rtlab bench-floor`: the raw-socket server (mio, no protocol, no hub) that does only the kernel work a scenario needs, the reference every idle and fan-out figure is divided by |
 //! | [`idle`] | N idle connections: server memory per connection, kernel share apart, time to open, release after close |
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
+//! | [`knee`] | throughput at the knee: a ramp of open-loop fan-out runs until the last subscriber's p99 passes a bound; the highest sustained rate, CPU per delivery, and what limited it |
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
 //! | [`openloop`] | publishing on a fixed schedule of absolute times over as many connections as it takes (no coordinated omission); publish round trips apart |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
@@ -47,6 +48,7 @@ pub mod compare;
 pub mod fanout;
 pub mod floor;
 pub mod idle;
+pub mod knee;
 pub mod matrix;
 pub mod openloop;
 pub mod outcome;
@@ -120,6 +122,10 @@ pub enum Scenario {
     Backpressure(backpressure::BackpressureArgs),
     /// Polling cost: what one transport costs to deliver an update stream.
     Polling(polling::PollingArgs),
+    /// Throughput at the knee: offered load ramped until latency passes a bound.
+    Knee(knee::KneeArgs),
+    /// The floor: the raw-socket server's fan-out (as `fanout --runtime floor`).
+    Floor(fanout::FanoutArgs),
 }
 // ANCHOR_END: scenario
 
@@ -142,6 +148,11 @@ impl Scenario {
             Scenario::Fanout(args) => Box::new(fanout::run(args)?),
             Scenario::Backpressure(args) => Box::new(backpressure::run(args)?),
             Scenario::Polling(args) => Box::new(polling::run(args)?),
+            Scenario::Knee(args) => Box::new(knee::run(args)?),
+            Scenario::Floor(args) => {
+                let args = fanout::FanoutArgs { common: Common { runtime: floor::NAME.into(), ..args.common.clone() }, ..args.clone() };
+                Box::new(fanout::run(&args)?)
+            }
         })
     }
 
@@ -152,6 +163,8 @@ impl Scenario {
             Scenario::Fanout(a) => &a.common,
             Scenario::Backpressure(a) => &a.common,
             Scenario::Polling(a) => &a.common,
+            Scenario::Knee(a) => &a.fanout.common,
+            Scenario::Floor(a) => &a.common,
         }
     }
 
@@ -159,8 +172,18 @@ impl Scenario {
     pub fn params(&self) -> serde_json::Value {
         let mut json = match self {
             Scenario::Idle(a) => serde_json::json!({ "connections": a.connections.to_string() }),
-            Scenario::Fanout(a) => serde_json::json!({
-                "subscribers": a.subscribers, "messages": a.messages, "size": a.size, "interval_ms": a.interval_ms,
+            Scenario::Fanout(a) | Scenario::Floor(a) => {
+                let mut p = serde_json::json!({
+                    "subscribers": a.subscribers, "messages": a.messages, "size": a.size, "interval_ms": a.interval_ms,
+                });
+                if let Some(us) = a.interval_us {
+                    p["interval_us"] = us.into();
+                }
+                p
+            }
+            Scenario::Knee(a) => serde_json::json!({
+                "subscribers": a.fanout.subscribers, "start": a.start, "factor": a.factor, "bound_ms": a.bound_ms,
+                "messages": a.fanout.messages, "size": a.fanout.size, "max_steps": a.max_steps,
             }),
             Scenario::Backpressure(a) => serde_json::json!({
                 "policy": a.policy, "fast": a.fast, "stalled": a.stalled, "rate": a.rate,
@@ -494,6 +517,7 @@ mod tests {
                     ScenarioKind::Fanout | ScenarioKind::Saturation => same::<outcome::Run<fanout::FanoutResult>>(run),
                     ScenarioKind::Backpressure => same::<outcome::Run<backpressure::BackpressureResult>>(run),
                     ScenarioKind::Polling => same::<outcome::Run<polling::PollingResult>>(run),
+                    ScenarioKind::Knee => same::<outcome::Run<knee::KneeResult>>(run),
                 }
             }
         }

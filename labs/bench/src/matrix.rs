@@ -103,6 +103,13 @@ pub struct Sizes {
     pub bp_size: usize,
     /// The policies compared (each also against a run without stalled subscribers).
     pub bp_policies: Vec<Policy>,
+    /// Knee: subscribers, messages a step, first step's deliveries per
+    /// second, growth per step, the p99 bound in ms.
+    pub knee_subscribers: usize,
+    pub knee_messages: u64,
+    pub knee_start: u64,
+    pub knee_factor: f64,
+    pub knee_bound_ms: u64,
     /// Polling cost: clients, updates per second, seconds, short-poll period.
     pub poll_clients: usize,
     pub poll_rate: f64,
@@ -129,6 +136,11 @@ impl Sizes {
                 bp_messages: 400,
                 bp_size: 2048,
                 bp_policies: policies,
+                knee_subscribers: 20,
+                knee_messages: 50,
+                knee_start: 2_000,
+                knee_factor: 2.0,
+                knee_bound_ms: 50,
                 poll_clients: 10,
                 poll_rate: 10.0,
                 poll_secs: 1.0,
@@ -148,6 +160,11 @@ impl Sizes {
                 bp_messages: 1000,
                 bp_size: 1024,
                 bp_policies: policies,
+                knee_subscribers: 100,
+                knee_messages: 300,
+                knee_start: 25_000,
+                knee_factor: 2.0,
+                knee_bound_ms: 50,
                 poll_clients: 100,
                 poll_rate: 5.0,
                 poll_secs: 2.0,
@@ -168,6 +185,11 @@ impl Sizes {
                 bp_messages: 5000,
                 bp_size: 1024,
                 bp_policies: policies,
+                knee_subscribers: 1000,
+                knee_messages: 1000,
+                knee_start: 20_000,
+                knee_factor: 1.4,
+                knee_bound_ms: 50,
                 poll_clients: 1000,
                 poll_rate: 2.0,
                 poll_secs: 10.0,
@@ -203,6 +225,7 @@ impl Sizes {
                 .chain(std::iter::once(Label::Own))
                 .collect(),
             ScenarioKind::Polling => vec![Label::Size(self.poll_clients as u64)],
+            ScenarioKind::Knee => vec![Label::Size(self.knee_subscribers as u64)],
         }
     }
 
@@ -222,6 +245,7 @@ impl Sizes {
                 messages: self.fanout_messages,
                 size: 64,
                 interval_ms: self.fanout_interval_ms.max((size as u64 * 1000).div_ceil(self.fanout_max_rate.max(1))),
+                interval_us: None,
             }),
             ScenarioKind::Saturation => Scenario::Fanout(FanoutArgs {
                 common,
@@ -230,6 +254,22 @@ impl Sizes {
                 messages: (self.saturation_deliveries / size.max(1) as u64).clamp(10, 1000),
                 size: 64,
                 interval_ms: 0,
+                interval_us: None,
+            }),
+            ScenarioKind::Knee => Scenario::Knee(crate::knee::KneeArgs {
+                fanout: FanoutArgs {
+                    common,
+                    transport,
+                    subscribers: size,
+                    messages: self.knee_messages,
+                    size: 64,
+                    interval_ms: 0,
+                    interval_us: None,
+                },
+                start: self.knee_start,
+                factor: self.knee_factor,
+                bound_ms: self.knee_bound_ms,
+                max_steps: 12,
             }),
             ScenarioKind::Backpressure => Scenario::Backpressure(BackpressureArgs {
                 common,
@@ -262,12 +302,12 @@ impl Sizes {
 }
 
 /// Whether a lab runs a cell labelled `label` of `scenario`: the floor
-/// ([`crate::floor`]) runs idle and fan-out only (SSE and WebSocket: it
-/// answers no poll); a baseline lab has no `--policy`, so it runs under its
+/// ([`crate::floor`]) runs idle, fan-out and the knee only (pushing over
+/// SSE and WebSocket: it answers no poll); a baseline lab has no `--policy`, so it runs under its
 /// own behaviour instead of the core's policies; every lab runs the rest.
 fn runs(lab: &Lab, scenario: ScenarioKind, label: Label) -> bool {
     if lab.runtime == crate::floor::NAME {
-        return scenario == ScenarioKind::Idle || scenario == ScenarioKind::Fanout;
+        return matches!(scenario, ScenarioKind::Idle | ScenarioKind::Fanout | ScenarioKind::Knee);
     }
     match label {
         Label::Policy(_) => !lab.baseline,
@@ -280,7 +320,10 @@ fn plan(sizes: &Sizes, labs: &[Lab], args: &MatrixArgs) -> Vec<Planned> {
     let wanted = |transport: &Transport| args.transports.is_empty() || args.transports.contains(transport);
     let mut cells = Vec::new();
     for &scenario in ScenarioKind::ALL {
-        if !args.scenarios.is_empty() && !args.scenarios.contains(&scenario) {
+        // Back-to-back saturation is run only when asked for by name: the
+        // knee (offered load, a latency bound) replaced it.
+        let asked = args.scenarios.contains(&scenario);
+        if !asked && (!args.scenarios.is_empty() || scenario == ScenarioKind::Saturation) {
             continue;
         }
         // Sizes (or variants) first, then labs, then transports: cells that
@@ -288,7 +331,7 @@ fn plan(sizes: &Sizes, labs: &[Lab], args: &MatrixArgs) -> Vec<Planned> {
         for label in sizes.labels(scenario) {
             for lab in labs.iter().filter(|lab| runs(lab, scenario, label)) {
                 let floor_skips = |t: &Transport| {
-                    lab.runtime == crate::floor::NAME && scenario == ScenarioKind::Fanout && !crate::floor::FANOUT.contains(t)
+                    lab.runtime == crate::floor::NAME && scenario != ScenarioKind::Idle && !crate::floor::FANOUT.contains(t)
                 };
                 for &transport in
                     scenario.transports().iter().filter(|t| lab.transports.contains(t) && wanted(t) && !floor_skips(t))
@@ -528,7 +571,8 @@ mod tests {
         let count = |s: ScenarioKind, r: &str| cells.iter().filter(|c| c.scenario == s && c.runtime == r).count();
         assert_eq!(count(Idle, "a"), 9);
         assert_eq!(count(Fanout, "a"), 9);
-        assert_eq!(count(Saturation, "a"), 9);
+        assert_eq!(count(Saturation, "a"), 0, "the knee replaced saturation");
+        assert_eq!(count(Knee, "a"), 2);
         assert_eq!(count(Backpressure, "a"), 8);
         assert_eq!(count(Polling, "a"), 4);
         // The baseline is measured on the transports it serves only, and
@@ -548,7 +592,9 @@ mod tests {
         ));
         let idle_max = cells.iter().find(|c| c.scenario == Idle && c.label == Label::Max).map(|c| &c.run);
         assert!(matches!(idle_max, Some(Scenario::Idle(a)) if a.connections == Count::Max));
-        let saturation = cells.iter().find(|c| c.scenario == Saturation && c.label == Label::Size(10_000)).map(|c| &c.run);
-        assert!(matches!(saturation, Some(Scenario::Fanout(a)) if a.subscribers == 10_000 && a.messages == 100 && a.interval_ms == 0));
+        let fanout = cells.iter().find(|c| c.scenario == Fanout && c.label == Label::Size(10_000)).map(|c| &c.run);
+        assert!(matches!(fanout, Some(Scenario::Fanout(a)) if a.subscribers == 10_000 && a.messages == 1000 && a.interval_ms == 200));
+        let knee = cells.iter().find(|c| c.scenario == Knee).map(|c| &c.run);
+        assert!(matches!(knee, Some(Scenario::Knee(a)) if a.fanout.subscribers == 1000 && a.bound_ms == 50));
     }
 }

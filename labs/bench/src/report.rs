@@ -185,6 +185,7 @@ fn pages(doc: &Document) -> Vec<(String, String)> {
         ("idle-notes", notes::idle_notes(doc)),
         ("fanout", tables::fanout_table(doc)),
         ("saturation", tables::saturation_table(doc)),
+        ("knee", tables::knee_table(doc)),
         ("fanout-notes", notes::fanout_notes(doc)),
         ("backpressure", tables::backpressure_table(doc)),
         ("backpressure-notes", notes::backpressure_notes(doc)),

@@ -278,6 +278,29 @@ pub(super) fn saturation_table(doc: &Document) -> String {
     ])
 }
 
+pub(super) fn knee_table(doc: &Document) -> String {
+    let p = &doc.parameters;
+    let intro = format!(
+        "Offered load ramped (open-loop fan-out runs of {} messages, each step {}× the deliveries per second of the one before, from {}) until the last subscriber's p99 passed {} ms or delivery failed. Knee: the highest delivered rate within the bound; × floor: over the floor's knee (the raw-socket server, same subscribers and placement); limited by: what the first step past the knee ran out of (server or client CPU over 90% of its cores, else the bound: queueing). {}\n",
+        p["knee_messages"], p["knee_factor"], p["knee_start"], p["knee_bound_ms"], spread_note(doc)
+    );
+    scenario_table(doc, ScenarioKind::Knee, "knee", intro, Layout::PerTransport, &[
+        Column::transport(),
+        Column::label("subscribers"),
+        Column::lab(),
+        Column::mean("knee (delivered / s)", "knee_per_sec", fmt_int),
+        Column::new("× floor", |c| floor_ratio(doc, c, |c| c.median("knee_per_sec"))),
+        Column::mean("server CPU ms / 1,000 deliveries", "server_cpu_ms_per_1000", |v| format!("{v:.1}")),
+        Column::mean("last subscriber p99 at the knee", "knee_last_p99_us", fmt_us),
+        Column::new("limited by", |c| {
+            let mut limits: Vec<String> = c.runs.iter().filter_map(|r| r["limit"].as_str().map(str::to_owned)).collect();
+            limits.sort();
+            limits.dedup();
+            if limits.is_empty() { "–".into() } else { limits.join(", ") }
+        }),
+    ])
+}
+
 pub(super) fn backpressure_table(doc: &Document) -> String {
     // The fast subscribers' p99 of the same lab and transport with no
     // stalled subscriber: what each variant is compared with.
