@@ -112,6 +112,7 @@ pub fn publish(addr: SocketAddr, topic: &str, messages: u64, size: usize, pace: 
     // Two connections to start with; more when both are busy at a due time.
     spawn(&mut threads)?;
     spawn(&mut threads)?;
+    // ANCHOR: open_loop
     let t0 = Instant::now();
     let t0_ns = client::realtime_ns();
     let mut sent_ns = Vec::with_capacity(messages as usize);
@@ -134,6 +135,7 @@ pub fn publish(addr: SocketAddr, topic: &str, messages: u64, size: usize, pace: 
             shared.1.notify_one();
         }
     }
+    // ANCHOR_END: open_loop
     shared.0.lock().expect("queue").closed = true;
     shared.1.notify_all();
     let mut out = Published { sent_ns, connections: threads.len(), ..Published::default() };
