@@ -34,6 +34,7 @@
 
 pub mod charts;
 pub mod claims;
+pub mod distance;
 pub mod findings;
 pub mod format;
 pub mod guide;
@@ -211,6 +212,7 @@ fn findings(doc: &Document) -> Vec<(String, String)> {
         ("polling", findings::polling(doc)),
         ("targets-mio", findings::targets_mio(doc)),
         ("targets-may-threads", findings::targets_may_threads(doc)),
+        ("distance", distance::distance(doc)),
         ("guide", guide::guide(doc)),
         ("scorecard", guide::scorecard(doc)),
     ]
