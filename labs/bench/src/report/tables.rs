@@ -281,7 +281,7 @@ pub(super) fn saturation_table(doc: &Document) -> String {
 pub(super) fn knee_table(doc: &Document) -> String {
     let p = &doc.parameters;
     let intro = format!(
-        "Offered load ramped (open-loop fan-out runs of {} messages, each step {}× the deliveries per second of the one before, from {}) until the last subscriber's p99 passed {} ms or delivery failed. Knee: the highest delivered rate within the bound; × floor: over the floor's knee (the raw-socket server, same subscribers and placement); limited by: what the first step past the knee ran out of (server or client CPU over 90% of its cores, else the bound: queueing). {}\n",
+        "Offered load ramped (open-loop fan-out runs of {} messages, each step {}× the deliveries per second of the one before, from {}) until the last subscriber's p99 passed {} ms or delivery failed. Knee: the highest delivered rate within the bound (0: not even the first step was within it); × floor: over the floor's knee (the raw-socket server, same subscribers and placement); limited by: what the first step past the knee ran out of (server or client CPU over 90% of its cores, else the bound: queueing). {}\n",
         p["knee_messages"], p["knee_factor"], p["knee_start"], p["knee_bound_ms"], spread_note(doc)
     );
     scenario_table(doc, ScenarioKind::Knee, "knee", intro, Layout::PerTransport, &[
