@@ -117,6 +117,9 @@ named! {
         Backpressure = "backpressure",
         /// What each transport costs to deliver one update stream.
         Polling = "polling",
+        /// Throughput at the knee: offered load ramped until the last
+        /// subscriber's p99 passes a bound.
+        Knee = "knee",
     }
 }
 
@@ -128,7 +131,7 @@ impl ScenarioKind {
         use Transport::*;
         match self {
             ScenarioKind::Idle | ScenarioKind::Fanout | ScenarioKind::Saturation => &[Sse, Ws, LongPoll],
-            ScenarioKind::Backpressure => &[Sse, Ws],
+            ScenarioKind::Backpressure | ScenarioKind::Knee => &[Sse, Ws],
             ScenarioKind::Polling => &[ShortPoll, LongPoll, Sse, Ws],
         }
     }
@@ -144,6 +147,18 @@ named! {
         DropOldest = "drop-oldest",
         /// Keep everything: the failure the other two exist to prevent.
         Unbounded = "unbounded",
+    }
+}
+
+named! {
+    /// Where the server and the clients run (`--placement`).
+    pub enum PlacementMode {
+        /// Server on CPU 0; clients, publisher and samplers on CPU 1 (when
+        /// there are two cores and `taskset`): neither steals the other's core.
+        Pinned = "pinned",
+        /// Nothing pinned: the scheduler spreads server and clients over
+        /// every core, and a multi-loop lab may use them all.
+        Shared = "shared",
     }
 }
 

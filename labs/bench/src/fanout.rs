@@ -9,19 +9,29 @@
 //! when it reaches the socket, so a worker busy with other connections does
 //! not add its own delay to what it measures.
 //!
-//! With `--interval-ms 0` the publisher sends as fast as the server answers,
-//! and messages delivered per second is the saturation throughput.
+//! Publishing is **open-loop** ([`crate::openloop`]): message `i` is due at
+//! `t0 + i × interval` and carries that due time, over as many publishing
+//! connections as it takes to keep to the schedule, so a server that stalls
+//! its publisher is charged for the stall. Latencies go into HDR histograms
+//! ([`crate::Latency`]); the publish round trip is recorded on its own. The
+//! workers' CPU is sampled too: a cell whose client core was saturated
+//! measured the clients, and says so.
+//!
+//! With `--interval-ms 0` the publisher sends back to back on one
+//! connection, each as soon as the previous is answered (the closed loop of
+//! the saturation figure).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, Transport};
+use crate::client::Transport;
+use crate::openloop::{self, Pace};
 use crate::outcome::{Measured, Run, Verdict};
 use crate::session::{Session, Stop};
 use crate::worker::Report;
 use crate::workers::Mode;
-use crate::{Common, Percentiles};
+use crate::{Common, Latency, Percentiles};
 
 /// Options of one fan-out run.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,9 +50,13 @@ pub struct FanoutArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Milliseconds between publishes (0: as fast as the publisher can).
+    /// Milliseconds between publishes (0: back to back, closed-loop).
     #[arg(long, default_value_t = 20)]
     pub interval_ms: u64,
+    /// Microseconds between publishes, instead of --interval-ms (the knee's
+    /// ramp needs finer steps than a millisecond).
+    #[arg(long)]
+    pub interval_us: Option<u64>,
 }
 
 /// What one fan-out run was asked and measured ([`Run`] adds what every
@@ -54,6 +68,9 @@ pub struct FanoutResult {
     pub messages: u64,
     pub size: usize,
     pub interval_ms: u64,
+    /// Microseconds between publishes, when finer than a millisecond (the knee's steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_us: Option<u64>,
     /// Publish-to-receive latency over every (subscriber, message) pair, µs.
     /// Absent when verification failed: a run that loses messages has no numbers.
     pub all_pairs_us: Option<Percentiles>,
@@ -66,16 +83,37 @@ pub struct FanoutResult {
     pub span_secs: Option<f64>,
     /// Server CPU seconds (user + system) per second of that span.
     pub server_cpu_per_sec: Option<f64>,
+    /// The client workers' CPU seconds per second of that span (all workers
+    /// together; 1.0 is one core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_per_sec: Option<f64>,
+    /// The clients' core was saturated (pinned, and its workers used more
+    /// than 90% of it): the cell measured the clients as much as the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_saturated: Option<bool>,
+    /// Publish round trip (request written to answer read), µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_rtt_us: Option<Percentiles>,
+    /// Publishing connections it took to keep to the schedule (open loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publishers: Option<usize>,
+    /// Messages that left more than a millisecond after they were due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_publishes: Option<u64>,
 }
 
 /// What the subscribers reported, for the numbers of a verified run.
 #[derive(Debug, Default)]
 struct Delivery {
-    /// When each message was published, `CLOCK_REALTIME` ns.
-    sent_ns: Vec<u64>,
+    /// When each message was due (sent, back to back), and the round trips.
+    published: openloop::Published,
     reports: Vec<Report>,
     /// Server CPU seconds from the first publish to the last receipt.
     cpu_secs: f64,
+    /// The workers' CPU seconds over the same time.
+    client_cpu_secs: f64,
+    /// The workers were pinned to a core of their own.
+    clients_pinned: bool,
 }
 
 /// Runs the fan-out scenario once against a fresh server.
@@ -89,11 +127,17 @@ pub fn run(args: &FanoutArgs) -> std::io::Result<Run<FanoutResult>> {
         messages: args.messages,
         size: args.size,
         interval_ms: args.interval_ms,
+        interval_us: args.interval_us,
         all_pairs_us: None,
         last_subscriber_us: None,
         delivered_per_sec: None,
         span_secs: None,
         server_cpu_per_sec: None,
+        client_cpu_per_sec: None,
+        client_saturated: None,
+        publish_rtt_us: None,
+        publishers: None,
+        late_publishes: None,
     };
     if info.verdict.is_verified() {
         result.latencies(&delivery);
@@ -108,49 +152,48 @@ fn deliver(s: &Session, args: &FanoutArgs) -> Result<(Delivery, Verdict), Stop> 
     let mut workers = s.open(&plan, "subscribers")?;
     s.await_count(args.subscribers, "subscriber")?;
     let cpu_before = s.server.sample().cpu_secs;
-    let mut publisher = s.publisher("fanout")?;
-    let mut sent_ns = Vec::with_capacity(args.messages as usize);
-    for seq in 0..args.messages {
-        let now = client::realtime_ns();
-        sent_ns.push(now);
-        publisher.publish(&client::bench_payload(seq, now, args.size))?;
-        if args.interval_ms > 0 {
-            std::thread::sleep(Duration::from_millis(args.interval_ms));
-        }
-    }
+    let client_before = workers.cpu_secs();
+    let pace = match (args.interval_us, args.interval_ms) {
+        (Some(us), _) => Pace::Every(Duration::from_micros(us.max(1))),
+        (None, 0) => Pace::BackToBack,
+        (None, ms) => Pace::Every(Duration::from_millis(ms)),
+    };
+    let published = openloop::publish(s.server.addr, "fanout", args.messages, args.size, pace, 64)?;
     let deliveries = args.messages * args.subscribers as u64;
     let all_done = workers.wait_done(Duration::from_secs(30 + deliveries / 50_000));
     let cpu_secs = s.server.sample().cpu_secs - cpu_before;
+    let client_cpu_secs = workers.cpu_secs() - client_before;
     let reports = workers.reports()?;
     let verdict = Verdict::of(verify(&reports, args.messages, args.subscribers, all_done));
-    Ok((Delivery { sent_ns, reports, cpu_secs }, verdict))
+    let clients_pinned = s.placement().clients.is_some();
+    Ok((Delivery { published, reports, cpu_secs, client_cpu_secs, clients_pinned }, verdict))
 }
 
 impl FanoutResult {
     /// The latencies and throughput of a verified run.
     fn latencies(&mut self, d: &Delivery) {
         let received: u64 = d.reports.iter().map(|r| r.received).sum();
-        let mut all = Vec::with_capacity(received as usize);
-        let mut last = Vec::with_capacity(d.sent_ns.len());
+        let sent_ns = &d.published.sent_ns;
+        let mut last = Latency::new();
         let mut last_receipt_ns = 0;
-        for (seq, sent) in d.sent_ns.iter().enumerate() {
-            let mut slowest = 0u64;
-            for r in &d.reports {
-                for &us in r.latency_us.get(&(seq as u64)).map(Vec::as_slice).unwrap_or(&[]) {
-                    all.push(us as u64);
-                    slowest = slowest.max(us as u64);
-                }
-            }
-            last.push(slowest);
+        for (seq, sent) in sent_ns.iter().enumerate() {
+            let slowest = d.reports.iter().filter_map(|r| r.slowest_us.get(&(seq as u64))).copied().max().unwrap_or(0);
+            last.record(slowest);
             last_receipt_ns = last_receipt_ns.max(sent + slowest * 1000);
         }
-        let first = d.sent_ns.first().copied().unwrap_or(0);
+        let first = sent_ns.first().copied().unwrap_or(0);
         let span_secs = last_receipt_ns.saturating_sub(first) as f64 / 1e9;
-        self.all_pairs_us = Some(Percentiles::of(&mut all));
-        self.last_subscriber_us = Some(Percentiles::of(&mut last));
-        self.delivered_per_sec = (span_secs > 0.0).then(|| received as f64 / span_secs);
+        let per_sec = |v: f64| (span_secs > 0.0).then(|| v / span_secs);
+        self.all_pairs_us = Some(Report::merged(&d.reports).percentiles());
+        self.last_subscriber_us = Some(last.percentiles());
+        self.delivered_per_sec = per_sec(received as f64);
         self.span_secs = Some(span_secs);
-        self.server_cpu_per_sec = (span_secs > 0.0).then(|| d.cpu_secs / span_secs);
+        self.server_cpu_per_sec = per_sec(d.cpu_secs);
+        self.client_cpu_per_sec = per_sec(d.client_cpu_secs);
+        self.client_saturated = self.client_cpu_per_sec.map(|c| d.clients_pinned && c > 0.9);
+        self.publish_rtt_us = Some(d.published.round_trip.percentiles());
+        self.publishers = Some(d.published.connections);
+        self.late_publishes = Some(d.published.late);
     }
 }
 
@@ -182,19 +225,22 @@ impl Measured for FanoutResult {
 
     fn setup(&self) -> String {
         format!("{:>6} subs × {} msgs of {} B every {} ms", self.subscribers, self.messages, self.size, self.interval_ms)
+            + &self.interval_us.map(|us| format!(" ({us} µs)")).unwrap_or_default()
     }
 
     fn numbers(&self) -> String {
         let (Some(all), Some(last)) = (&self.all_pairs_us, &self.last_subscriber_us) else { return String::new() };
         format!(
-            "all pairs p50 {} µs p99 {} µs max {} µs | last subscriber p50 {} µs p99 {} µs max {} µs | {:.0} delivered/s",
+            "all pairs p50 {} µs p99 {} µs max {} µs | last subscriber p50 {} µs p99 {} µs max {} µs | {:.0} delivered/s | client CPU {:.2}{}",
             all.p50,
             all.p99,
             all.max,
             last.p50,
             last.p99,
             last.max,
-            self.delivered_per_sec.unwrap_or(0.0)
+            self.delivered_per_sec.unwrap_or(0.0),
+            self.client_cpu_per_sec.unwrap_or(0.0),
+            if self.client_saturated == Some(true) { " (client core saturated)" } else { "" }
         )
     }
 
@@ -212,6 +258,8 @@ impl Measured for FanoutResult {
         }
         m.extend(self.delivered_per_sec.map(|v| ("delivered_per_sec", v)));
         m.extend(self.server_cpu_per_sec.map(|v| ("server_cpu_per_sec", v)));
+        m.extend(self.client_cpu_per_sec.map(|v| ("client_cpu_per_sec", v)));
+        m.extend(self.publish_rtt_us.map(|p| ("publish_rtt_p99_us", p.p99 as f64)));
         m
     }
 }

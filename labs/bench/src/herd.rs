@@ -185,7 +185,7 @@ pub fn run(args: &ReconnectArgs) -> std::io::Result<HerdResult> {
         env: RunEnv::default(),
         runs: Vec::new(),
     };
-    let probe = EnvProbe::begin();
+    let probe = EnvProbe::begin(args.common.placement);
     for repeat in 0..args.repeats {
         for strategy in &args.strategies {
             let run = one_run(args, *strategy, repeat)?;
@@ -323,7 +323,7 @@ fn publish(addr: SocketAddr, data: &str, timeout: Duration) -> std::io::Result<u
 }
 
 fn one_run(args: &ReconnectArgs, strategy: Strategy, repeat: usize) -> std::io::Result<HerdRun> {
-    let probe = EnvProbe::begin();
+    let probe = EnvProbe::begin(args.common.placement);
     let placement = probe.placement();
     let mut run = HerdRun { strategy: strategy.name().into(), repeat, ..HerdRun::default() };
     let server = start_server(args, SocketAddr::from(([127, 0, 0, 1], 0)), placement.server)?;

@@ -108,10 +108,17 @@ pub struct Cost {
     /// Growth of the whole resident set / held (includes file pages touched).
     pub rss_bytes_per_conn: f64,
     /// Kernel bytes per connection: growth of the socket slab caches + TCP
-    /// buffer memory + kernel stacks / held, system-wide (client sockets
-    /// included: both ends live on this machine). Falls back to the whole
-    /// slab where `/proc/slabinfo` is not readable.
+    /// buffer memory + kernel stacks + the thread caches (task_struct,
+    /// VMAs) and page tables / held, system-wide (client sockets included:
+    /// both ends live on this machine). Where `/proc/slabinfo` is not
+    /// readable it is the whole slab's growth, and not reported as a metric
+    /// (see `kernel_source`).
     pub kernel_bytes_per_conn: f64,
+    /// Where the slab figure came from: `slabinfo` (the socket and thread
+    /// caches), or `meminfo-slab` (the whole slab: `/proc/slabinfo` was not
+    /// readable, so no kernel figure is reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_source: Option<String>,
     /// The same with the whole slab (`/proc/meminfo` "Slab"): includes every
     /// other cache, so other processes' activity shows.
     pub kernel_total_slab_bytes_per_conn: f64,
@@ -190,8 +197,9 @@ fn hold(s: &Session, args: &IdleArgs) -> Result<(Cost, Verdict), Stop> {
     // ANCHOR: per_connection
     let per = |after: u64, before: u64| if held == 0 { 0.0 } else { (after as f64 - before as f64) / held as f64 };
     let readable = kernel_before.socket_slab > 0;
-    let kernel_total =
-        |k: &KernelSample| if readable { k.socket_slab } else { k.slab } + k.tcp_mem + k.kernel_stack;
+    let kernel_total = |k: &KernelSample| {
+        (if readable { k.socket_slab + k.thread_slab } else { k.slab }) + k.tcp_mem + k.kernel_stack + k.page_tables
+    };
     let whole_slab = |k: &KernelSample| k.slab + k.tcp_mem + k.kernel_stack;
     // ANCHOR_END: per_connection
     let verdict = judge(max, attempted, &ready, held, too_slow, sockets_released);
@@ -205,6 +213,7 @@ fn hold(s: &Session, args: &IdleArgs) -> Result<(Cost, Verdict), Stop> {
         user_bytes_per_conn: per(server_after.rss_anon, server_before.rss_anon),
         rss_bytes_per_conn: per(server_after.rss, server_before.rss),
         kernel_bytes_per_conn: per(kernel_total(&kernel_after), kernel_total(&kernel_before)),
+        kernel_source: Some(if readable { "slabinfo" } else { "meminfo-slab" }.to_owned()),
         kernel_total_slab_bytes_per_conn: per(whole_slab(&kernel_after), whole_slab(&kernel_before)),
         user_retained_bytes_per_conn: per(server_after_close.rss_anon, server_before.rss_anon),
         kernel_retained_bytes_per_conn: per(kernel_total(&kernel_after_close), kernel_total(&kernel_before)),
@@ -272,18 +281,23 @@ impl Measured for IdleResult {
 
     fn metrics(&self) -> Vec<(&'static str, f64)> {
         let h = &self.cost;
-        vec![
+        // No kernel figure from the whole slab: other processes move it.
+        let kernel = h.kernel_source.as_deref() != Some("meminfo-slab");
+        let mut m = vec![
             ("held", h.held as f64),
             ("user_bytes_per_conn", h.user_bytes_per_conn),
-            ("kernel_bytes_per_conn", h.kernel_bytes_per_conn),
             ("kernel_total_slab_bytes_per_conn", h.kernel_total_slab_bytes_per_conn),
             ("rss_bytes_per_conn", h.rss_bytes_per_conn),
             ("open_secs", h.open_secs),
             ("user_retained_bytes_per_conn", h.user_retained_bytes_per_conn),
-            ("kernel_retained_bytes_per_conn", h.kernel_retained_bytes_per_conn),
             ("threads", h.server_after.threads as f64),
             ("mappings", h.server_after.mappings as f64),
-        ]
+        ];
+        if kernel {
+            m.push(("kernel_bytes_per_conn", h.kernel_bytes_per_conn));
+            m.push(("kernel_retained_bytes_per_conn", h.kernel_retained_bytes_per_conn));
+        }
+        m
     }
 }
 

@@ -13,11 +13,14 @@
 //!
 //! | module | what it does |
 //! |---|---|
+//! | [`floor`] | `rtlab bench-floor`: the raw-socket server (mio, no protocol, no hub) that does only the kernel work a scenario needs, the reference every idle and fan-out figure is divided by |
 //! | [`idle`] | N idle connections: server memory per connection, kernel share apart, time to open, release after close |
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
+//! | [`knee`] | throughput at the knee: a ramp of open-loop fan-out runs until the last subscriber's p99 passes a bound; the highest sustained rate, CPU per delivery, and what limited it |
 //! | [`backpressure`] | fast and stalled subscribers under each outbox policy: memory over time, fast subscribers' latency, fate of the stalled |
 //! | [`million`] | a million idle connections over many server processes ([`cluster`]) and crowd workers ([`crowd`]): memory per connection summed over processes, kernel share, time to open, one broadcast's timeline to all |
 //! | [`million_report`] | `rtlab report-million`: the million's tables, findings and plot, for the book |
+//! | [`openloop`] | publishing on a fixed schedule of absolute times over as many connections as it takes (no coordinated omission); publish round trips apart |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
 //! | [`herd`] | `rtlab bench reconnect`: the thundering herd — N reconnecting clients (the client library), the server SIGKILLed and restarted, each back-off strategy: attempts and subscriptions over time, failures, time to 99 % / 100 % back, messages lost across the restart |
 //! | [`zombies`] | `rtlab bench zombies`: dead peers made for real (a network namespace whose traffic is dropped, a SIGSTOPped client): how long each lab takes to reap them, per transport, beside what the kernel alone would do |
@@ -52,10 +55,13 @@ pub mod deltas;
 pub mod crowd;
 pub mod fanout;
 pub mod herd;
+pub mod floor;
 pub mod idle;
+pub mod knee;
 pub mod matrix;
 pub mod million;
 pub mod million_report;
+pub mod openloop;
 pub mod outcome;
 pub mod polling;
 pub mod procfs;
@@ -99,12 +105,16 @@ pub struct Common {
     /// Write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Where the server and the clients run: pinned (server CPU 0, clients
+    /// CPU 1) or shared (nothing pinned).
+    #[arg(long, value_enum, default_value = "pinned")]
+    pub placement: axes::PlacementMode,
 }
 
 impl Common {
     /// Options for `runtime` with no extra server options and no JSON file.
     pub fn new(runtime: &str) -> Common {
-        Common { runtime: runtime.to_owned(), server_args: Vec::new(), json: None }
+        Common { runtime: runtime.to_owned(), server_args: Vec::new(), json: None, placement: axes::PlacementMode::Pinned }
     }
 
     /// The rtlab binary that serves and runs workers: this one. See [`exe`].
@@ -132,6 +142,10 @@ pub enum Scenario {
     /// A million (any number of) idle connections over many server
     /// processes, and one broadcast that must reach every one.
     Million(million::MillionArgs),
+    /// Throughput at the knee: offered load ramped until latency passes a bound.
+    Knee(knee::KneeArgs),
+    /// The floor: the raw-socket server's fan-out (as `fanout --runtime floor`).
+    Floor(fanout::FanoutArgs),
 }
 // ANCHOR_END: scenario
 
@@ -157,6 +171,11 @@ impl Scenario {
             Scenario::Reconnect(args) => Box::new(herd::run(args)?),
             Scenario::Zombies(args) => Box::new(zombies::run(args)?),
             Scenario::Million(args) => Box::new(million::run(args)?),
+            Scenario::Knee(args) => Box::new(knee::run(args)?),
+            Scenario::Floor(args) => {
+                let args = fanout::FanoutArgs { common: Common { runtime: floor::NAME.into(), ..args.common.clone() }, ..args.clone() };
+                Box::new(fanout::run(&args)?)
+            }
         })
     }
 
@@ -170,6 +189,8 @@ impl Scenario {
             Scenario::Reconnect(a) => &a.common,
             Scenario::Zombies(a) => &a.common,
             Scenario::Million(a) => &a.common,
+            Scenario::Knee(a) => &a.fanout.common,
+            Scenario::Floor(a) => &a.common,
         }
     }
 
@@ -177,8 +198,18 @@ impl Scenario {
     pub fn params(&self) -> serde_json::Value {
         let mut json = match self {
             Scenario::Idle(a) => serde_json::json!({ "connections": a.connections.to_string() }),
-            Scenario::Fanout(a) => serde_json::json!({
-                "subscribers": a.subscribers, "messages": a.messages, "size": a.size, "interval_ms": a.interval_ms,
+            Scenario::Fanout(a) | Scenario::Floor(a) => {
+                let mut p = serde_json::json!({
+                    "subscribers": a.subscribers, "messages": a.messages, "size": a.size, "interval_ms": a.interval_ms,
+                });
+                if let Some(us) = a.interval_us {
+                    p["interval_us"] = us.into();
+                }
+                p
+            }
+            Scenario::Knee(a) => serde_json::json!({
+                "subscribers": a.fanout.subscribers, "start": a.start, "factor": a.factor, "bound_ms": a.bound_ms,
+                "messages": a.fanout.messages, "size": a.fanout.size, "max_steps": a.max_steps,
             }),
             Scenario::Backpressure(a) => serde_json::json!({
                 "policy": a.policy, "fast": a.fast, "stalled": a.stalled, "rate": a.rate,
@@ -205,6 +236,7 @@ impl Scenario {
 /// verification.
 pub fn run_cli(args: &BenchArgs) -> std::io::Result<bool> {
     raise_nofile_limit();
+    close_inherited_on_exec();
     match &args.scenario {
         Some(scenario) => {
             let result = scenario.run()?;
@@ -245,6 +277,29 @@ pub fn raise_nofile_limit() {
     }
 }
 
+/// Marks every descriptor this process inherited (beyond stdin, stdout and
+/// stderr) close-on-exec: `cargo run` hands its jobserver pipes to its
+/// child, which would hand them on to every server and worker started from
+/// here, so a server would hold two descriptors fewer connections than a
+/// clean process — and the idle scenario's "max" would not be the real
+/// ceiling. Descriptors this process opens itself are close-on-exec
+/// already (Rust's standard library, mio and socket2 open them so).
+pub fn close_inherited_on_exec() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect();
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD on a descriptor number change only its
+        // flags; a number that is no longer open (the directory's own) fails
+        // harmlessly.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
 /// The hard open-files limit a server started from here gets.
 pub fn nofile_limit() -> u64 {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -252,7 +307,8 @@ pub fn nofile_limit() -> u64 {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_max } else { 1024 }
 }
 
-/// Where the server and the clients run.
+/// Where the server and the clients run. The orchestrator's own threads
+/// (publisher, samplers) run where the clients do ([`Placement::pin_this_thread`]).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Placement {
     /// Core the server is pinned to.
@@ -272,6 +328,32 @@ impl Placement {
             Placement { server: Some(0), clients: Some(1) }
         } else {
             Placement::default()
+        }
+    }
+
+    /// The placement `mode` asks for on this machine.
+    pub fn of(mode: axes::PlacementMode) -> Placement {
+        match mode {
+            axes::PlacementMode::Pinned => Placement::detect(),
+            axes::PlacementMode::Shared => Placement::default(),
+        }
+    }
+
+    /// Moves the calling thread (and the threads it starts from now on: the
+    /// publisher's, the samplers') to the clients' core, or lets it run on
+    /// every core when the clients are not pinned.
+    pub fn pin_this_thread(&self) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes
+        // within it for indexes below CPU_SETSIZE; sched_setaffinity(0, ..)
+        // changes only the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            match self.clients {
+                Some(core) => libc::CPU_SET(core, &mut set),
+                None => (0..cores.min(libc::CPU_SETSIZE as usize)).for_each(|c| libc::CPU_SET(c, &mut set)),
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
     }
 }
@@ -306,10 +388,13 @@ pub struct EnvProbe {
 }
 
 impl EnvProbe {
-    /// Starts measuring; also decides the placement.
-    pub fn begin() -> EnvProbe {
+    /// Starts measuring; also decides the placement (`mode`) and moves this
+    /// thread where the clients go.
+    pub fn begin(mode: axes::PlacementMode) -> EnvProbe {
+        let placement = Placement::of(mode);
+        placement.pin_this_thread();
         EnvProbe {
-            placement: Placement::detect(),
+            placement,
             steal: procfs::steal_secs(),
             load: procfs::loadavg(),
             start: Instant::now(),
@@ -333,7 +418,10 @@ impl EnvProbe {
     }
 }
 
-/// Percentiles of a sample (nearest-rank).
+/// Percentiles of a sample, as the results document stores them. Read
+/// from a [`Latency`] histogram. With fewer than 1,000 values the 99th
+/// percentile is one of the ten largest, and the report calls its column
+/// "max" ([`Percentiles::p99_means_max`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: usize,
@@ -344,24 +432,100 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// Sorts `values` and takes nearest-rank percentiles.
-    pub fn of(values: &mut [u64]) -> Percentiles {
-        values.sort_unstable();
-        let rank = |p: f64| {
-            if values.is_empty() {
-                0
-            } else {
-                let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-                values[i]
-            }
-        };
-        Percentiles {
-            count: values.len(),
-            p50: rank(0.50),
-            p90: rank(0.90),
-            p99: rank(0.99),
-            max: values.last().copied().unwrap_or(0),
+    /// The percentiles of `values` (recorded into a [`Latency`] histogram).
+    pub fn of(values: &[u64]) -> Percentiles {
+        let mut h = Latency::new();
+        values.iter().for_each(|&v| h.record(v));
+        h.percentiles()
+    }
+
+    /// With fewer than 1,000 values, the 99th percentile is one of the ten
+    /// largest (with 100, the largest): a column showing it says "max".
+    pub fn p99_means_max(&self) -> bool {
+        self.count < 1000
+    }
+}
+
+// ANCHOR: latency
+/// A latency histogram in microseconds: an HDR histogram (the
+/// `hdrhistogram` crate, three significant digits, from 1 µs to an hour),
+/// not a sorted vector. Workers record every (subscriber, message) pair into
+/// one and send it to the orchestrator as its recorded (value, count) pairs,
+/// which merge exactly: 10,000 subscribers × 1,000 messages is ten million
+/// values, and a histogram of them is a few kilobytes, where the values
+/// themselves would be tens of megabytes of JSON.
+#[derive(Debug, Clone)]
+pub struct Latency(hdrhistogram::Histogram<u64>);
+// ANCHOR_END: latency
+
+impl Default for Latency {
+    fn default() -> Latency {
+        Latency::new()
+    }
+}
+
+impl Latency {
+    /// An empty histogram, 1 µs to one hour, three significant digits.
+    pub fn new() -> Latency {
+        Latency(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"))
+    }
+
+    /// Records one value (clamped into the histogram's range).
+    pub fn record(&mut self, us: u64) {
+        self.0.saturating_record(us.max(1));
+    }
+
+    /// Records `count` occurrences of `us`.
+    fn record_n(&mut self, us: u64, count: u64) {
+        let _ = self.0.record_n(us.clamp(1, 3_600_000_000), count);
+    }
+
+    /// Adds every value of `other`.
+    pub fn merge(&mut self, other: &Latency) {
+        self.0.add(&other.0).expect("same bounds");
+    }
+
+    /// Values recorded.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Nothing recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Its percentiles (HDR's value at each quantile: equal values within
+    /// three significant digits).
+    pub fn percentiles(&self) -> Percentiles {
+        if self.0.is_empty() {
+            return Percentiles { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
         }
+        Percentiles {
+            count: self.0.len() as usize,
+            p50: self.0.value_at_quantile(0.50),
+            p90: self.0.value_at_quantile(0.90),
+            p99: self.0.value_at_quantile(0.99),
+            max: self.0.max(),
+        }
+    }
+}
+
+/// Sent between processes as `[[value, count], ...]` (the recorded buckets).
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<[u64; 2]> =
+            self.0.iter_recorded().map(|v| [v.value_iterated_to(), v.count_at_value()]).collect();
+        pairs.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Latency, D::Error> {
+        let pairs = Vec::<[u64; 2]>::deserialize(d)?;
+        let mut h = Latency::new();
+        pairs.into_iter().for_each(|[v, n]| h.record_n(v, n));
+        Ok(h)
     }
 }
 
@@ -370,13 +534,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let mut v: Vec<u64> = (1..=100).rev().collect();
-        let p = Percentiles::of(&mut v);
-        assert_eq!((p.count, p.p50, p.p90, p.p99, p.max), (100, 50, 90, 99, 100));
-        let p = Percentiles::of(&mut [7]);
+    fn inherited_descriptors_become_close_on_exec() {
+        // dup() gives a descriptor without FD_CLOEXEC, as an inherited one is.
+        // SAFETY: dup and fcntl on this process's own stderr copy; closed below.
+        let fd = unsafe { libc::dup(2) };
+        assert!(fd > 2);
+        let cloexec = || unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
+        assert!(!cloexec());
+        close_inherited_on_exec();
+        assert!(cloexec());
+        // SAFETY: fd is ours, from dup above.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram_and_survive_the_wire() {
+        let v: Vec<u64> = (1..=1000).rev().collect();
+        let p = Percentiles::of(&v);
+        assert_eq!((p.count, p.p50, p.p90, p.p99, p.max), (1000, 500, 900, 990, 1000));
+        assert!(!p.p99_means_max());
+        let p = Percentiles::of(&[7]);
         assert_eq!((p.p50, p.p99, p.max), (7, 7, 7));
-        assert_eq!(Percentiles::of(&mut []).count, 0);
+        assert!(p.p99_means_max());
+        assert_eq!(Percentiles::of(&[]).count, 0);
+        // Large values keep three significant digits through JSON and a merge.
+        let mut a = Latency::new();
+        [1_234_567u64, 20, 20, 35].iter().for_each(|&v| a.record(v));
+        let back: Latency = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        let mut merged = Latency::new();
+        merged.merge(&back);
+        merged.merge(&a);
+        let p = merged.percentiles();
+        assert_eq!((p.count, p.p50), (8, 20));
+        assert!(p.max.abs_diff(1_234_567) < 1_235, "{}", p.max);
     }
 
     #[test]
@@ -398,6 +588,7 @@ mod tests {
                     ScenarioKind::Fanout | ScenarioKind::Saturation => same::<outcome::Run<fanout::FanoutResult>>(run),
                     ScenarioKind::Backpressure => same::<outcome::Run<backpressure::BackpressureResult>>(run),
                     ScenarioKind::Polling => same::<outcome::Run<polling::PollingResult>>(run),
+                    ScenarioKind::Knee => same::<outcome::Run<knee::KneeResult>>(run),
                 }
             }
         }

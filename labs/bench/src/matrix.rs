@@ -55,9 +55,13 @@ pub struct MatrixArgs {
     /// support).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub transports: Vec<Transport>,
-    /// Runs of each cell (two or more show the spread).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=20))]
+    /// Runs of each cell (three or more: a median and a spread).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
     pub repeats: u64,
+    /// Where the server and the clients run in every cell: pinned (server
+    /// CPU 0, clients CPU 1) or shared (nothing pinned).
+    #[arg(long, value_enum, default_value = "pinned")]
+    pub placement: crate::axes::PlacementMode,
     /// Results directory (default: bench-results/<date>-<host>, with a
     /// -quick or -tiny suffix for those scales).
     #[arg(long)]
@@ -80,10 +84,14 @@ impl MatrixArgs {
 pub struct Sizes {
     /// Idle connections per run.
     pub idle: Vec<Count>,
-    /// Fan-out subscribers per run, messages, and milliseconds between them.
+    /// Fan-out subscribers per run, messages (1,000 or more: a last-subscriber
+    /// p99 that is not the max), and milliseconds between them, stretched
+    /// for large cells so that deliveries per second stay below
+    /// `fanout_max_rate` (a latency cell, not a throughput one).
     pub fanout: Vec<usize>,
     pub fanout_messages: u64,
     pub fanout_interval_ms: u64,
+    pub fanout_max_rate: u64,
     /// Saturation: subscribers per run; messages = min(1000, deliveries / subscribers).
     pub saturation: Vec<usize>,
     pub saturation_deliveries: u64,
@@ -95,6 +103,13 @@ pub struct Sizes {
     pub bp_size: usize,
     /// The policies compared (each also against a run without stalled subscribers).
     pub bp_policies: Vec<Policy>,
+    /// Knee: subscribers, messages a step, first step's deliveries per
+    /// second, growth per step, the p99 bound in ms.
+    pub knee_subscribers: usize,
+    pub knee_messages: u64,
+    pub knee_start: u64,
+    pub knee_factor: f64,
+    pub knee_bound_ms: u64,
     /// Polling cost: clients, updates per second, seconds, short-poll period.
     pub poll_clients: usize,
     pub poll_rate: f64,
@@ -112,6 +127,7 @@ impl Sizes {
                 fanout: vec![20],
                 fanout_messages: 10,
                 fanout_interval_ms: 5,
+                fanout_max_rate: 50_000,
                 saturation: vec![20],
                 saturation_deliveries: 2_000,
                 bp_fast: 5,
@@ -120,6 +136,11 @@ impl Sizes {
                 bp_messages: 400,
                 bp_size: 2048,
                 bp_policies: policies,
+                knee_subscribers: 20,
+                knee_messages: 50,
+                knee_start: 2_000,
+                knee_factor: 2.0,
+                knee_bound_ms: 50,
                 poll_clients: 10,
                 poll_rate: 10.0,
                 poll_secs: 1.0,
@@ -128,8 +149,9 @@ impl Sizes {
             Scale::Quick => Sizes {
                 idle: vec![Count::N(1000)],
                 fanout: vec![100],
-                fanout_messages: 50,
-                fanout_interval_ms: 10,
+                fanout_messages: 1000,
+                fanout_interval_ms: 3,
+                fanout_max_rate: 50_000,
                 saturation: vec![100],
                 saturation_deliveries: 50_000,
                 bp_fast: 20,
@@ -138,6 +160,11 @@ impl Sizes {
                 bp_messages: 1000,
                 bp_size: 1024,
                 bp_policies: policies,
+                knee_subscribers: 100,
+                knee_messages: 300,
+                knee_start: 5_000,
+                knee_factor: 2.0,
+                knee_bound_ms: 50,
                 poll_clients: 100,
                 poll_rate: 5.0,
                 poll_secs: 2.0,
@@ -147,8 +174,9 @@ impl Sizes {
             Scale::Full => Sizes {
                 idle: vec![Count::N(1000), Count::N(10_000), Count::Max],
                 fanout: vec![100, 1000, 10_000],
-                fanout_messages: 50,
-                fanout_interval_ms: 20,
+                fanout_messages: 1000,
+                fanout_interval_ms: 10,
+                fanout_max_rate: 50_000,
                 saturation: vec![100, 1000, 10_000],
                 saturation_deliveries: 1_000_000,
                 bp_fast: 100,
@@ -157,6 +185,11 @@ impl Sizes {
                 bp_messages: 5000,
                 bp_size: 1024,
                 bp_policies: policies,
+                knee_subscribers: 1000,
+                knee_messages: 1000,
+                knee_start: 10_000,
+                knee_factor: 1.4,
+                knee_bound_ms: 50,
                 poll_clients: 1000,
                 poll_rate: 2.0,
                 poll_secs: 10.0,
@@ -192,6 +225,7 @@ impl Sizes {
                 .chain(std::iter::once(Label::Own))
                 .collect(),
             ScenarioKind::Polling => vec![Label::Size(self.poll_clients as u64)],
+            ScenarioKind::Knee => vec![Label::Size(self.knee_subscribers as u64)],
         }
     }
 
@@ -210,7 +244,8 @@ impl Sizes {
                 subscribers: size,
                 messages: self.fanout_messages,
                 size: 64,
-                interval_ms: self.fanout_interval_ms,
+                interval_ms: self.fanout_interval_ms.max((size as u64 * 1000).div_ceil(self.fanout_max_rate.max(1))),
+                interval_us: None,
             }),
             ScenarioKind::Saturation => Scenario::Fanout(FanoutArgs {
                 common,
@@ -219,6 +254,22 @@ impl Sizes {
                 messages: (self.saturation_deliveries / size.max(1) as u64).clamp(10, 1000),
                 size: 64,
                 interval_ms: 0,
+                interval_us: None,
+            }),
+            ScenarioKind::Knee => Scenario::Knee(crate::knee::KneeArgs {
+                fanout: FanoutArgs {
+                    common,
+                    transport,
+                    subscribers: size,
+                    messages: self.knee_messages,
+                    size: 64,
+                    interval_ms: 0,
+                    interval_us: None,
+                },
+                start: self.knee_start,
+                factor: self.knee_factor,
+                bound_ms: self.knee_bound_ms,
+                max_steps: 12,
             }),
             ScenarioKind::Backpressure => Scenario::Backpressure(BackpressureArgs {
                 common,
@@ -250,10 +301,14 @@ impl Sizes {
     }
 }
 
-/// Whether a lab runs a cell labelled `label`: a baseline lab has no
-/// `--policy`, so it runs under its own behaviour instead of the core's
-/// policies; every lab runs the rest.
-fn runs(lab: &Lab, label: Label) -> bool {
+/// Whether a lab runs a cell labelled `label` of `scenario`: the floor
+/// ([`crate::floor`]) runs idle, fan-out and the knee only (pushing over
+/// SSE and WebSocket: it answers no poll); a baseline lab has no `--policy`, so it runs under its
+/// own behaviour instead of the core's policies; every lab runs the rest.
+fn runs(lab: &Lab, scenario: ScenarioKind, label: Label) -> bool {
+    if lab.runtime == crate::floor::NAME {
+        return matches!(scenario, ScenarioKind::Idle | ScenarioKind::Fanout | ScenarioKind::Knee);
+    }
     match label {
         Label::Policy(_) => !lab.baseline,
         Label::Own => lab.baseline,
@@ -265,15 +320,23 @@ fn plan(sizes: &Sizes, labs: &[Lab], args: &MatrixArgs) -> Vec<Planned> {
     let wanted = |transport: &Transport| args.transports.is_empty() || args.transports.contains(transport);
     let mut cells = Vec::new();
     for &scenario in ScenarioKind::ALL {
-        if !args.scenarios.is_empty() && !args.scenarios.contains(&scenario) {
+        // Back-to-back saturation is run only when asked for by name: the
+        // knee (offered load, a latency bound) replaced it.
+        let asked = args.scenarios.contains(&scenario);
+        if !asked && (!args.scenarios.is_empty() || scenario == ScenarioKind::Saturation) {
             continue;
         }
         // Sizes (or variants) first, then labs, then transports: cells that
         // belong together in a table run close together in time.
         for label in sizes.labels(scenario) {
-            for lab in labs.iter().filter(|lab| runs(lab, label)) {
-                for &transport in scenario.transports().iter().filter(|t| lab.transports.contains(t) && wanted(t)) {
-                    let run = sizes.scenario(scenario, label, Common::new(&lab.runtime), transport);
+            for lab in labs.iter().filter(|lab| runs(lab, scenario, label)) {
+                let floor_skips = |t: &Transport| {
+                    lab.runtime == crate::floor::NAME && scenario != ScenarioKind::Idle && !crate::floor::FANOUT.contains(t)
+                };
+                for &transport in
+                    scenario.transports().iter().filter(|t| lab.transports.contains(t) && wanted(t) && !floor_skips(t))
+                {
+                    let run = sizes.scenario(scenario, label, Common { placement: args.placement, ..Common::new(&lab.runtime) }, transport);
                     cells.push(Planned { scenario, runtime: lab.runtime.clone(), transport, label, run });
                 }
             }
@@ -313,6 +376,17 @@ pub fn discover(exe: &Path, only: &[String]) -> std::io::Result<Vec<Lab>> {
             continue;
         }
         labs.push(Lab { runtime, baseline, transports });
+    }
+    // The floor: the harness's own raw-socket server, measured beside the
+    // labs in idle and fan-out (it holds every transport open, and pushes
+    // SSE and WebSocket).
+    if only.is_empty() || only.iter().any(|r| r == crate::floor::NAME) {
+        let transports = probe(exe, crate::floor::NAME).into_iter().filter(|t| t.is_push()).collect::<Vec<_>>();
+        if transports.is_empty() {
+            return Err(std::io::Error::other("the floor server (rtlab bench-floor) did not start"));
+        }
+        let transports = transports.into_iter().chain([Transport::LongPoll]).collect();
+        labs.push(Lab { runtime: crate::floor::NAME.to_owned(), baseline: true, transports });
     }
     for name in only {
         if !labs.iter().any(|l| &l.runtime == name) {
@@ -373,9 +447,11 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
     let planned = plan(&sizes, &labs, args);
     let mut parameters = serde_json::to_value(&sizes).map_err(std::io::Error::other)?;
     parameters["repeats"] = args.repeats.into();
+    parameters["placement"] = serde_json::json!(args.placement);
     parameters["scenarios"] = serde_json::json!(args.scenarios);
     parameters["transports"] = serde_json::json!(args.transports);
     let mut doc = Document::begin(scale, parameters, labs.clone());
+    doc.machine.placement = crate::Placement::of(args.placement);
     let steal_start = crate::procfs::steal_secs();
 
     let bars = crate::progress();
@@ -485,7 +561,8 @@ mod tests {
             runtimes: vec![],
             scenarios: vec![],
             transports: vec![],
-            repeats: 2,
+            repeats: 3,
+            placement: crate::axes::PlacementMode::Pinned,
             out: None,
             book: None,
         };
@@ -494,7 +571,8 @@ mod tests {
         let count = |s: ScenarioKind, r: &str| cells.iter().filter(|c| c.scenario == s && c.runtime == r).count();
         assert_eq!(count(Idle, "a"), 9);
         assert_eq!(count(Fanout, "a"), 9);
-        assert_eq!(count(Saturation, "a"), 9);
+        assert_eq!(count(Saturation, "a"), 0, "the knee replaced saturation");
+        assert_eq!(count(Knee, "a"), 2);
         assert_eq!(count(Backpressure, "a"), 8);
         assert_eq!(count(Polling, "a"), 4);
         // The baseline is measured on the transports it serves only, and
@@ -514,7 +592,9 @@ mod tests {
         ));
         let idle_max = cells.iter().find(|c| c.scenario == Idle && c.label == Label::Max).map(|c| &c.run);
         assert!(matches!(idle_max, Some(Scenario::Idle(a)) if a.connections == Count::Max));
-        let saturation = cells.iter().find(|c| c.scenario == Saturation && c.label == Label::Size(10_000)).map(|c| &c.run);
-        assert!(matches!(saturation, Some(Scenario::Fanout(a)) if a.subscribers == 10_000 && a.messages == 100 && a.interval_ms == 0));
+        let fanout = cells.iter().find(|c| c.scenario == Fanout && c.label == Label::Size(10_000)).map(|c| &c.run);
+        assert!(matches!(fanout, Some(Scenario::Fanout(a)) if a.subscribers == 10_000 && a.messages == 1000 && a.interval_ms == 200));
+        let knee = cells.iter().find(|c| c.scenario == Knee).map(|c| &c.run);
+        assert!(matches!(knee, Some(Scenario::Knee(a)) if a.fanout.subscribers == 1000 && a.bound_ms == 50));
     }
 }

@@ -353,7 +353,7 @@ pub fn prioritise_group() -> i32 {
 /// Runs the scenario.
 pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
     let nice = prioritise_group();
-    let probe = EnvProbe::begin();
+    let probe = EnvProbe::begin(args.common.placement);
     let started = crate::results::utc_now().1;
     let processes = args.process_count();
     if args.connections.div_ceil(processes) > PER_PROCESS {

@@ -40,7 +40,29 @@ pub struct KernelSample {
     /// "KernelStack"): a server with a thread per connection pays one each.
     #[serde(default)]
     pub kernel_stack: u64,
+    /// The slab caches a thread allocates from, bytes ([`THREAD_CACHES`]:
+    /// its task_struct, the VMAs of its stack, signal and pid structures):
+    /// the kernel share a thread-per-connection lab hides from the socket
+    /// caches. 0 where `/proc/slabinfo` is not readable.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub thread_slab: u64,
+    /// Page tables of every process, bytes (`/proc/meminfo` "PageTables"):
+    /// a thread's stack mapping needs its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub page_tables: u64,
+    /// Sockets in TIME_WAIT on the machine (`/proc/net/sockstat` "tw"): a
+    /// previous run's closed connections, still held by the kernel.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time_wait: u64,
 }
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The slab caches counted in [`KernelSample::thread_slab`]: what the kernel
+/// allocates for each thread (and each thread's stack mapping).
+pub const THREAD_CACHES: [&str; 5] = ["task_struct", "vm_area_struct", "signal_cache", "sighand_cache", "pid"];
 
 // ANCHOR: socket_caches
 /// The slab caches counted in [`KernelSample::socket_slab`]: the TCP socket
@@ -65,6 +87,11 @@ pub const SOCKET_CACHES: [&str; 12] = [
 
 /// Bytes in use in the [`SOCKET_CACHES`], from `/proc/slabinfo` text.
 pub fn socket_slab(slabinfo: &str) -> u64 {
+    caches(slabinfo, &SOCKET_CACHES)
+}
+
+/// Bytes in use (active objects × object size) in the caches `names`.
+fn caches(slabinfo: &str, names: &[&str]) -> u64 {
     slabinfo
         .lines()
         .filter_map(|l| {
@@ -73,7 +100,7 @@ pub fn socket_slab(slabinfo: &str) -> u64 {
             let active: u64 = f.next()?.parse().ok()?;
             let _total = f.next()?;
             let size: u64 = f.next()?.parse().ok()?;
-            SOCKET_CACHES.contains(&name).then_some(active * size)
+            names.contains(&name).then_some(active * size)
         })
         .sum()
 }
@@ -141,6 +168,9 @@ pub fn kernel() -> KernelSample {
         slab: kb_field(&meminfo, "Slab:"),
         socket_slab: socket_slab(&slabinfo),
         kernel_stack: kb_field(&meminfo, "KernelStack:"),
+        thread_slab: caches(&slabinfo, &THREAD_CACHES),
+        page_tables: kb_field(&meminfo, "PageTables:"),
+        time_wait: field("tw"),
     }
 }
 

@@ -35,6 +35,7 @@
 
 pub mod charts;
 pub mod claims;
+pub mod distance;
 pub mod findings;
 pub mod format;
 pub mod guide;
@@ -67,12 +68,14 @@ pub struct ReportArgs {
 // ANCHOR: colours
 /// One fixed colour per runtime, the same in every plot (the Tableau 10
 /// palette). Labs not in the table take the spare colours in order.
-pub const RUNTIME_COLOURS: [(&str, RGBColor); 5] = [
+pub const RUNTIME_COLOURS: [(&str, RGBColor); 6] = [
     ("tokio", RGBColor(31, 119, 180)),
     ("mio", RGBColor(255, 127, 14)),
     ("may", RGBColor(44, 160, 44)),
     ("threads", RGBColor(214, 39, 40)),
     ("axum", RGBColor(148, 103, 189)),
+    // The floor (the harness's raw-socket server): black, the reference.
+    ("floor", RGBColor(0, 0, 0)),
 ];
 // ANCHOR_END: colours
 
@@ -195,6 +198,7 @@ fn pages(doc: &Document) -> Vec<(String, String)> {
         ("idle-notes", notes::idle_notes(doc)),
         ("fanout", tables::fanout_table(doc)),
         ("saturation", tables::saturation_table(doc)),
+        ("knee", tables::knee_table(doc)),
         ("fanout-notes", notes::fanout_notes(doc)),
         ("backpressure", tables::backpressure_table(doc)),
         ("backpressure-notes", notes::backpressure_notes(doc)),
@@ -220,6 +224,7 @@ fn findings(doc: &Document) -> Vec<(String, String)> {
         ("polling", findings::polling(doc)),
         ("targets-mio", findings::targets_mio(doc)),
         ("targets-may-threads", findings::targets_may_threads(doc)),
+        ("distance", distance::distance(doc)),
         ("guide", guide::guide(doc)),
         ("scorecard", guide::scorecard(doc)),
     ]

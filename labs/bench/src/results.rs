@@ -86,6 +86,11 @@ impl Cell {
     pub fn mean(&self, metric: &str) -> Option<f64> {
         self.metrics.get(metric).map(|s| s.mean)
     }
+
+    /// The median of `metric` over the runs, if the cell has it.
+    pub fn median(&self, metric: &str) -> Option<f64> {
+        self.metrics.get(metric).map(Stat::median)
+    }
 }
 
 /// A metric over repeated runs.
@@ -110,6 +115,25 @@ impl Stat {
         let (min, max) = if values.is_empty() { (0.0, 0.0) } else { (min, max) };
         let spread_pct = if mean.abs() > f64::EPSILON { (max - min) / mean.abs() * 100.0 } else { 0.0 };
         Stat { values, mean, min, max, spread_pct }
+    }
+
+    /// The median of the runs (of two, their mean): what the tables show,
+    /// so one disturbed run of three does not move the figure.
+    pub fn median(&self) -> f64 {
+        let mut v = self.values.clone();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    /// Half the range of the runs as a share of the median, in percent: the
+    /// "±" of a table.
+    pub fn half_range_pct(&self) -> f64 {
+        let m = self.median();
+        if m.abs() > f64::EPSILON { (self.max - self.min) / 2.0 / m.abs() * 100.0 } else { 0.0 }
     }
 }
 

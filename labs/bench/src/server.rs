@@ -24,11 +24,18 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `exe serve --runtime <runtime> --addr 127.0.0.1:0 <extra...>`
+    /// (for the runtime `floor`: `exe bench-floor`, see [`crate::floor`])
     /// (with the test kit's [`Launch`]) and waits for its `listening on`
     /// line. With `cpu` set, the server is pinned to that core (`taskset`),
     /// so that clients on the other core do not compete with it.
     pub fn start(exe: &Path, runtime: &str, extra: &[String], cpu: Option<usize>) -> std::io::Result<ServerProcess> {
-        ServerProcess::launch(Launch::serve(exe, runtime).args(extra).pin_cpu(cpu), runtime)
+        // The floor is the harness's own raw-socket server, not a lab.
+        let launch = if runtime == crate::floor::NAME {
+            Launch::new(exe).args(["bench-floor", "--addr", "127.0.0.1:0"])
+        } else {
+            Launch::serve(exe, runtime).args(extra)
+        };
+        ServerProcess::launch(launch.pin_cpu(cpu), runtime)
     }
 
     /// Starts a server from a prepared [`Launch`] (an `rtlab serve` command

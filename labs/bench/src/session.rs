@@ -72,7 +72,7 @@ impl Session {
         server_args: &[String],
         part: impl FnOnce(&Session) -> Result<(M, Verdict), Stop>,
     ) -> std::io::Result<(RunInfo, M)> {
-        let probe = EnvProbe::begin();
+        let probe = EnvProbe::begin(common.placement);
         let exe = common.exe()?;
         let args: Vec<String> = server_args.iter().chain(&common.server_args).cloned().collect();
         let server = ServerProcess::start(&exe, &common.runtime, &args, probe.placement().server)?;

@@ -134,9 +134,12 @@ pub struct Report {
     pub bytes_received: u64,
     /// Bytes written and read before `mark`: handshakes and empty polls.
     pub setup_bytes: u64,
-    /// Publish-to-receive latency in microseconds, by message sequence
-    /// number: one entry per connection that received the message.
-    pub latency_us: HashMap<u64, Vec<u32>>,
+    /// Publish-to-receive latency of every (connection, message) pair, µs.
+    pub latency: crate::Latency,
+    /// The slowest of this worker's connections for each message, µs, by
+    /// sequence number (the orchestrator takes the largest over workers:
+    /// the last subscriber's latency).
+    pub slowest_us: HashMap<u64, u64>,
     /// `--stall` only: each connection's outcome.
     pub stalled: Vec<StallOutcome>,
 }
@@ -145,8 +148,14 @@ impl Report {
     /// Percentiles of every latency in `reports`, all connections and
     /// messages together, µs.
     pub fn all_latencies(reports: &[Report]) -> crate::Percentiles {
-        let mut all: Vec<u64> = reports.iter().flat_map(|r| r.latency_us.values().flatten().map(|&us| u64::from(us))).collect();
-        crate::Percentiles::of(&mut all)
+        Report::merged(reports).percentiles()
+    }
+
+    /// Every latency in `reports` in one histogram.
+    pub fn merged(reports: &[Report]) -> crate::Latency {
+        let mut all = crate::Latency::new();
+        reports.iter().for_each(|r| all.merge(&r.latency));
+        all
     }
 }
 
@@ -472,7 +481,9 @@ fn on_input(args: &WorkerArgs, sub: &mut Conn, data: &[u8], at_ns: u64, report: 
                 report.received += 1;
                 if let (false, Some((seq, sent_ns))) = (args.stall, client::parse_payload(&msg.data)) {
                     let micros = at_ns.saturating_sub(sent_ns) / 1000;
-                    report.latency_us.entry(seq).or_default().push(micros.min(u32::MAX as u64) as u32);
+                    report.latency.record(micros);
+                    let slowest = report.slowest_us.entry(seq).or_default();
+                    *slowest = (*slowest).max(micros);
                 }
             }
             Signal::Missed { from, to } => {

@@ -202,6 +202,13 @@ impl Workers {
         true
     }
 
+    /// CPU seconds (user + system) the worker processes used so far, all
+    /// together: the clients' own cost, so that a cell whose client core
+    /// was saturated is not read as the server's limit.
+    pub fn cpu_secs(&self) -> f64 {
+        self.workers.iter().map(|w| crate::procfs::process(w.child.id()).map_or(0.0, |s| s.cpu_secs)).sum()
+    }
+
     /// Starts the measured window: every worker zeroes its request and byte
     /// counters (what came before is reported as setup).
     pub fn mark(&mut self) -> std::io::Result<()> {

@@ -321,7 +321,7 @@ pub fn run(args: &ZombiesArgs) -> std::io::Result<ZombiesResult> {
         return Err(std::io::Error::other("--interval and --user-timeout must be above 0"));
     }
     let (_, utc) = utc_now();
-    let probe = EnvProbe::begin();
+    let probe = EnvProbe::begin(args.common.placement);
     let mut result = ZombiesResult {
         experiment: "zombies".into(),
         interval: args.interval,

@@ -67,6 +67,10 @@ enum Command {
     /// one (SIGINT/SIGTERM stops all; a dead process is reported and stops
     /// the rest). Options after `--` go to every `rtlab serve`.
     Cluster(rtlab_bench::cluster::ClusterArgs),
+    /// The benchmark's floor: a raw-socket server doing only the kernel
+    /// work of a scenario (started by `rtlab bench`).
+    #[command(hide = true)]
+    BenchFloor(rtlab_bench::floor::FloorArgs),
     /// Print the names of the runtime labs, one per line (for scripts).
     ///
     /// Only the labs that serve the whole contract (the conformance suite
@@ -409,6 +413,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::BenchFloor(args) => match rtlab_bench::floor::serve(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-floor: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Listen(args) => rtlab_client::listen::run(&args),
         Command::Cert(args) => match rtlab_adapter::self_signed()
             .and_then(|(cert, key)| std::fs::write(&args.cert, cert).and_then(|()| std::fs::write(&args.key, key)))

@@ -67,7 +67,8 @@ fn tiny_matrix_verifies_every_scenario_and_renders_its_report() {
     assert!(doc["crates"]["tokio"].is_string());
     assert_eq!(doc["failures"], serde_json::json!([]));
     let cells = doc["cells"].as_array().expect("cells");
-    let expected = [("idle", 3), ("fanout", 3), ("saturation", 3), ("backpressure", 8), ("polling", 4)];
+    // The knee (SSE and WebSocket) replaced back-to-back saturation.
+    let expected = [("idle", 3), ("fanout", 3), ("knee", 2), ("backpressure", 8), ("polling", 4)];
     for (scenario, count) in expected {
         let of: Vec<&Value> = cells.iter().filter(|c| c["scenario"] == scenario).collect();
         assert_eq!(of.len(), count, "{scenario} cells");
@@ -103,8 +104,8 @@ fn tiny_matrix_verifies_every_scenario_and_renders_its_report() {
     rtlab(&["report", out_s, "--book", book.to_str().expect("utf-8 path")]);
     assert_file(&book.join("tables/polling.md"), "| short-poll | tokio |");
     assert_file(&book.join("plots/backpressure-memory-ws-unbounded.svg"), "<svg");
-    assert_file(&book.join("plots/saturation.svg"), "tokio");
-    assert_file(&out.join("report.md"), "![saturation.svg](plots/saturation.svg)");
+    assert_file(&book.join("plots/knee.svg"), "tokio");
+    assert_file(&out.join("report.md"), "![knee.svg](plots/knee.svg)");
 
     // compare: a document against itself changes nothing.
     let same = rtlab(&["compare", out_s, out_s]);

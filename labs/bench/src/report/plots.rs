@@ -9,6 +9,7 @@
 //! | `idle-{user,kernel}-{sse,ws,long-poll}.svg` | bytes per idle connection, a group per size |
 //! | `fanout-{sse,ws,long-poll}.svg` | publish-to-receive latency against subscribers |
 //! | `saturation.svg` | messages delivered per second, publishing back to back |
+//! | `knee.svg` | deliveries per second at the knee (p99 within the bound), the floor beside the labs |
 //! | `backpressure-latency-{sse,ws}.svg` | fast subscribers' p99 per variant |
 //! | `backpressure-memory-{sse,ws}-{policy,own}.svg` | server and kernel memory over time |
 //! | `polling-{requests,cpu,bytes,staleness}.svg` | what each transport costs |
@@ -60,6 +61,7 @@ pub fn plots(doc: &Document, dir: &Path) -> PlotResult<Vec<String>> {
     idle(doc, dir, &mut written)?;
     fanout(doc, dir, &mut written)?;
     saturation(doc, dir, &mut written)?;
+    knee(doc, dir, &mut written)?;
     backpressure(doc, dir, &mut written)?;
     polling(doc, dir, &mut written)?;
     Ok(written)
@@ -150,7 +152,29 @@ fn fanout(doc: &Document, dir: &Path, written: &mut Vec<String>) -> PlotResult {
 
 /// Saturation throughput: a group per transport and size.
 fn saturation(doc: &Document, dir: &Path, written: &mut Vec<String>) -> PlotResult {
-    let cells: Vec<&Cell> = doc.cells_of(ScenarioKind::Saturation).collect();
+    let title = "Fan-out at saturation: messages delivered per second";
+    rate_bars(doc, dir, written, ScenarioKind::Saturation, "saturation.svg", title, "delivered_per_sec")
+}
+
+/// Throughput at the knee: a group per transport and size, the floor's bar
+/// (black) the reference.
+fn knee(doc: &Document, dir: &Path, written: &mut Vec<String>) -> PlotResult {
+    let title = "Throughput at the knee: deliveries per second within the p99 bound";
+    rate_bars(doc, dir, written, ScenarioKind::Knee, "knee.svg", title, "knee_per_sec")
+}
+
+/// Deliveries per second (`metric`) of `scenario`'s cells as bars, a group
+/// per transport and size, with min–max whiskers.
+fn rate_bars(
+    doc: &Document,
+    dir: &Path,
+    written: &mut Vec<String>,
+    scenario: ScenarioKind,
+    name: &str,
+    title: &str,
+    metric: &str,
+) -> PlotResult {
+    let cells: Vec<&Cell> = doc.cells_of(scenario).collect();
     let mut keys: Vec<(Transport, Label)> = cells.iter().map(|c| (c.transport, c.label)).collect();
     keys.sort();
     keys.dedup();
@@ -161,19 +185,18 @@ fn saturation(doc: &Document, dir: &Path, written: &mut Vec<String>) -> PlotResu
             (name, Box::new(move |c: &Cell| c.transport == t && c.label == l) as Box<dyn Fn(&Cell) -> bool>)
         })
         .collect();
-    let name = "saturation.svg".to_owned();
     bar_chart(
-        &dir.join(&name),
+        &dir.join(name),
         &Bars {
-            title: "Fan-out at saturation: messages delivered per second".into(),
+            title: title.into(),
             y_desc: "messages delivered / s".into(),
             categories: categories.iter().map(|c| c.0.clone()).collect(),
-            series: series_by_runtime(doc, &cells, &categories, "delivered_per_sec"),
+            series: series_by_runtime(doc, &cells, &categories, metric),
             y: Axis::Linear,
             fmt: fmt_int,
         },
     )?;
-    written.push(name);
+    written.push(name.to_owned());
     Ok(())
 }
 

@@ -10,15 +10,43 @@ use super::format::{fmt_bytes, fmt_int, fmt_sig, fmt_us};
 use crate::axes::{Label, ScenarioKind};
 use crate::results::{Cell, Document};
 
-/// The mean of a cell's metric, formatted, with the spread of the runs.
+/// Runs further apart than this (max − min over the median) are marked †.
+pub const WIDE_SPREAD_PCT: f64 = 20.0;
+
+/// The median of a cell's metric over its runs, formatted, ± half the range
+/// of the runs (marked † when the runs are more than
+/// [`WIDE_SPREAD_PCT`] apart).
 fn cell_value(cell: &Cell, metric: &str, fmt: fn(f64) -> String) -> String {
     if !cell.verified {
         return "FAILED".into();
     }
     match cell.metrics.get(metric) {
-        Some(s) if s.values.len() > 1 && (s.min != 0.0 || s.max != 0.0) => format!("{} ({:.1}%)", fmt(s.mean), s.spread_pct),
-        Some(s) => fmt(s.mean),
+        Some(s) if s.values.len() > 1 && (s.min != 0.0 || s.max != 0.0) => {
+            let half = s.half_range_pct();
+            format!("{} ±{:.0}%{}", fmt(s.median()), half, if half * 2.0 > WIDE_SPREAD_PCT { "†" } else { "" })
+        }
+        Some(s) => fmt(s.median()),
         None => "–".into(),
+    }
+}
+
+/// The floor's cell for `cell` (same scenario, size and transport; for a
+/// long poll, which the floor answers in no fan-out, its SSE cell).
+fn floor_cell<'a>(doc: &'a Document, cell: &Cell) -> Option<&'a Cell> {
+    let find = |t| {
+        doc.cells_of(cell.scenario)
+            .find(|c| c.runtime == crate::floor::NAME && c.label == cell.label && c.transport == t && c.verified)
+    };
+    find(cell.transport).or_else(|| find(crate::axes::Transport::Sse).filter(|_| cell.scenario == ScenarioKind::Fanout))
+}
+
+/// `value(cell) / value(floor's cell)`, as "1.16×"; "–" where the floor has
+/// no cell or a zero.
+fn floor_ratio(doc: &Document, cell: &Cell, value: impl Fn(&Cell) -> Option<f64>) -> String {
+    match (value(cell), floor_cell(doc, cell).and_then(&value)) {
+        _ if !cell.verified => "–".into(),
+        (Some(v), Some(f)) if f > 0.0 => format!("{:.2}×", v / f),
+        _ => "–".into(),
     }
 }
 
@@ -56,10 +84,10 @@ fn sorted(doc: &Document, scenario: ScenarioKind) -> Vec<&Cell> {
     cells
 }
 
-/// The sentence under every table of means.
+/// The sentence under every table of medians.
 fn spread_note(doc: &Document) -> String {
     format!(
-        "Each value is the mean of {} runs; in brackets the spread of the runs, (max − min) / mean. FAILED: a run of that cell failed verification (see the failures table), so the cell has no numbers.\n",
+        "Each value is the median of {} runs, ± half their range (max − min) as a share of the median; † marks runs more than {WIDE_SPREAD_PCT:.0}% apart (the machine was shared: see the conditions table for load and steal). The results document has every run's value. FAILED: a run of that cell failed verification (see the failures table), so the cell has no numbers.\n",
         doc.parameters["repeats"].as_u64().unwrap_or(1)
     )
 }
@@ -147,7 +175,7 @@ impl<'a> Column<'a> {
         Column::new(head, |c| c.label.to_string())
     }
 
-    /// The mean of `metric` over the cell's runs, formatted, with their spread.
+    /// The median of `metric` over the cell's runs, formatted, with their spread.
     fn mean(head: &'static str, metric: &'static str, fmt: fn(f64) -> String) -> Column<'a> {
         Column::new(head, move |c| cell_value(c, metric, fmt))
     }
@@ -186,6 +214,9 @@ pub(super) fn idle_table(doc: &Document) -> String {
         Column::mean("held", "held", fmt_int),
         Column::mean("user B/conn", "user_bytes_per_conn", fmt_int),
         Column::mean("kernel B/conn", "kernel_bytes_per_conn", fmt_int),
+        Column::new("× floor (user + kernel)", |c| {
+            floor_ratio(doc, c, |c| Some(c.median("user_bytes_per_conn")? + c.median("kernel_bytes_per_conn")?))
+        }),
         Column::mean("open (s)", "open_secs", |v| format!("{v:.2}")),
         Column::mean("user B/conn kept after close", "user_retained_bytes_per_conn", fmt_int),
         Column::mean("threads", "threads", fmt_int),
@@ -200,11 +231,15 @@ fn cell_option(doc: &Document, scenario: ScenarioKind, key: &str) -> String {
 
 pub(super) fn fanout_table(doc: &Document) -> String {
     let p = &doc.parameters;
+    // With fewer than 1,000 messages a cell, the last subscriber's p99 is one
+    // of its ten slowest: the column says so.
+    let p99_is_max = doc.cells_of(ScenarioKind::Fanout).any(|c| c.params["messages"].as_u64().is_some_and(|m| m < 1000));
     let intro = format!(
-        "{} messages of {} bytes, one every {} ms, to every subscriber. {}\n\n",
+        "{} messages of {} bytes, one every {} ms (longer for large cells: at most {} deliveries per second), to every subscriber, published open-loop: each message carries the time it was due, and a message that waited for a free publishing connection counts the wait. × floor: the last subscriber's p50 over the floor's (the raw-socket server writing the same bytes to each subscriber, same size and placement; for long polls its SSE cell). Client CPU: the client workers' CPU seconds per second (1.00 is a core); saturated: their pinned core was over 90% busy, so the cell measured the clients too. {}\n\n",
         p["fanout_messages"],
         cell_option(doc, ScenarioKind::Fanout, "size"),
         p["fanout_interval_ms"],
+        p.get("fanout_max_rate").map_or("?".to_owned(), ToString::to_string),
         spread_note(doc)
     );
     scenario_table(doc, ScenarioKind::Fanout, "fan-out", intro, Layout::PerTransport, &[
@@ -215,8 +250,15 @@ pub(super) fn fanout_table(doc: &Document) -> String {
         Column::mean("all pairs p99", "all_p99_us", fmt_us),
         Column::mean("all pairs max", "all_max_us", fmt_us),
         Column::mean("last subscriber p50", "last_p50_us", fmt_us),
-        Column::mean("last subscriber p99", "last_p99_us", fmt_us),
+        Column::new("× floor", |c| floor_ratio(doc, c, |c| c.median("last_p50_us"))),
+        Column::mean(if p99_is_max { "last subscriber p99 (= max)" } else { "last subscriber p99" }, "last_p99_us", fmt_us),
         Column::mean("last subscriber max", "last_max_us", fmt_us),
+        Column::mean("publish round trip p99", "publish_rtt_p99_us", fmt_us),
+        Column::new("client CPU", |c| {
+            let cpu = cell_value(c, "client_cpu_per_sec", |v| format!("{v:.2}"));
+            let saturated = c.runs.iter().any(|r| r["client_saturated"] == true);
+            if saturated { format!("{cpu} (saturated)") } else { cpu }
+        }),
     ])
 }
 
@@ -233,6 +275,29 @@ pub(super) fn saturation_table(doc: &Document) -> String {
         Column::mean("delivered / s", "delivered_per_sec", fmt_int),
         Column::mean("server CPU s / s", "server_cpu_per_sec", |v| format!("{v:.2}")),
         Column::mean("last subscriber p99", "last_p99_us", fmt_us),
+    ])
+}
+
+pub(super) fn knee_table(doc: &Document) -> String {
+    let p = &doc.parameters;
+    let intro = format!(
+        "Offered load ramped (open-loop fan-out runs of {} messages, each step {}× the deliveries per second of the one before, from {}) until the last subscriber's p99 passed {} ms or delivery failed. Knee: the highest delivered rate within the bound (0: not even the first step was within it); × floor: over the floor's knee (the raw-socket server, same subscribers and placement); limited by: what the first step past the knee ran out of (server or client CPU over 90% of its cores, else the bound: queueing). {}\n",
+        p["knee_messages"], p["knee_factor"], p["knee_start"], p["knee_bound_ms"], spread_note(doc)
+    );
+    scenario_table(doc, ScenarioKind::Knee, "knee", intro, Layout::PerTransport, &[
+        Column::transport(),
+        Column::label("subscribers"),
+        Column::lab(),
+        Column::mean("knee (delivered / s)", "knee_per_sec", fmt_int),
+        Column::new("× floor", |c| floor_ratio(doc, c, |c| c.median("knee_per_sec"))),
+        Column::mean("server CPU ms / 1,000 deliveries", "server_cpu_ms_per_1000", |v| format!("{v:.1}")),
+        Column::mean("last subscriber p99 at the knee", "knee_last_p99_us", fmt_us),
+        Column::new("limited by", |c| {
+            let mut limits: Vec<String> = c.runs.iter().filter_map(|r| r["limit"].as_str().map(str::to_owned)).collect();
+            limits.sort();
+            limits.dedup();
+            if limits.is_empty() { "–".into() } else { limits.join(", ") }
+        }),
     ])
 }
 
@@ -362,24 +427,25 @@ pub(super) mod tests {
     fn idle_table_is_split_by_transport_and_sorted_by_size_then_lab() {
         assert_eq!(
             idle_table(&fixture()),
-            "Each value is the mean of 2 runs; in brackets the spread of the runs, (max − min) / mean. \
+            "Each value is the median of 2 runs, ± half their range (max − min) as a share of the median; † marks runs more than 20% apart \
+             (the machine was shared: see the conditions table for load and steal). The results document has every run's value. \
              FAILED: a run of that cell failed verification (see the failures table), so the cell has no numbers.\n\
              \n\
              \n\
              **sse**\n\
              \n\
-             | asked | lab | held | user B/conn | kernel B/conn | open (s) | user B/conn kept after close | threads |\n\
-             |---|---|---|---|---|---|---|---|\n\
-             | 1000 | tokio | 1,000 (0.0%) | 1,827 (0.0%) | 7,020 (1.2%) | 0.13 (1.4%) | 1,827 (0.0%) | 3 (0.0%) |\n\
-             | 1000 | axum | 1,000 (0.0%) | 22,024 (0.0%) | 6,860 (0.4%) | 0.15 (2.3%) | 22,024 (0.0%) | 3 (0.0%) |\n\
-             | max | tokio | 19,985 (0.0%) | 1,835 (0.0%) | 6,547 (2.5%) | 0.99 (0.2%) | 1,835 (0.0%) | 3 (0.0%) |\n\
-             | max | axum | 19,985 (0.0%) | 21,974 (0.0%) | 6,828 (3.8%) | 1.09 (1.9%) | 21,974 (0.0%) | 3 (0.0%) |\n\
+             | asked | lab | held | user B/conn | kernel B/conn | × floor (user + kernel) | open (s) | user B/conn kept after close | threads |\n\
+             |---|---|---|---|---|---|---|---|---|\n\
+             | 1000 | tokio | 1,000 ±0% | 1,827 ±0% | 7,020 ±1% | – | 0.13 ±1% | 1,827 ±0% | 3 ±0% |\n\
+             | 1000 | axum | 1,000 ±0% | 22,024 ±0% | 6,860 ±0% | – | 0.15 ±1% | 22,024 ±0% | 3 ±0% |\n\
+             | max | tokio | 19,985 ±0% | 1,835 ±0% | 6,547 ±1% | – | 0.99 ±0% | 1,835 ±0% | 3 ±0% |\n\
+             | max | axum | 19,985 ±0% | 21,974 ±0% | 6,828 ±2% | – | 1.09 ±1% | 21,974 ±0% | 3 ±0% |\n\
              \n\
              **ws**\n\
              \n\
-             | asked | lab | held | user B/conn | kernel B/conn | open (s) | user B/conn kept after close | threads |\n\
-             |---|---|---|---|---|---|---|---|\n\
-             | 1000 | tokio | 1,000 (0.0%) | 1,827 (0.0%) | 7,060 (1.4%) | 0.12 (4.0%) | 1,827 (0.0%) | 3 (0.0%) |\n"
+             | asked | lab | held | user B/conn | kernel B/conn | × floor (user + kernel) | open (s) | user B/conn kept after close | threads |\n\
+             |---|---|---|---|---|---|---|---|---|\n\
+             | 1000 | tokio | 1,000 ±0% | 1,827 ±0% | 7,060 ±1% | – | 0.12 ±2% | 1,827 ±0% | 3 ±0% |\n"
         );
     }
 
@@ -387,22 +453,22 @@ pub(super) mod tests {
     fn fanout_and_saturation_rows() {
         let doc = fixture();
         let fanout = fanout_table(&doc);
-        assert!(fanout.starts_with("50 messages of 64 bytes, one every 20 ms, to every subscriber. Each value"), "{fanout}");
+        assert!(fanout.starts_with("50 messages of 64 bytes, one every 20 ms (longer for large cells"), "{fanout}");
         let rows: Vec<&str> = fanout.lines().filter(|l| l.starts_with("| 1")).collect();
         assert_eq!(
             rows,
             [
-                "| 100 | tokio | 664 µs (0.2%) | 1.41 ms (9.0%) | 1.71 ms (22.6%) | 984 µs (0.1%) | 1.71 ms (22.6%) | 1.71 ms (22.6%) |",
-                "| 100 | axum | 608 µs (0.2%) | 1.26 ms (2.5%) | 1.50 ms (2.2%) | 924 µs (0.8%) | 1.50 ms (2.2%) | 1.50 ms (2.2%) |",
-                "| 1000 | tokio | 4.77 ms (0.1%) | 13.04 ms (10.4%) | 15.79 ms (21.2%) | 8.30 ms (1.1%) | 15.79 ms (21.2%) | 15.79 ms (21.2%) |",
+                "| 100 | tokio | 664 µs ±0% | 1.41 ms ±4% | 1.71 ms ±11%† | 984 µs ±0% | – | 1.71 ms ±11%† | 1.71 ms ±11%† | – | – |",
+                "| 100 | axum | 608 µs ±0% | 1.26 ms ±1% | 1.50 ms ±1% | 924 µs ±0% | – | 1.50 ms ±1% | 1.50 ms ±1% | – | – |",
+                "| 1000 | tokio | 4.77 ms ±0% | 13.04 ms ±5% | 15.79 ms ±11%† | 8.30 ms ±1% | – | 15.79 ms ±11%† | 15.79 ms ±11%† | – | – |",
             ]
         );
         let saturation = saturation_table(&doc);
         assert!(saturation.contains(
             "| subscribers | lab | messages | delivered / s | server CPU s / s | last subscriber p99 |\n\
              |---|---|---|---|---|---|\n\
-             | 100 | tokio | 1000 | 307,518 (16.5%) | 0.98 (2.3%) | 1.77 ms (4.5%) |\n\
-             | 100 | axum | 1000 | 391,057 (21.8%) | 0.99 (2.2%) | 2.78 ms (69.5%) |\n"
+             | 100 | tokio | 1000 | 307,518 ±8% | 0.98 ±1% | 1.77 ms ±2% |\n\
+             | 100 | axum | 1000 | 391,057 ±11%† | 0.99 ±1% | 2.78 ms ±35%† |\n"
         ));
     }
 
@@ -413,9 +479,9 @@ pub(super) mod tests {
         assert_eq!(
             rows,
             [
-                "| tokio | no stalled subscriber | 935 µs (10.1%) | 1× | 4.2 MiB (27.0%) | 280.0 KiB (200.0%) | – | 0 |",
-                "| axum | no stalled subscriber | 16.30 ms (1.7%) | 1× | 68.0 KiB (0.0%) | 516.0 KiB (200.0%) | – | 0 |",
-                "| tokio | disconnect | 1.08 ms (4.2%) | 1.2× | 3.8 MiB (0.5%) | 3.0 MiB (3.3%) | 20 / 1,976 / 0 | 5,040 (0.0%) |",
+                "| tokio | no stalled subscriber | 935 µs ±5% | 1× | 4.2 MiB ±14%† | 280.0 KiB ±100%† | – | 0 |",
+                "| axum | no stalled subscriber | 16.30 ms ±1% | 1× | 68.0 KiB ±0% | 516.0 KiB ±100%† | – | 0 |",
+                "| tokio | disconnect | 1.08 ms ±2% | 1.2× | 3.8 MiB ±0% | 3.0 MiB ±2% | 20 / 1,976 / 0 | 5,040 ±0% |",
                 "| axum | its own (no --policy) | FAILED | – | FAILED | FAILED | FAILED | FAILED |",
             ]
         );
@@ -428,8 +494,8 @@ pub(super) mod tests {
         assert!(table.ends_with(
             "| transport | lab | requests / s | server CPU s / s | bytes / message | setup bytes / client | staleness p50 | staleness p99 | staleness max |\n\
              |---|---|---|---|---|---|---|---|---|\n\
-             | sse | tokio | 0 | 0.026 (16.0%) | 79 (0.0%) | 226 (0.0%) | 6.75 ms (16.8%) | 15.16 ms (4.9%) | 16.21 ms (2.7%) |\n\
-             | short-poll | tokio | 1,000 (0.0%) | 0.026 (10.9%) | 179 (0.0%) | 0 (200.0%) | 500 ms (0.0%) | 990 ms (0.0%) | 1.00 s (0.0%) |\n"
+             | sse | tokio | 0 | 0.026 ±8% | 79 ±0% | 226 ±0% | 6.75 ms ±8% | 15.16 ms ±2% | 16.21 ms ±1% |\n\
+             | short-poll | tokio | 1,000 ±0% | 0.026 ±5% | 179 ±0% | 0 ±100%† | 500 ms ±0% | 990 ms ±0% | 1.00 s ±0% |\n"
         ));
     }
 
