@@ -284,6 +284,7 @@ pub fn render(doc: &Value, dir: &Path, book: Option<&Path>) -> io::Result<()> {
         }
         table.push_str(&format!("\n{}, {}.\n", seven["chromium"].as_str().unwrap_or("Chromium"), seven["experiment"].as_str().unwrap_or("")));
         files.push(("browser-seven.md", table));
+        files.push(("claim-http2.md", http2_verdict(&seven, h2, tokio_tls)));
     }
     for root in std::iter::once(dir.join("tables")).chain(book.map(|b| b.join("tls"))) {
         std::fs::create_dir_all(&root)?;
@@ -295,3 +296,34 @@ pub fn render(doc: &Value, dir: &Path, book: Option<&Path>) -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: render
+
+/// The claims table's verdict on "six HTTP/1.1 connections per host; over
+/// HTTP/2 one connection carries many SSE streams", from the browser run and
+/// the per-stream cost: one line, no newline (it is included in a table cell).
+fn http2_verdict(seven: &Value, h2_stream: f64, h1_connection: f64) -> String {
+    let run = |mode: &str| seven["runs"].as_array().into_iter().flatten().find(|r| r["mode"] == mode);
+    let n = |r: &Value, key: &str| r[key].as_u64().unwrap_or(0);
+    let (Some(h1), Some(h2)) = (run("h1"), run("h2")) else {
+        return "**not yet measured**: the browser run has no HTTP/1.1 and HTTP/2 pair.".to_owned();
+    };
+    let six = n(h1, "open") < n(h1, "streams") && n(h1, "connections") <= 6;
+    let one = n(h2, "open") == n(h2, "streams") && n(h2, "connections") == 1;
+    let word = match (six, one) {
+        (true, true) => "**holds**",
+        (false, false) => "**does not hold**",
+        _ => "**holds in part**",
+    };
+    format!(
+        "{word} in {}: over HTTP/1.1, {} of {} EventSources to one origin opened, on {} connections; over HTTP/2, {} of {} opened, on {} connection(s). On the tokio lab one more SSE subscriber cost the server {} as an HTTP/2 stream against {} as an HTTP/1.1 connection over TLS.",
+        seven["chromium"].as_str().unwrap_or("Chromium"),
+        n(h1, "open"),
+        n(h1, "streams"),
+        n(h1, "connections"),
+        n(h2, "open"),
+        n(h2, "streams"),
+        n(h2, "connections"),
+        fmt_bytes(h2_stream),
+        fmt_bytes(h1_connection),
+    )
+    .replace('|', "\\|")
+}

@@ -100,7 +100,7 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "http2",
         claim: "Browsers allow six HTTP/1.1 connections per host; over HTTP/2 one connection carries many SSE streams.",
-        tested_by: "none: rtlab serves HTTP/1.1 and its clients are not browsers",
+        tested_by: "`scripts/interop/seven.sh`: headless Chromium opens seven EventSources to one origin over HTTP/1.1 and over HTTP/2 (tokio lab, TLS); `rtlab bench-tls`: memory per HTTP/2 stream ([TLS and HTTP/2](tls-and-http2.md))",
         verdict: not_measured,
     },
     Claim {
@@ -122,7 +122,11 @@ const CLAIMS: &[Claim] = &[
 /// the book's `generated/`). The table's cell includes that file (mdbook
 /// resolves an include inside an included file), so the verdict comes from
 /// the experiment's own results, and this run's report does not restate it.
-const ELSEWHERE: &[(&str, &str)] = &[("encode-once", "criterion/claims/encode-once.md"), ("deltas", "deltas/claims/deltas.md")];
+const ELSEWHERE: &[(&str, &str)] = &[
+    ("encode-once", "criterion/claims/encode-once.md"),
+    ("http2", "tls/claim-http2.md"),
+    ("deltas", "deltas/claims/deltas.md"),
+];
 
 /// The committed lifecycle results (`bench-results/lifecycle`, from the
 /// repository's root, where `rtlab report` runs): the herd and the dead
