@@ -66,6 +66,11 @@ macro_rules! conformance {
                 topic_flood_levels_off_with_503,
                 idle_topics_make_room_and_held_ones_stay,
                 connection_flood_gets_503_while_others_are_served,
+                // Tokens and origins.
+                tokens_refuse_with_401_and_403,
+                token_expiry_ends_every_transport,
+                ws_refresh_extends_the_connection,
+                refused_upgrades_get_501,
                 // The page, /stats, shutdown.
                 index_page_uses_eventsource_and_websocket,
                 stats_count_connections_and_messages,

@@ -99,6 +99,25 @@ impl TestServer {
         obj["id"].as_u64().unwrap_or_else(|| panic!("publish id is not a number: {text}"))
     }
 
+    /// Like [`publish`](Self::publish), with `Authorization: Bearer token`.
+    pub fn publish_with(&self, topic: &str, token: &str, body: &str) -> u64 {
+        let mut resp = self
+            .agent
+            .post(self.url(&format!("/publish?topic={topic}")))
+            .header("Authorization", format!("Bearer {token}"))
+            .send(body.as_bytes())
+            .unwrap_or_else(|e| panic!("publish to {topic} failed: {e}"));
+        let text = resp.body_mut().read_to_string().expect("publish response body");
+        assert_eq!(resp.status().as_u16(), 200, "publish to {topic}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("publish body {text:?}: {e}"));
+        v["id"].as_u64().unwrap_or_else(|| panic!("publish id is not a number: {text}"))
+    }
+
+    /// A short poll with the token in the query.
+    pub fn poll_with(&self, topic: &str, token: &str) -> Value {
+        self.get_json(&format!("/poll?topic={topic}&after=0&token={token}"))
+    }
+
     /// `GET path`, asserting `200 application/json`; returns the JSON.
     pub fn get_json(&self, path: &str) -> Value {
         let (status, content_type, body) = self.get(path);
