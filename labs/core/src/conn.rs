@@ -636,7 +636,9 @@ impl Connection {
                 self.set_kind(Kind::Echo);
                 self.upgrade(State::Echo { decoder: WsDecoder::new(server.config.max_echo_message) }, now);
             }
-            Route::Index => self.respond(http::response(200, "text/html; charset=utf-8", crate::page::DEMO_PAGE.as_bytes())),
+            page @ (Route::Index | Route::Ticker | Route::Chat) => {
+                self.respond(http::response(200, "text/html; charset=utf-8", crate::page::html(&page).as_bytes()))
+            }
             Route::Stats => self.respond(http::response(200, "application/json", server.stats.to_json().as_bytes())),
         }
     }

@@ -29,6 +29,10 @@ pub enum Route {
     Echo { accept: String },
     /// `GET /`, the demo page.
     Index,
+    /// `GET /ticker`, the `EventSource` ticker page.
+    Ticker,
+    /// `GET /chat`, the chat page (WebSocket, long-poll fallback).
+    Chat,
     /// `GET /stats`.
     Stats,
 }
@@ -260,6 +264,14 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
         "/stats" => {
             get("GET")?;
             Route::Stats
+        }
+        "/ticker" => {
+            get("GET")?;
+            Route::Ticker
+        }
+        "/chat" => {
+            get("GET")?;
+            Route::Chat
         }
         _ => return Err(HttpError::NotFound),
     };

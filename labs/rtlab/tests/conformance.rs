@@ -71,6 +71,7 @@ macro_rules! conformance {
                 token_expiry_ends_every_transport,
                 ws_refresh_extends_the_connection,
                 refused_upgrades_get_501,
+                ticker_and_chat_pages_are_served,
                 // The page, /stats, shutdown.
                 index_page_uses_eventsource_and_websocket,
                 stats_count_connections_and_messages,

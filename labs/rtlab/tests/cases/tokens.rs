@@ -269,3 +269,18 @@ pub fn refused_upgrades_get_501(rt: &str) {
     server.publish("t", "polled");
     assert_eq!(server.poll("t", 0)["messages"][0]["data"], "polled");
 }
+
+/// The two pages users meet, `/ticker` (EventSource) and `/chat`
+/// (WebSocket with a long-poll fallback), are served by every lab, with no
+/// token even on a server that asks for one (the page passes the token the
+/// user gives it on). Headless Chromium drives them in scripts/interop/pages.mjs.
+pub fn ticker_and_chat_pages_are_served(rt: &str) {
+    let server = TestServer::start(rt, &["--token-secret", SECRET]);
+    for (path, uses) in [("/ticker", "new EventSource"), ("/chat", "new WebSocket")] {
+        let (status, content_type, body) = server.get(path);
+        assert_eq!(status, 200, "{path}");
+        assert_content_type(content_type.as_deref(), "text/html");
+        assert!(body.contains(uses), "{path} must use {uses}");
+    }
+    assert!(server.get("/chat").2.contains("/poll?"), "the chat falls back to long polling");
+}
