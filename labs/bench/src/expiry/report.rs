@@ -80,20 +80,34 @@ pub fn table(doc: &ExpiryDoc) -> String {
     )
 }
 
+/// The spread compared: none (0) and the widest one that ran, if both did.
+fn compared(doc: &ExpiryDoc) -> Option<(f64, f64)> {
+    let all = spreads(doc);
+    let widest = all.iter().copied().filter(|s| *s > 0.0).max_by(f64::total_cmp)?;
+    all.contains(&0.0).then_some((0.0, widest))
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::MIN, f64::max)
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::MAX, f64::min)
+}
+
+fn peaks(doc: &ExpiryDoc, spread: f64) -> Vec<f64> {
+    runs_of(doc, spread).map(|r| r.peak_per_100ms as f64).collect()
+}
+
 /// Sentences computed from the data: the spike without a spread against the
 /// widest spread, said as measured (ranges over runs; "lower" only where
 /// the ranges do not overlap).
 pub fn finding(doc: &ExpiryDoc) -> String {
-    let all = spreads(doc);
-    let widest = all.iter().copied().filter(|s| *s > 0.0).max_by(f64::total_cmp);
-    let (Some(&none), Some(widest)) = (all.iter().find(|s| **s == 0.0), widest) else {
+    let Some((none, widest)) = compared(doc) else {
         return "The run has no pair of runs without and with a spread to compare.\n".into();
     };
-    let peaks = |s| runs_of(doc, s).map(|r| r.peak_per_100ms as f64).collect::<Vec<_>>();
     let p99 = |s| runs_of(doc, s).map(|r| r.reconnect_p99_ms).collect::<Vec<_>>();
-    let (a, b) = (peaks(none), peaks(widest));
-    let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
-    let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+    let (a, b) = (peaks(doc, none), peaks(doc, widest));
     let n = doc.connections as f64;
     let mut text = format!(
         "Of {} streams whose tokens expired together, without a spread up to {} ({} % of all) ended in the same \
@@ -126,6 +140,37 @@ pub fn finding(doc: &ExpiryDoc) -> String {
         }
     ));
     text
+}
+
+/// The verdict on the claims table's `expiry-spread` row
+/// (`claims/expiry-spread.md`): holds where the peaks' ranges separate.
+pub fn claim_verdict(doc: &ExpiryDoc) -> String {
+    let Some((none, widest)) = compared(doc) else {
+        return "**not yet measured**: the expiry run has no runs without and with a spread\n".into();
+    };
+    let (a, b) = (peaks(doc, none), peaks(doc, widest));
+    if min(&a) > max(&b) {
+        format!(
+            "**holds**: {} streams minted together, no spread: {}–{} reconnections in one 100 ms; a {} s spread: {}–{} \
+             (every run; {} runs each)\n",
+            fmt_int(doc.connections as f64),
+            fmt_int(min(&a)),
+            fmt_int(max(&a)),
+            fmt_sig(widest),
+            fmt_int(min(&b)),
+            fmt_int(max(&b)),
+            a.len().min(b.len()),
+        )
+    } else {
+        format!(
+            "**does not hold** in this run: the peaks without a spread ({}–{}) and with a {} s spread ({}–{}) overlap\n",
+            fmt_int(min(&a)),
+            fmt_int(max(&a)),
+            fmt_sig(widest),
+            fmt_int(min(&b)),
+            fmt_int(max(&b)),
+        )
+    }
 }
 
 /// The parameters and conditions, for the chapter to include.
@@ -193,6 +238,8 @@ pub fn render(doc: &ExpiryDoc, dir: &Path, book: Option<&Path>) -> io::Result<()
         std::fs::write(sub.join("table.md"), table(doc))?;
         std::fs::write(sub.join("finding.md"), finding(doc))?;
         std::fs::write(sub.join("params.md"), params(doc))?;
+        std::fs::create_dir_all(root.join("claims"))?;
+        std::fs::write(root.join("claims").join("expiry-spread.md"), claim_verdict(doc))?;
         std::fs::create_dir_all(root.join("plots"))?;
         plot(doc, &root.join("plots").join(PLOT)).map_err(|e| io::Error::other(format!("plotting: {e}")))?;
     }
@@ -242,6 +289,8 @@ mod tests {
         let close = doc(vec![run(0.0, 0, 40, 2.0), run(10.0, 0, 45, 2.5)]);
         assert!(finding(&close).contains("does not separate"), "{}", finding(&close));
         assert!(finding(&doc(vec![run(10.0, 0, 1, 1.0)])).contains("no pair"));
+        assert!(claim_verdict(&apart).starts_with("**holds**: 1,000 streams minted together, no spread: 900–950"));
+        assert!(claim_verdict(&close).starts_with("**does not hold** in this run"));
     }
 
     #[test]
