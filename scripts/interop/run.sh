@@ -4,7 +4,8 @@
 # Checks every runtime lab from the outside, with clients that were not
 # written for rtlab: curl (SSE and HTTP), Python's `websockets` library (an
 # independent RFC 6455 implementation) and headless Chromium (the demo page's
-# real EventSource and WebSocket). One fresh server per runtime.
+# real EventSource and WebSocket; the ticker and chat pages, pages.mjs). One
+# fresh server per runtime, and the servers pages.mjs starts and restarts.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 rtlab="${1:-$here/../../target/debug/rtlab}"
@@ -35,6 +36,9 @@ for runtime in $("$rtlab" runtimes); do
   # has been seen to miss its deadline once; a second failure fails the run.
   node "$here/browser.mjs" "$addr" || { echo "interop: RETRY browser check on $runtime after a failure (see above)"; node "$here/browser.mjs" "$addr"; }
 
+  # The ticker and chat pages (restart, round trip, long-poll fallback,
+  # token expiry) against servers of this runtime that pages.mjs starts.
+  node "$here/pages.mjs" "$rtlab" "$runtime" || fail "the ticker and chat pages on $runtime"
   # A restart under a live EventSource: the browser reconnects by itself with
   # the Last-Event-ID of the old epoch, and must be told "reset". The script
   # stops this server (SIGTERM), starts the next one on the same address, and

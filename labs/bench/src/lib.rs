@@ -30,6 +30,7 @@
 //! | [`matrix`] | `rtlab bench` without a scenario: the labs found by `rtlab runtimes [--baselines]`, every lab × transport × scenario, repeated, into one results document |
 //! | [`results`] | the results document: machine, toolchain, versions, commit, parameters, per-run values and their spread, failures |
 //! | [`report`] | `rtlab report`: markdown tables ([`report::tables`]), sentences computed from the data ([`report::notes`]), SVG plots ([`report::plots`], drawn by [`report::charts`]), number formats ([`report::format`]), also for the book |
+//! | [`expiry`] | the expiry spike: N event streams whose tokens expire together, with and without the server's expiry spread; reconnections per 100 ms; its own document (`expiry.json`) and report |
 //! | [`compare`] | `rtlab compare`: the differences between two results documents |
 //! | [`server`] | starting, sampling and stopping a server process |
 //! | [`workers`] / [`worker`] | the orchestrator's side and the worker's side of the client processes |
@@ -53,6 +54,7 @@ pub mod compare;
 pub mod criterion_doc;
 pub mod deltas;
 pub mod crowd;
+pub mod expiry;
 pub mod fanout;
 pub mod herd;
 pub mod floor;

@@ -118,6 +118,14 @@ pub fn run(args: &ReportArgs) -> std::io::Result<()> {
         println!("wrote {} files under {}", files.len(), args.dir.display());
         return Ok(());
     }
+    if crate::expiry::is_expiry(&args.dir) {
+        // The expiry spike keeps a document of its own (`expiry.json`).
+        let doc = crate::expiry::read(&args.dir)?;
+        let dir = if args.dir.is_dir() { args.dir.clone() } else { args.dir.parent().map(Path::to_owned).unwrap_or_default() };
+        crate::expiry::report::render(&doc, &dir, args.book.as_deref())?;
+        println!("{}", crate::expiry::report::table(&doc));
+        return Ok(());
+    }
     let doc = Document::read(&args.dir)?;
     let dir = if args.dir.is_dir() { args.dir.clone() } else { args.dir.parent().map(Path::to_owned).unwrap_or_default() };
     let rendered = render(&doc, &dir, args.book.as_deref())?;

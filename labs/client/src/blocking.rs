@@ -23,9 +23,19 @@ use crate::subscriber::{Action, Event, Subscriber};
 /// Runs `subscriber` until `on_event` returns [`ControlFlow::Break`]
 /// (`Ok`) or the subscriber gives up (`Err` with its reason, after
 /// `on_event` saw the [`Event::GaveUp`]).
-pub fn run<R: Rng>(
+pub fn run<R: Rng>(subscriber: &mut Subscriber<R>, on_event: impl FnMut(&Event) -> ControlFlow<()>) -> Result<(), String> {
+    run_with_tokens(subscriber, on_event, |_| None)
+}
+
+/// Like [`run`], and when the server refuses or ends the token
+/// ([`Event::TokenNeeded`]), asks `new_token` for another (with the
+/// server's reason): `Some` reconnects with it at once (on a WebSocket, an
+/// early call of [`Subscriber::set_token`] refreshes in place); `None` ends
+/// the run with the reason. One call per refusal: no retry storm.
+pub fn run_with_tokens<R: Rng>(
     subscriber: &mut Subscriber<R>,
     mut on_event: impl FnMut(&Event) -> ControlFlow<()>,
+    mut new_token: impl FnMut(&str) -> Option<String>,
 ) -> Result<(), String> {
     let mut conn: Option<TcpStream> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -58,6 +68,12 @@ pub fn run<R: Rng>(
                     let flow = on_event(&event);
                     if let Event::GaveUp { reason } = event {
                         return Err(reason);
+                    }
+                    if let Event::TokenNeeded { reason } = &event {
+                        match new_token(reason) {
+                            Some(token) => subscriber.set_token(token, Instant::now()),
+                            None => return Err(format!("{reason}, and no new token")),
+                        }
                     }
                     if flow.is_break() {
                         return Ok(());

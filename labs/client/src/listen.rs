@@ -69,6 +69,15 @@ pub struct ListenArgs {
     /// (default: seeded from the OS).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The token to send, for a server started with --token-secret.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// A shell command that prints a new token, run when the server refuses
+    /// or ends the current one (e.g. `rtlab token --secret S --sub me --ttl 60s`);
+    /// also gives the first token if --token is absent. Without it, a refused
+    /// token ends the run.
+    #[arg(long)]
+    pub token_command: Option<String>,
 }
 // ANCHOR_END: args
 
@@ -88,8 +97,26 @@ impl ListenArgs {
                 .with_max_attempts(self.max_attempts);
         config.start = self.after.map_or(Start::Live, Start::After);
         config.poll_wait = self.wait;
+        config.token = match (&self.token, &self.token_command) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(command)) => Some(run_token_command(command)?),
+            (None, None) => None,
+        };
         Ok(config)
     }
+}
+
+/// Runs `command` with `sh -c` and returns what it printed, trimmed: a token.
+fn run_token_command(command: &str) -> Result<String, String> {
+    let out = std::process::Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .map_err(|e| format!("--token-command: {e}"))?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || token.is_empty() {
+        return Err(format!("--token-command failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(token)
 }
 
 /// One output line for an event.
@@ -107,6 +134,7 @@ pub fn line(event: &Event) -> String {
         Event::Reconnecting { attempt, delay, reason } => format!("reconnect {attempt} {} {reason}", delay.as_millis()),
         Event::Retry(base) => format!("retry {}", base.as_millis()),
         Event::ServerError(text) => format!("server-error {text}"),
+        Event::TokenNeeded { reason } => format!("token-needed {reason}"),
         Event::GaveUp { reason } => format!("gave-up {reason}"),
     }
 }
@@ -127,7 +155,11 @@ pub fn run(args: &ListenArgs) -> ExitCode {
     let mut subscriber = Subscriber::new(config, rng);
     let mut received = 0u64;
     let mut stdout = std::io::stdout().lock();
-    let result = crate::blocking::run(&mut subscriber, |event| {
+    let new_token = |_: &str| {
+        let command = args.token_command.as_deref()?;
+        run_token_command(command).map_err(|e| eprintln!("rtlab listen: {e}")).ok()
+    };
+    let result = crate::blocking::run_with_tokens(&mut subscriber, |event| {
         if matches!(event, Event::GaveUp { .. }) {
             return ControlFlow::Continue(()); // Reported below, on stderr.
         }
@@ -141,7 +173,7 @@ pub fn run(args: &ListenArgs) -> ExitCode {
             }
         }
         ControlFlow::Continue(())
-    });
+    }, new_token);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {

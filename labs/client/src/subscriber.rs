@@ -54,6 +54,9 @@ pub struct Config {
     /// A connection that stayed up this long counts as healthy even if it
     /// delivered nothing (see [`Subscriber`]).
     pub healthy_after: Duration,
+    /// The token sent with every request (`token=` query parameter), for a
+    /// server started with a secret. See [`Subscriber::set_token`].
+    pub token: Option<String>,
 }
 
 impl Config {
@@ -74,6 +77,7 @@ impl Config {
             poll_wait: 25,
             request_timeout: Duration::from_secs(10),
             healthy_after: Duration::from_secs(5),
+            token: None,
         })
     }
 }
@@ -154,6 +158,16 @@ pub enum Event {
     /// The server reported an error on the subscription (WebSocket
     /// `{"error":"..."}`); the subscription goes on.
     ServerError(String),
+    /// The token is missing, was refused (`401`) or ran out (SSE
+    /// `event: expired`, WebSocket close 4001). The subscriber waits —
+    /// no back-off, no retries with the token it has — until the
+    /// application hands it a new one with
+    /// [`set_token`](Subscriber::set_token); then it reconnects at once and
+    /// resumes after its last id.
+    TokenNeeded {
+        /// What the server said.
+        reason: String,
+    },
     /// The end: the server refused the request in a way retrying cannot fix
     /// (`400`, `404`...), or the back-off's attempts ran out.
     GaveUp {
@@ -186,6 +200,8 @@ enum State {
     Connecting { request: Request, deadline: Instant },
     /// Connected; the request was sent.
     Open(Box<Open>),
+    /// Waiting for a new token ([`Event::TokenNeeded`]): no deadline, no retries.
+    NeedToken,
     /// Gave up.
     Finished,
 }
@@ -292,7 +308,7 @@ impl<R: Rng> Subscriber<R> {
             State::Waiting { until } => Some(*until),
             State::Connecting { deadline, .. } => Some(*deadline),
             State::Open(open) => open.deadline,
-            State::Idle | State::Finished => None,
+            State::Idle | State::NeedToken | State::Finished => None,
         }
     }
 
@@ -320,6 +336,36 @@ impl<R: Rng> Subscriber<R> {
     pub fn stats(&self) -> Stats {
         self.stats
     }
+
+    // ANCHOR: set_token
+    /// A new token. On an open WebSocket it is sent as a
+    /// `{"op":"refresh"}` frame and the connection lives on to the new
+    /// `exp`; a subscriber waiting for a token ([`Event::TokenNeeded`])
+    /// reconnects with it at once; otherwise the next request carries it.
+    pub fn set_token(&mut self, token: String, now: Instant) {
+        self.config.token = Some(token.clone());
+        match &mut self.state {
+            State::NeedToken => self.connect(now),
+            State::Open(open) => {
+                if let Phase::Stream(stream) = &mut open.phase {
+                    let refresh = serde_json::json!({ "op": "refresh", "token": token }).to_string();
+                    if let Some(bytes) = stream.ws_text(refresh) {
+                        self.actions.push_back(Action::Send(bytes));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The token is refused or ran out: ask the application for a new one
+    /// and wait for it, instead of retrying a token that cannot pass.
+    fn need_token(&mut self, reason: String) {
+        self.actions.push_back(Action::Disconnect);
+        self.actions.push_back(Action::Event(Event::TokenNeeded { reason }));
+        self.state = State::NeedToken;
+    }
+    // ANCHOR_END: set_token
 
     /// Starts: the first connection, at once.
     pub fn start(&mut self, now: Instant) {
@@ -371,6 +417,7 @@ impl<R: Rng> Subscriber<R> {
                         let rest = buf.split_off(len);
                         match Stream::open(transport, &head, &open.request, &rest) {
                             Err(Refused::Fatal(reason)) => return self.give_up(reason),
+                            Err(Refused::Token(reason)) => return self.need_token(reason),
                             Err(Refused::Retry(reason)) => Err(reason),
                             Ok(mut stream) => {
                                 if transport != Transport::LongPoll {
@@ -431,7 +478,7 @@ impl<R: Rng> Subscriber<R> {
 
     fn connect(&mut self, now: Instant) {
         let c = &self.config;
-        let request = wire::request(&c.url, &c.topic, c.transport, self.last_id, self.epoch.as_deref(), c.poll_wait);
+        let request = wire::request(&c.url, &c.topic, c.transport, self.last_id, self.epoch.as_deref(), c.poll_wait, c.token.as_deref());
         self.actions.push_back(Action::Connect(request.clone()));
         self.state = State::Connecting { request, deadline: now + c.request_timeout };
     }
@@ -466,6 +513,7 @@ impl<R: Rng> Subscriber<R> {
                 Incoming::ServerError(e) => self.actions.push_back(Action::Event(Event::ServerError(e))),
                 Incoming::Send(bytes) => self.actions.push_back(Action::Send(bytes)),
                 Incoming::Closed(reason) => self.fail(now, reason),
+                Incoming::Expired(reason) => self.need_token(reason),
                 Incoming::PollAnswered { last_id, epoch, keep_alive } => {
                     if self.epoch.is_none() || self.last_id.is_none() {
                         self.epoch = epoch;
@@ -527,7 +575,7 @@ impl<R: Rng> Subscriber<R> {
             return self.connect(now);
         }
         let c = &self.config;
-        let request = wire::request(&c.url, &c.topic, c.transport, self.last_id, self.epoch.as_deref(), c.poll_wait);
+        let request = wire::request(&c.url, &c.topic, c.transport, self.last_id, self.epoch.as_deref(), c.poll_wait, c.token.as_deref());
         let deadline = now + self.answer_time(&request);
         self.actions.push_back(Action::Send(request.encode()));
         if let State::Open(open) = &mut self.state {
@@ -544,7 +592,7 @@ impl<R: Rng> Subscriber<R> {
         let healthy = match &self.state {
             State::Open(open) => open.healthy || now.duration_since(open.since) >= self.config.healthy_after,
             State::Connecting { .. } => false,
-            State::Idle | State::Waiting { .. } | State::Finished => return,
+            State::Idle | State::Waiting { .. } | State::NeedToken | State::Finished => return,
         };
         self.actions.push_back(Action::Disconnect);
         if healthy {

@@ -71,6 +71,10 @@ impl FromStr for Transport {
 /// with a reset instead of resuming at a reused id. Long polling without an
 /// id first asks a short poll for the topic's newest id, and delivers
 /// nothing from it.
+///
+/// With a `token`, the target carries it as the `token` query parameter
+/// (what a browser's `EventSource` and `WebSocket` must do too; the server
+/// takes an `Authorization: Bearer` header as well).
 pub(crate) fn request(
     url: &Url,
     topic: &str,
@@ -78,7 +82,16 @@ pub(crate) fn request(
     last_id: Option<u64>,
     epoch: Option<&str>,
     wait: u32,
+    token: Option<&str>,
 ) -> Request {
+    let mut request = untokened(url, topic, transport, last_id, epoch, wait);
+    if let Some(token) = token {
+        request.target.push_str(&format!("&token={token}"));
+    }
+    request
+}
+
+fn untokened(url: &Url, topic: &str, transport: Transport, last_id: Option<u64>, epoch: Option<&str>, wait: u32) -> Request {
     let last_id = last_id.map(|id| match epoch {
         Some(e) => format!("{e}-{id}"),
         None => id.to_string(),
@@ -130,6 +143,9 @@ pub(crate) enum Incoming {
     PollAnswered { last_id: u64, epoch: Option<String>, keep_alive: bool },
     /// The server ended the stream in its protocol (a WebSocket close frame).
     Closed(String),
+    /// The server ended the stream because the token ran out (SSE
+    /// `event: expired`, WebSocket close code 4001).
+    Expired(String),
 }
 
 /// Why a response head does not start a subscription.
@@ -139,6 +155,9 @@ pub(crate) enum Refused {
     Fatal(String),
     /// Worth another attempt after a back-off (`503`, a broken handshake...).
     Retry(String),
+    /// `401`: the token is missing, bad or expired. Retrying with the same
+    /// one cannot help; a new one can.
+    Token(String),
 }
 
 /// A `4xx` other than the ones that say "later" means the request itself is
@@ -146,6 +165,7 @@ pub(crate) enum Refused {
 fn refuse(head: &Head, body: &[u8]) -> Refused {
     let reason = head.describe(body);
     match head.status {
+        401 => Refused::Token(reason),
         408 | 425 | 429 => Refused::Retry(reason),
         400..=499 => Refused::Fatal(reason),
         _ => Refused::Retry(reason),
@@ -228,6 +248,15 @@ impl Stream {
         }
     }
 
+    /// A text message to send on a WebSocket stream (masked, as a client's
+    /// must be): the bytes, or `None` on another transport.
+    pub(crate) fn ws_text(&mut self, text: String) -> Option<Vec<u8>> {
+        let Stream::Ws { ctx, io } = self else { return None };
+        ctx.write(io, WsMessage::Text(text.into())).ok()?;
+        let _ = ctx.flush(io);
+        Some(std::mem::take(&mut io.output))
+    }
+
     /// The server closed the connection: a poll answer delimited by the
     /// close is complete now; any other stream has just ended.
     pub(crate) fn eof(&mut self, out: &mut Vec<Incoming>) -> Result<bool, String> {
@@ -261,6 +290,7 @@ fn sse_item(item: SseItem) -> Result<Option<Incoming>, String> {
             let r: Epoch = serde_json::from_str(&e.data).map_err(|err| format!("a bad reset event: {err}"))?;
             Some(Incoming::Reset { epoch: r.epoch })
         }
+        SseItem::Event(e) if e.event == "expired" => Some(Incoming::Expired(format!("the token expired ({})", e.data))),
         SseItem::Event(e) if e.event == "missed" => {
             let r: Range = serde_json::from_str(&e.data).map_err(|err| format!("a bad missed event: {err}"))?;
             Some(Incoming::Missed { from: r.from, to: r.to })
@@ -354,6 +384,9 @@ fn ws_feed(ctx: &mut WebSocketContext, io: &mut MemIo, bytes: &[u8], out: &mut V
                 Ok(WsText::Error { error }) => out.push(Incoming::ServerError(error)),
                 Err(_) => {} // Not the contract's: ignored, like unknown SSE events.
             },
+            Ok(WsMessage::Close(Some(f))) if u16::from(f.code) == 4001 => {
+                out.push(Incoming::Expired(format!("the token expired (close 4001 {})", f.reason)));
+            }
             Ok(WsMessage::Close(frame)) => {
                 closed = Some(match frame {
                     Some(f) if f.reason.is_empty() => {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::auth::Tokens;
 use crate::outbox::Policy;
 
 // ANCHOR: config
@@ -82,6 +83,17 @@ pub struct Config {
     /// unanswered reaps the stream within keep-alive interval + this (the
     /// book's chapter "Dead connections").
     pub tcp_user_timeout: Duration,
+    /// The token verifier (`--token-secret`): with it, `/publish`, `/poll`,
+    /// `/sse` and `/ws` need a token, and a live connection ends at its
+    /// token's `exp` (less the spread). `None`: no tokens asked.
+    pub tokens: Option<Tokens>,
+    /// Origins a browser request may come from (`--allowed-origin`, e.g.
+    /// `https://example.org`); another `Origin` gets `403`. Empty: any.
+    /// Requests without an `Origin` (not from a browser page) pass.
+    pub allowed_origins: Vec<String>,
+    /// Refuse WebSocket upgrades with `501` (`--refuse-upgrade`): a test
+    /// switch for clients that fall back to long polling.
+    pub refuse_upgrade: bool,
 }
 
 impl Default for Config {
@@ -105,6 +117,9 @@ impl Default for Config {
             socket_send_buffer: 64 * 1024,
             tcp_user_timeout: Duration::ZERO,
             presence_ttl: Duration::from_secs(30),
+            tokens: None,
+            allowed_origins: Vec::new(),
+            refuse_upgrade: false,
         }
     }
 }

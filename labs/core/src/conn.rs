@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use crate::broker::{Broker, Ticket};
+use crate::auth::{self, Grant};
 use crate::config::Config;
 use crate::encode::{self, Transport};
 use crate::heartbeat::{Beat, KeepAlive, Pinger};
@@ -189,6 +190,14 @@ pub struct Connection {
     /// made by the first such publish: every other connection pays one word.
     #[allow(clippy::box_collection)] // One word per connection, not four: see above.
     ws_publishes: Option<Box<std::collections::VecDeque<Arc<Ticket>>>>,
+    /// The token the last request was admitted with (servers with a
+    /// secret): the subject, what it may do, its `exp`, the topic.
+    grant: Option<Grant>,
+    /// When the token ends this event stream, WebSocket or held long poll
+    /// ([`Tokens::close_at`](crate::auth::Tokens::close_at)): one more deadline.
+    expires: Option<Instant>,
+    /// The runtime's token for this connection (the spread's draw uses it).
+    slot: usize,
 }
 // ANCHOR_END: connection
 
@@ -208,6 +217,9 @@ impl Connection {
             closed: false,
             fin: false,
             ws_publishes: None,
+            grant: None,
+            expires: None,
+            slot: token,
         }
     }
 
@@ -260,12 +272,24 @@ impl Connection {
         self.kind
     }
 
+    /// The subject (`sub`) of the token this connection was admitted with,
+    /// on a server with a secret: who is connected (presence shows it).
+    pub fn subject(&self) -> Option<&str> {
+        self.grant.as_ref().map(|g| g.claims.sub.as_str())
+    }
+
+    /// When the token ends this connection, if it is a live one (an event
+    /// stream, a WebSocket, a held long poll) on a server with a secret.
+    fn expiry(&self) -> Option<Instant> {
+        self.expires.filter(|_| matches!(self.state, State::Sse { .. } | State::Ws { .. } | State::LongPoll(_)))
+    }
+
     /// When [`on_tick`](Self::on_tick) must be called even if nothing else happens.
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
-        match &self.state {
+        let at = match &self.state {
             State::Done { linger } => Some(*linger),
             State::LongPoll(poll) => Some(poll.deadline),
             State::Publishing(p) => Some(p.deadline),
@@ -273,7 +297,9 @@ impl Connection {
             State::Ws { pinger, .. } => Some(pinger.deadline(self.server.config.ping_interval)),
             State::Http { buf, since, paused, .. } => Some(http_deadline(&self.server.config, buf, *since, *paused).0),
             State::Echo { .. } => None,
-        }
+        };
+        // The token's end is one more deadline: the earliest one wins.
+        at.into_iter().chain(self.expiry()).min()
     }
 
     /// Moves up to about `max` bytes of output into `out` (cheap handles to
@@ -371,6 +397,9 @@ impl Connection {
             self.close_with(goodbye, now);
             return;
         }
+        if self.expiry().is_some_and(|at| now >= at) {
+            return self.expire(now);
+        }
         if let State::Http { since, paused: paused @ true, .. } = &mut self.state
             && self.peer.outbox().pending() < self.server.config.read_pause
         {
@@ -433,6 +462,19 @@ impl Connection {
         }
     }
     // ANCHOR_END: on_tick
+
+    // ANCHOR: expire
+    /// The token has run out: each transport ends the way the contract says
+    /// — a WebSocket with close code 4001, an event stream with an
+    /// `expired` event, a held long poll with `401`.
+    fn expire(&mut self, now: Instant) {
+        match &self.state {
+            State::Ws { .. } => self.close_with(Some(encode::ws_close(4001, "token expired")), now),
+            State::Sse { .. } => self.close_with(Some(Bytes::from_static(auth::SSE_EXPIRED)), now),
+            _ => self.fail(HttpError::Unauthorized("token expired".into()), now),
+        }
+    }
+    // ANCHOR_END: expire
 
     // ANCHOR: shutdown
     /// The server is shutting down: say goodbye the way each transport
@@ -580,8 +622,28 @@ impl Connection {
         }
     }
 
-    // ANCHOR: dispatch
+    // ANCHOR: route_admit
+    /// Serves one request: first the checks of [`auth::admit`] (origin,
+    /// token), then the route; a live connection it starts gets its token's
+    /// close deadline.
     fn route(&mut self, req: Request, body: Vec<u8>, now: Instant) {
+        let grant = match auth::admit(&self.server.config, &req, now) {
+            Ok(grant) => grant,
+            Err(e) => return self.fail(e, now),
+        };
+        self.expires = None;
+        if let Some(grant) = grant
+            && let Some(tokens) = &self.server.config.tokens
+        {
+            self.expires = Some(tokens.close_at(&grant.claims, &grant.token, self.slot, now));
+            self.grant = Some(grant);
+        }
+        self.dispatch(req, body, now);
+    }
+    // ANCHOR_END: route_admit
+
+    // ANCHOR: dispatch
+    fn dispatch(&mut self, req: Request, body: Vec<u8>, now: Instant) {
         let server = self.server.clone();
         match req.route {
             Route::Publish { topic } => match String::from_utf8(body) {
@@ -634,7 +696,9 @@ impl Connection {
                 self.set_kind(Kind::Echo);
                 self.upgrade(State::Echo { decoder: WsDecoder::new(server.config.max_echo_message) }, now);
             }
-            Route::Index => self.respond(http::response(200, "text/html; charset=utf-8", crate::page::DEMO_PAGE.as_bytes())),
+            page @ (Route::Index | Route::Ticker | Route::Chat) => {
+                self.respond(http::response(200, "text/html; charset=utf-8", crate::page::html(&page).as_bytes()))
+            }
             Route::Stats => self.respond(http::response(200, "application/json", server.stats.to_json().as_bytes())),
             Route::Presence { topic } => {
                 let local = server.hub.presence(&topic);
@@ -833,8 +897,15 @@ impl Connection {
             Ok(v) => v,
             Err(_) => return self.respond(encode::ws_error("expected JSON: {\"op\":\"publish\",\"data\":\"...\"}")),
         };
-        if request.get("op").and_then(|v| v.as_str()) != Some("publish") {
-            return self.respond(encode::ws_error("unknown op (expected \"publish\")"));
+        match request.get("op").and_then(|v| v.as_str()) {
+            Some("publish") => {}
+            Some("refresh") => return self.ws_refresh(&request, now),
+            _ => return self.respond(encode::ws_error("unknown op (expected \"publish\" or \"refresh\")")),
+        }
+        if let Some(grant) = &self.grant
+            && let Err(e) = auth::permit(&grant.claims, &grant.topic, true)
+        {
+            return self.respond(encode::ws_error(&e.to_string()));
         }
         let Some(data) = request.get("data").and_then(|v| v.as_str()) else {
             return self.respond(encode::ws_error("publish needs a string \"data\""));
@@ -856,6 +927,40 @@ impl Connection {
         }
     }
     // ANCHOR_END: ws_publish
+
+    // ANCHOR: ws_refresh
+    /// A `/ws` client frame `{"op":"refresh","token":"..."}`: a new token for
+    /// the same subject and topic moves the close deadline to its `exp`. A
+    /// refused refresh is reported and changes nothing: the old token's
+    /// deadline stands.
+    fn ws_refresh(&mut self, request: &serde_json::Value, now: Instant) {
+        if !matches!(self.state, State::Ws { .. }) {
+            return;
+        }
+        let Some(tokens) = &self.server.config.tokens else {
+            return self.respond(encode::ws_error("this server asks for no tokens: nothing to refresh"));
+        };
+        let Some(token) = request.get("token").and_then(|v| v.as_str()) else {
+            return self.respond(encode::ws_error("refresh needs a string \"token\""));
+        };
+        let Some(old) = &self.grant else { return };
+        let checked = tokens.verify(token, now).and_then(|claims| {
+            auth::permit(&claims, &old.topic, false)?;
+            if old.claims.sub != claims.sub {
+                return Err(HttpError::Forbidden(format!("the new token is for {}, not {}", claims.sub, old.claims.sub)));
+            }
+            Ok(claims)
+        });
+        match checked {
+            Ok(claims) => {
+                self.expires = Some(tokens.close_at(&claims, token, self.slot, now));
+                let topic = old.topic.clone();
+                self.grant = Some(Grant { claims, topic, token: token.to_owned() });
+            }
+            Err(e) => self.respond(encode::ws_error(&format!("refresh refused: {e}"))),
+        }
+    }
+    // ANCHOR_END: ws_refresh
 
     fn ws_fail(&mut self, e: WsError, now: Instant) {
         if !self.is_closing() {

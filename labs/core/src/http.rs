@@ -31,6 +31,10 @@ pub enum Route {
     Echo { accept: String },
     /// `GET /`, the demo page.
     Index,
+    /// `GET /ticker`, the `EventSource` ticker page.
+    Ticker,
+    /// `GET /chat`, the chat page (WebSocket, long-poll fallback).
+    Chat,
     /// `GET /stats`.
     Stats,
     /// `GET /presence?topic=T`: who is subscribed.
@@ -50,6 +54,13 @@ pub struct Request {
     pub expect_continue: bool,
     /// The subscription's `client` query parameter: its name in `/presence`.
     pub client: Option<String>,
+    /// The `Authorization` header's value, as sent (`crate::auth` reads it).
+    pub authorization: Option<String>,
+    /// The `token` query parameter: what a browser's `EventSource` and
+    /// `WebSocket`, which cannot set headers, send instead.
+    pub token: Option<String>,
+    /// The `Origin` header: sent by browsers, checked against the allow-list.
+    pub origin: Option<String>,
 }
 
 // ANCHOR: errors
@@ -63,6 +74,12 @@ pub enum HttpError {
     NotFound,
     /// `405`: the path exists, the method does not; `allow` lists the right one.
     MethodNotAllowed { allow: &'static str },
+    /// `401`: no token, or one that is malformed, badly signed or expired
+    /// (contract "Tokens and origins"); the reason says which.
+    Unauthorized(String),
+    /// `403`: a valid token that does not allow this topic or publishing, or
+    /// an `Origin` not on the allow-list.
+    Forbidden(String),
     /// `408`: the request did not arrive whole within `limit` of its first byte.
     RequestTimeout { limit: Duration },
     /// `411`: a body without `Content-Length` (chunked uploads are not accepted).
@@ -73,6 +90,10 @@ pub enum HttpError {
     UpgradeRequired,
     /// `431`: the request head is larger than the server's limit.
     HeadersTooLarge,
+    /// `501`: a WebSocket upgrade on a server started with
+    /// `--refuse-upgrade` (how the demo chat's long-poll fallback is tested:
+    /// a proxy that does not pass upgrades looks the same to a browser).
+    UpgradeRefused,
     /// `503`: a limit of the server refuses what the request asks for (too
     /// many connections or topics, or the server is stopping); the reason
     /// says which.
@@ -86,6 +107,8 @@ impl HttpError {
     pub fn status(&self) -> u16 {
         match self {
             HttpError::BadRequest(_) => 400,
+            HttpError::Unauthorized(_) => 401,
+            HttpError::Forbidden(_) => 403,
             HttpError::NotFound => 404,
             HttpError::MethodNotAllowed { .. } => 405,
             HttpError::RequestTimeout { .. } => 408,
@@ -93,6 +116,7 @@ impl HttpError {
             HttpError::PayloadTooLarge { .. } => 413,
             HttpError::UpgradeRequired => 426,
             HttpError::HeadersTooLarge => 431,
+            HttpError::UpgradeRefused => 501,
             HttpError::Unavailable(_) => 503,
         }
     }
@@ -106,6 +130,8 @@ impl HttpError {
             HttpError::MethodNotAllowed { allow } => extra = format!("Allow: {allow}\r\n"),
             HttpError::UpgradeRequired => extra.push_str("Sec-WebSocket-Version: 13\r\n"),
             HttpError::Unavailable(_) => extra.push_str("Retry-After: 1\r\n"),
+            // RFC 6750 §3: a 401 for a bearer token names the scheme.
+            HttpError::Unauthorized(_) => extra.push_str("WWW-Authenticate: Bearer error=\"invalid_token\"\r\n"),
             _ => {}
         }
         // The connection closes after every error response (the body of a
@@ -120,6 +146,8 @@ impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HttpError::BadRequest(why) => write!(f, "bad request: {why}"),
+            HttpError::Unauthorized(why) => write!(f, "unauthorized: {why}"),
+            HttpError::Forbidden(why) => write!(f, "forbidden: {why}"),
             HttpError::NotFound => write!(f, "not found"),
             HttpError::MethodNotAllowed { allow } => write!(f, "method not allowed (use {allow})"),
             HttpError::RequestTimeout { limit } => {
@@ -130,6 +158,7 @@ impl fmt::Display for HttpError {
             HttpError::PayloadTooLarge { limit } => write!(f, "message larger than {limit} bytes"),
             HttpError::UpgradeRequired => write!(f, "WebSocket version 13 required"),
             HttpError::HeadersTooLarge => write!(f, "request header fields too large"),
+            HttpError::UpgradeRefused => write!(f, "WebSocket upgrades are refused by this server (--refuse-upgrade)"),
             HttpError::Unavailable(why) => write!(f, "service unavailable: {why}"),
         }
     }
@@ -246,6 +275,14 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
             get("GET")?;
             Route::Presence { topic: query.topic()? }
         }
+        "/ticker" => {
+            get("GET")?;
+            Route::Ticker
+        }
+        "/chat" => {
+            get("GET")?;
+            Route::Chat
+        }
         _ => return Err(HttpError::NotFound),
     };
     if content_length > 0 && !matches!(route, Route::Publish { .. }) {
@@ -260,7 +297,18 @@ pub fn parse_request(buf: &[u8], max_head: usize, max_message: usize) -> Result<
             return Err(HttpError::BadRequest("client must be 1 to 64 characters of A-Z a-z 0-9 . _ -".into()));
         }
     };
-    Ok(Some((Request { route, content_length, keep_alive, expect_continue: h.expect_continue, client }, head_len)))
+    let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
+    let request = Request {
+        route,
+        content_length,
+        keep_alive,
+        expect_continue: h.expect_continue,
+        authorization: text(h.authorization),
+        token: query.get("token").map(str::to_owned),
+        origin: text(h.origin),
+        client,
+    };
+    Ok(Some((request, head_len)))
 }
 
 /// The few headers the contract cares about.
@@ -276,6 +324,8 @@ struct Headers<'a> {
     ws_key: Option<&'a [u8]>,
     ws_version: Option<&'a [u8]>,
     last_event_id: Option<&'a [u8]>,
+    authorization: Option<&'a [u8]>,
+    origin: Option<&'a [u8]>,
 }
 
 impl<'a> Headers<'a> {
@@ -314,6 +364,10 @@ impl<'a> Headers<'a> {
                 h.ws_version = Some(value);
             } else if name.eq_ignore_ascii_case("last-event-id") {
                 h.last_event_id = Some(value);
+            } else if name.eq_ignore_ascii_case("authorization") {
+                h.authorization = Some(value);
+            } else if name.eq_ignore_ascii_case("origin") {
+                h.origin = Some(value);
             }
         }
         Ok(h)
@@ -405,6 +459,8 @@ fn reason(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -412,6 +468,7 @@ fn reason(status: u16) -> &'static str {
         413 => "Payload Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "",
     }

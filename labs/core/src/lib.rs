@@ -21,6 +21,7 @@
 //! | [`heartbeat`] | SSE keep-alive and WebSocket ping/pong deadlines |
 //! | [`conn`] | one [`Connection`] as a state machine: bytes and time in, bytes and deadlines out (the request and idle deadlines among them) |
 //! | [`stats`] | the `/stats` counters, refusals by reason ([`Refusal`]) and timeouts among them |
+//! | [`auth`] | tokens (HS256 JWTs via `jsonwebtoken`), what they allow, their expiry as a deadline, the origin allow-list |
 //! | [`config`] | every server option ([`Config`]) |
 //!
 //! What every runtime adapter needs besides the protocol — socket options,
@@ -50,6 +51,7 @@
 //! ```
 
 pub mod broker;
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod encode;

@@ -85,6 +85,47 @@ enum Command {
     /// each message (`ID DATA`), each reconnection and missed range, one per
     /// line; resume after the last id on every new connection.
     Listen(rtlab_client::listen::ListenArgs),
+    /// Mint a token (an HS256 JWT) for a server started with --token-secret,
+    /// and print it: for readers, scripts and tests.
+    Token(TokenArgs),
+}
+
+/// `rtlab token --secret S --sub NAME --ttl 60s [--topics a,b.*] [--publish]`.
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The server's secret (its --token-secret).
+    #[arg(long)]
+    secret: String,
+    /// The client's name (the `sub` claim; presence shows it).
+    #[arg(long)]
+    sub: String,
+    /// How long the token lives from now: seconds, with an optional `s`
+    /// (`60s`, `90`, `0.5s`).
+    #[arg(long, value_parser = ttl)]
+    ttl: Seconds,
+    /// Topics the token may use, comma-separated: names, or prefixes ending
+    /// in `*` (`news,room.*`). Absent: every topic.
+    #[arg(long, value_delimiter = ',')]
+    topics: Option<Vec<String>>,
+    /// The token may publish (without it: read only).
+    #[arg(long)]
+    publish: bool,
+}
+
+/// A time to live: seconds, with an optional `s` suffix.
+fn ttl(s: &str) -> Result<Seconds, String> {
+    seconds(s.strip_suffix('s').unwrap_or(s))
+}
+
+/// Prints a token whose `exp` is now (the system clock) plus the ttl,
+/// rounded up to a whole second (`exp` is whole seconds).
+fn mint(args: &TokenArgs) -> ExitCode {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let exp = (now + args.ttl.0).as_secs_f64().ceil() as u64;
+    let claims =
+        rtlab_core::auth::Claims { sub: args.sub.clone(), exp, topics: args.topics.clone(), publish: args.publish };
+    println!("{}", rtlab_core::auth::mint(args.secret.as_bytes(), &claims));
+    ExitCode::SUCCESS
 }
 
 #[derive(Debug, clap::Args)]
@@ -232,6 +273,28 @@ struct ServeArgs {
     /// Offer only HTTP/1.1 over TLS, also on the tokio lab.
     #[arg(long)]
     no_http2: bool,
+    // Tokens and origins (contract "Tokens and origins"; the book's chapter
+    // "Tokens, expiry and origins").
+    /// Ask /publish, /poll, /sse and /ws for an HS256 token signed with this
+    /// secret (`rtlab token` mints them); live connections end at its exp.
+    #[arg(long)]
+    token_secret: Option<String>,
+    /// Seconds over which connections whose tokens expire together are
+    /// spread: each closes at a deadline drawn in [exp - spread, exp),
+    /// seeded, the same on every run (decimals allowed; absent: at exp).
+    #[arg(long, value_parser = seconds, requires = "token_secret")]
+    expiry_spread: Option<Seconds>,
+    /// The seed of the expiry spread's draw.
+    #[arg(long, default_value_t = 0, requires = "token_secret")]
+    expiry_seed: u64,
+    /// An Origin a browser request may come from (repeatable, e.g.
+    /// https://example.org); others get 403. Absent: any origin.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// Refuse WebSocket upgrades with 501 (tests clients that fall back to
+    /// long polling).
+    #[arg(long)]
+    refuse_upgrade: bool,
 }
 
 /// The accept backlog by default: deep, because the benchmarks open
@@ -286,6 +349,14 @@ impl ServeArgs {
             max_connections: self.max_connections,
             tcp_user_timeout: Duration::from_secs_f64(self.tcp_user_timeout),
             presence_ttl: self.presence_ttl.0,
+            tokens: self.token_secret.as_ref().map(|secret| {
+                let mut tokens = rtlab_core::auth::Tokens::new(secret.as_bytes());
+                tokens.spread = self.expiry_spread.map_or(Duration::ZERO, |s| s.0);
+                tokens.seed = self.expiry_seed;
+                tokens
+            }),
+            allowed_origins: self.allowed_origins.clone(),
+            refuse_upgrade: self.refuse_upgrade,
             ..Config::default()
         }
     }
@@ -430,6 +501,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Token(args) => mint(&args),
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -464,6 +536,10 @@ fn serve(args: &ServeArgs) -> std::io::Result<()> {
     drop(stdout);
     tracing::info!(runtime = ?args.runtime, %addr, tls = tls.is_some(), "serving");
 
+    let core_options = args.token_secret.is_some() || !args.allowed_origins.is_empty() || args.refuse_upgrade;
+    if args.runtime.is_baseline() && core_options {
+        return Err(std::io::Error::other("the axum baseline has no core: no tokens, origins or upgrade refusal"));
+    }
     let stop = Stop::new();
     watch_signals(stop.clone())?;
     let server = match &args.broker {

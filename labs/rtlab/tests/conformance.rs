@@ -93,6 +93,12 @@ macro_rules! conformance {
                 topic_flood_levels_off_with_503,
                 idle_topics_make_room_and_held_ones_stay,
                 connection_flood_gets_503_while_others_are_served,
+                // Tokens and origins.
+                tokens_refuse_with_401_and_403,
+                token_expiry_ends_every_transport,
+                ws_refresh_extends_the_connection,
+                refused_upgrades_get_501,
+                ticker_and_chat_pages_are_served,
                 // Shutdown, written on bare sockets.
                 graceful_shutdown_on_sigint,
                 publishes_acknowledged_during_shutdown_are_delivered,

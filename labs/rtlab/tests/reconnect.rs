@@ -338,3 +338,42 @@ fn rtlab(args: &[&str]) -> (Option<i32>, String, String) {
     let text = |b: Vec<u8>| String::from_utf8(b).expect("UTF-8");
     (out.status.code(), text(out.stdout), text(out.stderr))
 }
+
+/// Tokens that run out: `rtlab listen --token-command` gets a new token each
+/// time the server refuses or ends the current one (SSE `event: expired`,
+/// WebSocket close 4001, a held long poll's `401`), says so
+/// (`token-needed ...`), and resumes after its last message — on every
+/// transport, with tokens that live a second.
+#[test]
+fn rtlab_listen_gets_a_new_token_when_its_token_ends() {
+    let server = serve(&["--token-secret", "listen secret"]);
+    let addr = server.addr();
+    let bin = env!("CARGO_BIN_EXE_rtlab");
+    let publisher = rtlab(&["token", "--secret", "listen secret", "--sub", "pub", "--ttl", "60s", "--publish"]).1;
+    let target = format!("/publish?topic=tok&token={}", publisher.trim());
+    assert_eq!(http(addr, "POST", &target, b"one").0, 200);
+    let command = format!("{bin} token --secret 'listen secret' --sub reader --ttl 1s");
+    let listeners: Vec<_> = ["sse", "ws", "long-poll"]
+        .into_iter()
+        .map(|transport| {
+            let url = format!("http://{addr}");
+            let command = command.clone();
+            thread::spawn(move || {
+                let args = ["listen", "--url", &url, "--topic", "tok", "--transport", transport, "--after", "0"];
+                let out = rtlab(&[&args[..], &["--count", "2", "--wait", "5", "--token-command", &command]].concat());
+                (transport, out)
+            })
+        })
+        .collect();
+    // Past the first tokens' end (at most 2 s away: exp is rounded up).
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(http(addr, "POST", &target, b"two").0, 200);
+    for listener in listeners {
+        let (transport, (code, stdout, stderr)) = listener.join().expect("a listener");
+        assert_eq!(code, Some(0), "{transport}: {stdout}\n{stderr}");
+        let messages: Vec<&str> = stdout.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).collect();
+        assert_eq!(messages, ["1 one", "2 two"], "{transport}: {stdout}");
+        assert!(stdout.lines().any(|l| l.starts_with("token-needed ")), "{transport}: no token-needed line: {stdout}");
+        assert!(!stdout.contains("reconnect "), "{transport}: a token's end is no failure to back off from: {stdout}");
+    }
+}

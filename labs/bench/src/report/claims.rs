@@ -115,6 +115,12 @@ const CLAIMS: &[Claim] = &[
         tested_by: "a scenario with several servers behind a balancer: none yet",
         verdict: not_measured,
     },
+    Claim {
+        slug: "expiry-spread-row",
+        claim: "Tokens minted together expire together: close connections at `exp` with a randomized deadline (Mercure), or they all reconnect at once.",
+        tested_by: "the expiry spike (`labs/bench/src/expiry.rs`): reconnections per 100 ms without and with `--expiry-spread`; its own document, `expiry.json`",
+        verdict: not_measured,
+    },
 ];
 
 /// Claims measured by another experiment with its own results document:
@@ -126,6 +132,7 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("encode-once", "criterion/claims/encode-once.md"),
     ("http2", "tls/claim-http2.md"),
     ("deltas", "deltas/claims/deltas.md"),
+    ("expiry-spread-row", "claims/expiry-spread.md"),
 ];
 
 /// The committed lifecycle results (`bench-results/lifecycle`, from the

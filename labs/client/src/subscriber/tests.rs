@@ -37,6 +37,12 @@ impl Sim {
         let mut config = Config::new(url, "t", transport).unwrap();
         config.start = start;
         config.backoff = backoff;
+        Sim::from_config(config)
+    }
+
+    /// A subscriber with these settings, started at once.
+    fn from_config(config: Config) -> Sim {
+        let transport = config.transport;
         let t0 = Instant::now();
         let mut sim = Sim {
             sub: Subscriber::new(config, SmallRng::seed_from_u64(42)),
@@ -665,3 +671,76 @@ fn a_reset_starts_the_ids_again_in_the_new_epoch() {
     }
 }
 // ANCHOR_END: reset
+
+// ---------------------------------------------------------------------------
+// Tokens (contract "Tokens and origins").
+
+/// A subscriber with a token, started at once.
+fn with_token(transport: Transport, token: &str) -> Sim {
+    let url = "http://127.0.0.1:8080".parse().unwrap();
+    let mut config = Config::new(url, "t", transport).unwrap();
+    config.backoff = Backoff::new(Strategy::FullJitter, ms(100), ms(10_000));
+    config.token = Some(token.to_owned());
+    Sim::from_config(config)
+}
+
+fn token_needed(sim: &Sim) -> usize {
+    sim.events.iter().filter(|e| matches!(e, Event::TokenNeeded { .. })).count()
+}
+
+#[test]
+fn a_401_asks_for_a_token_once_and_waits_without_retrying() {
+    for transport in ALL {
+        let mut sim = with_token(transport, "old");
+        assert!(sim.targets[0].ends_with("&token=old"), "{transport}: {:?}", sim.targets);
+        sim.connected();
+        sim.data(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 28\r\n\r\nunauthorized: token expired\n");
+        assert_eq!(token_needed(&sim), 1, "{transport}: {:?}", sim.events);
+        assert_eq!(sim.sub.poll_timeout(), None, "{transport}: no back-off, no retry with the same token");
+        assert_eq!(sim.connects, 1);
+        sim.sub.set_token("new".into(), sim.now + ms(5));
+        sim.drain();
+        assert_eq!(sim.connects, 2, "{transport}: a new token reconnects at once");
+        assert!(sim.targets[1].ends_with("&token=new"), "{transport}: {:?}", sim.targets);
+    }
+}
+
+#[test]
+fn an_expired_stream_asks_for_a_token_and_resumes_after_its_last_id() {
+    for transport in [Transport::Sse, Transport::Ws] {
+        let mut sim = with_token(transport, "a");
+        sim.connected();
+        sim.accept();
+        sim.send(None, &[(1, "one")], 1);
+        let end = match transport {
+            Transport::Sse => b"event: expired\ndata: token expired\n\n".to_vec(),
+            _ => ws_frame(0x88, &[&4001u16.to_be_bytes()[..], b"token expired"].concat()),
+        };
+        sim.data(&end);
+        assert_eq!(token_needed(&sim), 1, "{transport}: {:?}", sim.events);
+        assert_eq!(sim.sub.poll_timeout(), None);
+        sim.sub.set_token("b".into(), sim.now);
+        sim.drain();
+        sim.connected();
+        let target = sim.targets.last().unwrap();
+        assert!(target.ends_with("&token=b"), "{transport}: {target}");
+        assert_eq!(sim.resume_id(), Some(1), "{transport}: resumes after the last message");
+    }
+}
+
+#[test]
+fn a_new_token_on_an_open_websocket_is_a_refresh_frame() {
+    let mut sim = with_token(Transport::Ws, "a");
+    sim.connected();
+    sim.accept();
+    sim.sub.set_token("b".into(), sim.now);
+    sim.drain();
+    assert_eq!(sim.connects, 1, "no reconnection");
+    let frame = sim.sent.last().expect("a frame");
+    assert_eq!(frame[0], 0x81, "a final text frame");
+    assert_ne!(frame[1] & 0x80, 0, "masked, as a client's frames must be");
+    let len = (frame[1] & 0x7f) as usize;
+    let mask = &frame[2..6];
+    let text: Vec<u8> = frame[6..6 + len].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+    assert_eq!(String::from_utf8(text).unwrap(), r#"{"op":"refresh","token":"b"}"#);
+}

@@ -1335,3 +1335,181 @@ fn a_cursor_from_another_epoch_is_answered_with_a_reset() {
     assert_eq!(frames[0].json(), json!({"reset": {"epoch": "NEW"}}));
     assert_eq!(frames[1].json(), json!({"id": 1, "epoch": "NEW", "data": "one"}));
 }
+
+// ---------------------------------------------------------------------------
+// Tokens and origins (contract "Tokens and origins"), with simulated wall
+// time: the wall clock says `t0` is second 1,000,000 since 1970.
+
+const SECRET: &[u8] = b"unit-test secret";
+const WALL: u64 = 1_000_000;
+
+/// A server with a secret, whose wall clock is simulated from `t0`.
+fn token_server(t0: Instant, configure: impl FnOnce(&mut Config)) -> Arc<Server> {
+    server_with(|c| {
+        let mut tokens = crate::auth::Tokens::new(SECRET);
+        tokens.clock = crate::auth::WallClock::simulated(t0, std::time::UNIX_EPOCH + Duration::from_secs(WALL));
+        c.tokens = Some(tokens);
+        c.keepalive = 1000 * SEC;
+        c.ping_interval = 1000 * SEC;
+        configure(c);
+    })
+}
+
+/// A token for `sub` that lives `ttl` seconds past `t0`.
+fn token(sub: &str, ttl: u64, topics: Option<&[&str]>, publish: bool) -> String {
+    let topics = topics.map(|t| t.iter().map(|s| s.to_string()).collect());
+    crate::auth::mint(SECRET, &crate::auth::Claims { sub: sub.into(), exp: WALL + ttl, topics, publish })
+}
+
+fn status_and_body(c: &mut Client) -> (u16, String) {
+    let r = one_response(&c.output());
+    (r.status, String::from_utf8(r.body).unwrap())
+}
+
+#[test]
+fn tokens_are_asked_for_and_each_refusal_says_why() {
+    let t0 = Instant::now();
+    let server = token_server(t0, |_| {});
+    let read = token("ada", 60, Some(&["news", "room.*"]), false);
+    let write = token("bob", 60, None, true);
+    let cases: Vec<(String, u16, &str)> = vec![
+        (publish("news", "x"), 401, "a token is required"),
+        (get("/poll?topic=news&token=garbage"), 401, "malformed token"),
+        (get(&format!("/poll?topic=news&token={}", token("ada", 0, None, false))), 401, "token expired"),
+        (
+            format!("GET /poll?topic=news HTTP/1.1\r\nAuthorization: Basic {read}\r\n\r\n"),
+            401,
+            "Authorization header must be",
+        ),
+        (
+            format!("GET /poll?topic=news HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n", crate::auth::mint(b"other", &crate::auth::Claims { sub: "x".into(), exp: WALL + 60, topics: None, publish: true })),
+            401,
+            "bad token signature",
+        ),
+        (get(&format!("/sse?topic=sports&token={read}")), 403, "does not allow topic sports"),
+        (
+            format!("POST /publish?topic=news HTTP/1.1\r\nAuthorization: Bearer {read}\r\nContent-Length: 1\r\n\r\nx"),
+            403,
+            "may not publish",
+        ),
+    ];
+    for (request, status, why) in cases {
+        let mut c = Client::new(&server, 1, t0);
+        c.send(&request, t0);
+        let (got, body) = status_and_body(&mut c);
+        assert_eq!((got, body.contains(why)), (status, true), "{request:?} → {got} {body:?}");
+        assert_eq!(c.conn.status(), Status::Closing, "a refusal closes");
+    }
+    assert_eq!(server.hub.last_id("news"), 0, "nothing refused was published");
+    // Allowed: a prefix topic, a publish with a publishing token, the page without any.
+    let mut c = Client::new(&server, 1, t0);
+    c.send(
+        format!("POST /publish?topic=room.1 HTTP/1.1\r\nAuthorization: Bearer {write}\r\nContent-Length: 2\r\n\r\nhi{}", get("/")),
+        t0,
+    );
+    let all = responses(&c.output());
+    assert_eq!(all.iter().map(|r| r.status).collect::<Vec<_>>(), vec![200, 200]);
+    assert_eq!(c.conn.subject(), Some("bob"));
+    let (sse, replay) = open_sse(&server, &get(&format!("/sse?topic=room.1&token={read}")), 2, t0);
+    assert_eq!(sse.conn.subject(), Some("ada"));
+    assert!(replay.is_empty(), "no resume asked: no replay");
+}
+
+#[test]
+fn expiry_ends_each_transport_its_own_way() {
+    let t0 = Instant::now();
+    let server = token_server(t0, |_| {});
+    let tok = token("ada", 30, None, false);
+    // SSE: `event: expired`, then the stream ends.
+    let (mut sse, _) = open_sse(&server, &get(&format!("/sse?topic=t&token={tok}")), 1, t0);
+    assert_eq!(sse.conn.next_deadline(), Some(t0 + 30 * SEC), "the token's end is the next deadline");
+    sse.conn.on_tick(t0 + 30 * SEC - MS);
+    assert!(sse.output().is_empty());
+    sse.conn.on_tick(t0 + 30 * SEC);
+    assert_eq!(sse.text(), "event: expired\ndata: token expired\n\n");
+    assert_eq!(sse.conn.status(), Status::Closing);
+    // WebSocket: close code 4001.
+    let (mut ws, _) = open_ws(&server, &format!("/ws?topic=t&token={tok}"), 2, t0);
+    ws.conn.on_tick(t0 + 30 * SEC);
+    let frames = ws.frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].close_code(), 4001);
+    // A held long poll: 401.
+    let mut lp = Client::new(&server, 3, t0 + 20 * SEC);
+    lp.send(get(&format!("/poll?topic=t&after=0&wait=60&token={tok}")), t0 + 20 * SEC);
+    assert!(lp.output().is_empty(), "held");
+    assert_eq!(lp.conn.next_deadline(), Some(t0 + 30 * SEC), "before the poll's own 60 s");
+    lp.conn.on_tick(t0 + 30 * SEC);
+    let (status, body) = status_and_body(&mut lp);
+    assert_eq!((status, body.as_str()), (401, "unauthorized: token expired\n"));
+    assert_eq!(server.hub.subscriber_count("t"), 0, "every expired subscriber left the topic");
+}
+
+#[test]
+fn a_ws_refresh_moves_the_deadline_and_a_bad_one_changes_nothing() {
+    let t0 = Instant::now();
+    let server = token_server(t0, |_| {});
+    let (mut ws, _) = open_ws(&server, &format!("/ws?topic=news&token={}", token("ada", 10, None, false)), 1, t0);
+    let refresh = |t: &str| text_frame(&json!({"op": "refresh", "token": t}).to_string());
+    // Refused: another subject, a topic it does not allow, garbage.
+    for (bad, why) in [
+        (token("bob", 100, None, false), "is for bob, not ada"),
+        (token("ada", 100, Some(&["sports"]), false), "does not allow topic news"),
+        ("x.y.z".to_string(), "malformed token"),
+    ] {
+        ws.send(refresh(&bad), t0 + SEC);
+        let frames = ws.frames();
+        let error = frames[0].json()["error"].as_str().unwrap().to_owned();
+        assert!(error.starts_with("refresh refused") && error.contains(why), "{error}");
+    }
+    assert_eq!(ws.conn.next_deadline(), Some(t0 + 10 * SEC), "refused refreshes change nothing");
+    // A good one: lives on to the new exp.
+    ws.send(refresh(&token("ada", 100, None, false)), t0 + 5 * SEC);
+    assert!(ws.output().is_empty(), "a refresh needs no answer");
+    assert_eq!(ws.conn.next_deadline(), Some(t0 + 100 * SEC));
+    ws.conn.on_tick(t0 + 10 * SEC);
+    assert!(ws.output().is_empty() && ws.conn.status() == Status::Open);
+    // A read-only token may not publish over the socket either.
+    ws.send(text_frame(r#"{"op":"publish","data":"x"}"#), t0 + 11 * SEC);
+    assert_eq!(ws.frames()[0].json()["error"], "forbidden: this token may not publish");
+    ws.conn.on_tick(t0 + 100 * SEC);
+    assert_eq!(ws.frames()[0].close_code(), 4001);
+}
+
+#[test]
+fn the_spread_closes_connections_early_and_apart() {
+    let t0 = Instant::now();
+    let server = token_server(t0, |c| c.tokens.as_mut().unwrap().spread = 10 * SEC);
+    let tok = token("ada", 60, None, false);
+    let deadlines: Vec<Instant> = (0..50)
+        .map(|slot| {
+            let (sse, _) = open_sse(&server, &get(&format!("/sse?topic=t&token={tok}")), slot, t0);
+            sse.conn.next_deadline().unwrap()
+        })
+        .collect();
+    assert!(deadlines.iter().all(|&d| d > t0 + 50 * SEC && d <= t0 + 60 * SEC));
+    let mut sorted = deadlines.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 50, "no two connections share a deadline");
+}
+
+#[test]
+fn origins_off_the_list_and_refused_upgrades_get_their_status() {
+    let t0 = Instant::now();
+    let server = server_with(|c| {
+        c.allowed_origins = vec!["https://good.example".into()];
+        c.refuse_upgrade = true;
+    });
+    let with_origin = |origin: &str| format!("GET /poll?topic=t HTTP/1.1\r\nOrigin: {origin}\r\n\r\n");
+    for (request, status) in [
+        (with_origin("https://evil.example"), 403),
+        (with_origin("https://good.example"), 200),
+        (get("/poll?topic=t"), 200),
+        (upgrade("/ws?topic=t"), 501),
+    ] {
+        let mut c = Client::new(&server, 1, t0);
+        c.send(&request, t0);
+        assert_eq!(status_and_body(&mut c).0, status, "{request}");
+    }
+}

@@ -8,6 +8,7 @@ mod lifecycle;
 mod limits;
 mod load;
 mod sse;
+mod tokens;
 mod ws;
 
 pub use echo::*;
@@ -17,4 +18,5 @@ pub use lifecycle::*;
 pub use limits::*;
 pub use load::*;
 pub use sse::*;
+pub use tokens::*;
 pub use ws::*;

@@ -74,13 +74,28 @@ impl TestServer {
     ///
     /// [`H2Gate`]: rtlab_testkit::h2gate::H2Gate
     pub fn start(runtime: &str, options: &[&str]) -> TestServer {
+        TestServer::start_with(runtime, options, |lab| Launch::serve(env!("CARGO_BIN_EXE_rtlab"), lab))
+    }
+
+    /// Like [`start`](TestServer::start) on a chosen address: a server
+    /// restarted where the last one listened (`--addr` of an exited one).
+    pub fn start_at(runtime: &str, addr: SocketAddr, options: &[&str]) -> TestServer {
+        let addr = addr.to_string();
+        TestServer::start_with(runtime, options, |lab| {
+            Launch::new(env!("CARGO_BIN_EXE_rtlab")).args(["serve", "--runtime", lab, "--addr", &addr])
+        })
+    }
+
+    /// `runtime` may end in `+tls` or `+h2` (see [`start`](TestServer::start));
+    /// `serve` makes the command line for the lab's name.
+    fn start_with(runtime: &str, options: &[&str], serve: impl FnOnce(&str) -> Launch) -> TestServer {
         let (runtime, tls, h2) = match (runtime.strip_suffix("+tls"), runtime.strip_suffix("+h2")) {
             (Some(lab), _) => (lab, true, false),
             (_, Some(lab)) => (lab, false, true),
             _ => (runtime, false, false),
         };
         let (_, cert_file, key_file) = test_certificate();
-        let mut launch = Launch::serve(env!("CARGO_BIN_EXE_rtlab"), runtime).args(options);
+        let mut launch = serve(runtime).args(options);
         if tls || h2 {
             launch = launch.arg("--tls-cert").arg(cert_file).arg("--tls-key").arg(key_file);
         }
@@ -88,15 +103,6 @@ impl TestServer {
             launch = launch.arg("--no-http2");
         }
         TestServer::launch(launch, tls, h2)
-    }
-
-    /// Like [`start`](TestServer::start) on a chosen address: a server
-    /// restarted where the last one listened (`--addr` of an exited one).
-    /// Plain TCP only.
-    pub fn start_at(runtime: &str, addr: SocketAddr, options: &[&str]) -> TestServer {
-        let addr = addr.to_string();
-        let launch = Launch::new(env!("CARGO_BIN_EXE_rtlab")).args(["serve", "--runtime", runtime, "--addr", &addr]);
-        TestServer::launch(launch.args(options), false, false)
     }
 
     fn launch(launch: Launch, tls: bool, h2: bool) -> TestServer {
@@ -161,6 +167,25 @@ impl TestServer {
         let obj = v.as_object().unwrap_or_else(|| panic!("publish body is not an object: {text}"));
         assert_eq!(obj.len(), 1, "publish body must be exactly {{\"id\":N}}: {text}");
         obj["id"].as_u64().unwrap_or_else(|| panic!("publish id is not a number: {text}"))
+    }
+
+    /// Like [`publish`](Self::publish), with `Authorization: Bearer token`.
+    pub fn publish_with(&self, topic: &str, token: &str, body: &str) -> u64 {
+        let mut resp = self
+            .agent
+            .post(self.url(&format!("/publish?topic={topic}")))
+            .header("Authorization", format!("Bearer {token}"))
+            .send(body.as_bytes())
+            .unwrap_or_else(|e| panic!("publish to {topic} failed: {e}"));
+        let text = resp.body_mut().read_to_string().expect("publish response body");
+        assert_eq!(resp.status().as_u16(), 200, "publish to {topic}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("publish body {text:?}: {e}"));
+        v["id"].as_u64().unwrap_or_else(|| panic!("publish id is not a number: {text}"))
+    }
+
+    /// A short poll with the token in the query.
+    pub fn poll_with(&self, topic: &str, token: &str) -> Value {
+        self.get_json(&format!("/poll?topic={topic}&after=0&token={token}"))
     }
 
     /// `GET path`, asserting `200 application/json`; returns the JSON.
