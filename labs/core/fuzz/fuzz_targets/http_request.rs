@@ -92,7 +92,7 @@ fn check_request(request: &Request, max_message: usize) {
             check_accept(accept);
         }
         Route::Echo { accept } => check_accept(accept),
-        Route::Index | Route::Stats => {}
+        Route::Index | Route::Stats | Route::Ticker | Route::Chat => {}
     }
     // A subscription's name in /presence follows the topic rule.
     assert!(request.client.as_deref().is_none_or(valid_topic), "client {:?}", request.client);
