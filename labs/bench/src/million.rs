@@ -14,11 +14,15 @@
 //!    connection; the kernel's socket memory (slab caches + TCP buffers)
 //!    per connection pair, both ends, and the server's end estimated as half
 //!    of it; the descriptor and memory headroom left.
-//! 4. **Broadcast**: one message carrying a fresh token — one publish per
-//!    process (each process is its own hub until the shared broker lands:
-//!    all P requests are written before any answer is read) — and the time
-//!    from the first publish until each connection has the token: first,
-//!    p50, p99, last. Verified: every connection has it, none is missing.
+//! 4. **Broadcast**: one message carrying a fresh token, and the time from
+//!    the publish until each connection has the token: first, p50, p99,
+//!    last. Verified: every connection has it, none is missing. With
+//!    `--broker redis` (the headline) every process is on one shared Redis
+//!    broker (a `redis-server` the run starts for itself, no persistence)
+//!    and the broadcast is **one publish** to one process, which Redis
+//!    carries to all the others — many processes acting as one server.
+//!    Without a broker each process is its own hub, and the broadcast is one
+//!    publish per process, all P requests written before any answer is read.
 //! 5. **Close**: the workers exit; every process's connection count must
 //!    return to zero; its memory after.
 //!
@@ -74,6 +78,12 @@ pub struct MillionArgs {
     /// counts the missing.
     #[arg(long, default_value_t = 120)]
     pub broadcast_timeout: u64,
+    /// The broker the processes share: `redis` starts a `redis-server` of
+    /// the run's own (no persistence; it must be on `PATH`), `redis://HOST:PORT`
+    /// uses a running one. Without it each process is its own hub and the
+    /// broadcast is one publish per process.
+    #[arg(long)]
+    pub broker: Option<String>,
     /// The runtime lab (`--runtime`; mio is the leanest), extra `rtlab
     /// serve` options for every process, the JSON file.
     #[command(flatten)]
@@ -157,6 +167,9 @@ pub struct MillionResult {
     pub workers: usize,
     /// Publishes the broadcast took (one per process without a shared broker).
     pub publishes: usize,
+    /// The shared broker (`redis`), if the processes had one.
+    #[serde(default)]
+    pub broker: Option<String>,
     /// Connections open after the opening.
     pub opened: usize,
     /// Connections that failed to open.
@@ -366,6 +379,17 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
     let exe = crate::exe()?;
     let mut serve_args: Vec<String> = ["--keepalive", "3600", "--ping-interval", "3600"].map(String::from).to_vec();
     serve_args.extend(args.common.server_args.iter().cloned());
+    // The shared broker: started here (and killed when the run ends) or given.
+    let redis = match args.broker.as_deref() {
+        Some("redis") => Some(rtlab_testkit::redis::RedisServer::start()?),
+        _ => None,
+    };
+    let broker = redis.as_ref().map(|r| r.url()).or_else(|| args.broker.clone());
+    if let Some(url) = &broker {
+        serve_args.extend(["--broker".to_owned(), url.clone()]);
+    }
+    // With a shared broker one publish reaches every process.
+    let publishes = if broker.is_some() { 1 } else { processes };
 
     crate::say(&format!("million: starting {processes} {} server processes", args.common.runtime));
     let cluster = Cluster::start(&ClusterPlan {
@@ -461,12 +485,12 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
     let mut timeline = Timeline::default();
     let mut cdf_ms = Vec::new();
     if failure.is_none() {
-        crate::say(&format!("million: one broadcast to {opened} connections ({processes} publishes)"));
+        crate::say(&format!("million: one broadcast to {opened} connections ({publishes} publish(es))"));
         let reached = bar(opened as u64, "broadcast reached");
         // The publishers' connections, opened now: opened before the
         // clients, they would meet the servers' idle timeout while a
         // million connections open.
-        let published = servers
+        let published = servers[..publishes]
             .iter()
             .map(|a| {
                 let s = TcpStream::connect_timeout(a, Duration::from_secs(10))?;
@@ -590,6 +614,7 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
             "connections": args.connections, "processes": processes, "runtime": args.common.runtime,
             "kind": args.kind, "per_worker": per_worker, "in_flight": args.in_flight, "batch_ms": args.batch_ms,
             "serve_args": serve_args, "broadcast_timeout": args.broadcast_timeout,
+            "broker": args.broker,
             "nice": nice, "autogroup": std::fs::read_to_string("/proc/self/autogroup").unwrap_or_default().trim(),
         }),
         note: "run on a machine shared with other work (builds and tests of other engineers): \
@@ -603,7 +628,8 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
         connections: args.connections,
         processes,
         workers: count,
-        publishes: processes,
+        publishes,
+        broker: broker.map(|_| "redis".to_owned()),
         opened,
         failed,
         open_secs,
@@ -697,6 +723,7 @@ mod tests {
             batch_ms: 2,
             open_timeout: 1,
             broadcast_timeout: 1,
+            broker: None,
             common: Common::new("mio"),
         };
         assert_eq!(args(1_000_000).process_count(), 52);
