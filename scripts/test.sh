@@ -98,6 +98,12 @@ scripts/interop/run.sh target/debug/rtlab
 #     over HTTP/2. Bounded (a 120 s timeout per run); screenshots in
 #     target/seven/ (--record writes the book's).
 scripts/interop/seven.sh target/debug/rtlab
+# 5c. Reconnection in a real browser (book chapter "Reconnection and the
+#     thundering herd"): every lab, a proxy cuts a bare EventSource, a bare
+#     WebSocket and a hand-reconnecting one; the EventSource must come back
+#     and resume with Last-Event-ID, the bare WebSocket must not. About 10 s
+#     per lab (--record writes the committed result).
+scripts/interop/reconnect.sh target/debug/rtlab
 
 # 6. The Autobahn|Testsuite (wstest, fuzzing client), cases 1.* to 10.*, against
 #    every lab's /echo. wstest runs on Python 2.7 only: the first run makes the

@@ -276,6 +276,20 @@ fn spawn_worker(args: &MillionArgs, servers: &[SocketAddr], token: &str, w: usiz
 /// The topic of the run.
 const TOPIC: &str = "million";
 
+/// Whether the running binary is position-independent (`pie`: relocated at
+/// start, its relocated data private to each process) or not (`no-pie`,
+/// built with `RTLAB_NO_PIE=1`; see `labs/rtlab/build.rs`): the ELF header's
+/// type, `ET_DYN` or `ET_EXEC`.
+pub fn executable_kind() -> &'static str {
+    let mut head = [0u8; 18];
+    let read = std::fs::File::open("/proc/self/exe").and_then(|mut f| f.read_exact(&mut head));
+    match (read, u16::from_le_bytes([head[16], head[17]])) {
+        (Ok(()), 2) => "no-pie",
+        (Ok(()), 3) => "pie",
+        _ => "unknown",
+    }
+}
+
 fn mem_available() -> u64 {
     meminfo("MemAvailable:")
 }
@@ -615,7 +629,7 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
             "kind": args.kind, "per_worker": per_worker, "in_flight": args.in_flight, "batch_ms": args.batch_ms,
             "serve_args": serve_args, "broadcast_timeout": args.broadcast_timeout,
             "broker": args.broker,
-            "nice": nice, "autogroup": std::fs::read_to_string("/proc/self/autogroup").unwrap_or_default().trim(),
+            "executable": executable_kind(), "nice": nice, "autogroup": std::fs::read_to_string("/proc/self/autogroup").unwrap_or_default().trim(),
         }),
         note: "run on a machine shared with other work (builds and tests of other engineers): \
                load average and CPU steal are in env"

@@ -190,14 +190,21 @@ pub struct Connection {
     /// made by the first such publish: every other connection pays one word.
     #[allow(clippy::box_collection)] // One word per connection, not four: see above.
     ws_publishes: Option<Box<std::collections::VecDeque<Arc<Ticket>>>>,
-    /// The token the last request was admitted with (servers with a
-    /// secret): the subject, what it may do, its `exp`, the topic.
-    grant: Option<Grant>,
-    /// When the token ends this event stream, WebSocket or held long poll
-    /// ([`Tokens::close_at`](crate::auth::Tokens::close_at)): one more deadline.
+    /// The token the last request was admitted with and when it ends the
+    /// connection (servers with a secret). Boxed: inline it would add over
+    /// a hundred bytes to every connection, token or not; a million idle
+    /// connections pay one word each instead.
+    admission: Option<Box<Admission>>,
+}
+
+/// A connection's token: the grant ([`auth::admit`]: the subject, what it
+/// may do, its `exp`, the topic) and when it ends this event stream,
+/// WebSocket or held long poll ([`Tokens::close_at`](crate::auth::Tokens::close_at)):
+/// one more deadline.
+#[derive(Debug)]
+struct Admission {
+    grant: Grant,
     expires: Option<Instant>,
-    /// The runtime's token for this connection (the spread's draw uses it).
-    slot: usize,
 }
 // ANCHOR_END: connection
 
@@ -217,9 +224,7 @@ impl Connection {
             closed: false,
             fin: false,
             ws_publishes: None,
-            grant: None,
-            expires: None,
-            slot: token,
+            admission: None,
         }
     }
 
@@ -275,13 +280,14 @@ impl Connection {
     /// The subject (`sub`) of the token this connection was admitted with,
     /// on a server with a secret: who is connected (presence shows it).
     pub fn subject(&self) -> Option<&str> {
-        self.grant.as_ref().map(|g| g.claims.sub.as_str())
+        self.admission.as_ref().map(|a| a.grant.claims.sub.as_str())
     }
 
     /// When the token ends this connection, if it is a live one (an event
     /// stream, a WebSocket, a held long poll) on a server with a secret.
     fn expiry(&self) -> Option<Instant> {
-        self.expires.filter(|_| matches!(self.state, State::Sse { .. } | State::Ws { .. } | State::LongPoll(_)))
+        let expires = self.admission.as_ref().and_then(|a| a.expires);
+        expires.filter(|_| matches!(self.state, State::Sse { .. } | State::Ws { .. } | State::LongPoll(_)))
     }
 
     /// When [`on_tick`](Self::on_tick) must be called even if nothing else happens.
@@ -631,12 +637,14 @@ impl Connection {
             Ok(grant) => grant,
             Err(e) => return self.fail(e, now),
         };
-        self.expires = None;
+        if let Some(a) = &mut self.admission {
+            a.expires = None;
+        }
         if let Some(grant) = grant
             && let Some(tokens) = &self.server.config.tokens
         {
-            self.expires = Some(tokens.close_at(&grant.claims, &grant.token, self.slot, now));
-            self.grant = Some(grant);
+            let expires = Some(tokens.close_at(&grant.claims, &grant.token, self.peer.token(), now));
+            self.admission = Some(Box::new(Admission { grant, expires }));
         }
         self.dispatch(req, body, now);
     }
@@ -902,7 +910,7 @@ impl Connection {
             Some("refresh") => return self.ws_refresh(&request, now),
             _ => return self.respond(encode::ws_error("unknown op (expected \"publish\" or \"refresh\")")),
         }
-        if let Some(grant) = &self.grant
+        if let Some(grant) = self.admission.as_ref().map(|a| &a.grant)
             && let Err(e) = auth::permit(&grant.claims, &grant.topic, true)
         {
             return self.respond(encode::ws_error(&e.to_string()));
@@ -943,7 +951,7 @@ impl Connection {
         let Some(token) = request.get("token").and_then(|v| v.as_str()) else {
             return self.respond(encode::ws_error("refresh needs a string \"token\""));
         };
-        let Some(old) = &self.grant else { return };
+        let Some(old) = self.admission.as_ref().map(|a| &a.grant) else { return };
         let checked = tokens.verify(token, now).and_then(|claims| {
             auth::permit(&claims, &old.topic, false)?;
             if old.claims.sub != claims.sub {
@@ -953,9 +961,9 @@ impl Connection {
         });
         match checked {
             Ok(claims) => {
-                self.expires = Some(tokens.close_at(&claims, token, self.slot, now));
-                let topic = old.topic.clone();
-                self.grant = Some(Grant { claims, topic, token: token.to_owned() });
+                let expires = Some(tokens.close_at(&claims, token, self.peer.token(), now));
+                let grant = Grant { claims, topic: old.topic.clone(), token: token.to_owned() };
+                self.admission = Some(Box::new(Admission { grant, expires }));
             }
             Err(e) => self.respond(encode::ws_error(&format!("refresh refused: {e}"))),
         }

@@ -279,7 +279,7 @@ pub struct Subscription {
     /// The subscriber's key in the topic.
     pub key: u64,
     /// Its name in `/presence`, if it gave one.
-    pub client: Option<Arc<str>>,
+    pub client: Option<Arc<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -740,9 +740,10 @@ impl Hub {
     ) -> Subscription {
         let mut sub = self.subscribe(topic, peer, transport, resume, stats);
         if let Some(name) = client {
-            let name: Arc<str> = name.into();
-            *lock(&sub.topic).present.entry(name.clone()).or_default() += 1;
-            sub.client = Some(name);
+            *lock(&sub.topic).present.entry(name.into()).or_default() += 1;
+            // A thin pointer (`Arc<String>`, one word, not `Arc<str>`'s
+            // two): every subscription carries the field, named or not.
+            sub.client = Some(Arc::new(name.to_owned()));
         }
         sub
     }
@@ -753,11 +754,11 @@ impl Hub {
         let mut t = lock(&sub.topic);
         t.subscribers.remove(&sub.key); // Perhaps removed already (a slow consumer cut off).
         if let Some(name) = &sub.client
-            && let Some(n) = t.present.get_mut(name)
+            && let Some(n) = t.present.get_mut(name.as_str())
         {
             *n -= 1;
             if *n == 0 {
-                t.present.remove(name);
+                t.present.remove(name.as_str());
             }
         }
     }

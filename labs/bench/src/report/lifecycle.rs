@@ -8,8 +8,11 @@
 //! report writes, beside the matrix's, `tables/herd.md`,
 //! `findings/herd.md`, `params/herd.md`, `plots/herd-<condition>.svg`,
 //! `plots/herd-peak.svg`, `tables/zombies.md`, `params/zombies.md`,
-//! `plots/zombies.svg`, and the verdicts of the claims they test
-//! (`claims/jitter.md`, `claims/heartbeats.md`).
+//! `plots/zombies.svg`, `tables/browser-reconnect.md` (from
+//! `browser-reconnect.json`, written by `scripts/interop/reconnect.sh
+//! --record`: a real browser's EventSource and WebSocket when every
+//! connection is cut), and the verdicts of the claims they test
+//! (`claims/jitter.md`, `claims/heartbeats.md`, `claims/reconnection.md`).
 //!
 //! A strategy is called better than another only where the runs' ranges
 //! (min to max over the repeats) do not overlap.
@@ -50,6 +53,47 @@ fn strategy_colour(name: &str) -> RGBColor {
 pub struct Lifecycle {
     pub herds: Vec<HerdResult>,
     pub zombies: Option<ZombiesResult>,
+    pub browser: Option<BrowserReconnect>,
+}
+
+/// `browser-reconnect.json`: what headless Chromium's clients did when a
+/// proxy cut every connection (`scripts/interop/reconnect.mjs`), per lab.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BrowserReconnect {
+    pub experiment: String,
+    pub date: String,
+    pub commit: String,
+    pub runs: Vec<BrowserRun>,
+}
+
+/// One lab's run of the browser experiment.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BrowserRun {
+    pub runtime: String,
+    pub chromium: String,
+    /// Messages published while the clients were cut off.
+    pub missed_published: u64,
+    pub sse: BrowserClient,
+    pub ws: BrowserClient,
+    pub ws_reconnecting: BrowserClient,
+}
+
+/// What one client did after the cut.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BrowserClient {
+    /// It opened again without the page doing anything (the bare clients),
+    /// or by its own code (the hand-written one).
+    pub reconnected: bool,
+    /// Milliseconds from the cut to the new connection's open.
+    pub reconnect_ms: Option<u64>,
+    /// Of the messages published while cut off, how many it got.
+    pub missed_recovered: u64,
+    /// It got the message published after the reconnections.
+    pub later_received: bool,
+    pub duplicates: u64,
+    /// The `Last-Event-ID` the browser sent when it reconnected (SSE).
+    #[serde(default)]
+    pub last_event_id_sent: Option<String>,
 }
 
 impl Lifecycle {
@@ -65,6 +109,8 @@ impl Lifecycle {
                 found.herds.push(parse(&path)?);
             } else if name == "zombies.json" {
                 found.zombies = Some(parse(&path)?);
+            } else if name == "browser-reconnect.json" {
+                found.browser = Some(parse(&path)?);
             }
         }
         Ok(found)
@@ -72,7 +118,7 @@ impl Lifecycle {
 
     /// Whether there is anything to render.
     pub fn is_empty(&self) -> bool {
-        self.herds.is_empty() && self.zombies.is_none()
+        self.herds.is_empty() && self.zombies.is_none() && self.browser.is_none()
     }
 }
 
@@ -402,6 +448,59 @@ pub fn heartbeats_verdict(z: Option<&ZombiesResult>) -> Option<String> {
     ))
 }
 
+/// The browser experiment, one row per lab and client.
+pub fn browser_table(b: &BrowserReconnect) -> String {
+    let mut rows = Vec::new();
+    for r in &b.runs {
+        for (client, c) in [("EventSource", &r.sse), ("WebSocket", &r.ws), ("WebSocket + hand-written reconnection", &r.ws_reconnecting)] {
+            rows.push(vec![
+                r.runtime.clone(),
+                client.to_owned(),
+                if c.reconnected { "yes".into() } else { "no".into() },
+                c.reconnect_ms.map_or("—".into(), |ms| fmt_int(ms as f64)),
+                c.last_event_id_sent.clone().map_or("—".into(), |id| format!("`{id}`")),
+                format!("{} of {}", c.missed_recovered, r.missed_published),
+                if c.later_received { "yes".into() } else { "no".into() },
+                fmt_int(c.duplicates as f64),
+            ]);
+        }
+    }
+    let mut t = table_text(
+        &["lab", "client", "came back", "ms after the cut", "Last-Event-ID sent", "missed messages recovered", "got the next one", "duplicates"],
+        &rows,
+    );
+    let chromium = b.runs.first().map_or("", |r| r.chromium.as_str());
+    t.push_str(&format!("
+Headless Chromium {chromium}, commit `{}`, {}.
+", b.commit, b.date));
+    t
+}
+
+/// The claim "SSE reconnects by itself and resumes with Last-Event-ID;
+/// WebSocket needs hand-written reconnection".
+pub fn reconnection_verdict(b: Option<&BrowserReconnect>) -> Option<String> {
+    let b = b?;
+    if b.runs.is_empty() {
+        return None;
+    }
+    let n = b.runs.len();
+    let all = |f: &dyn Fn(&BrowserRun) -> bool| b.runs.iter().filter(|r| f(r)).count();
+    let sse = all(&|r| r.sse.reconnected && r.sse.missed_recovered == r.missed_published && r.sse.last_event_id_sent.is_some());
+    let ws_stayed = all(&|r| !r.ws.reconnected && !r.ws.later_received);
+    let hand = all(&|r| r.ws_reconnecting.reconnected && r.ws_reconnecting.missed_recovered == r.missed_published);
+    let ms = |f: fn(&BrowserRun) -> Option<u64>| {
+        let v: Vec<f64> = b.runs.iter().filter_map(f).map(|v| v as f64).collect();
+        (!v.is_empty()).then(|| Stat::of(v))
+    };
+    let head = if sse == n && ws_stayed == n && hand == n { "**holds**" } else { "**does not hold in every lab**" };
+    Some(format!(
+        "{head}: with every connection cut, Chromium's EventSource came back by itself in {sse} of {n} labs (after {} ms, its built-in retry), sent the last id it had as `Last-Event-ID` and got every message published while it was cut off; the bare WebSocket came back in {} of {n} and missed everything after the cut; a WebSocket with a few lines of hand-written reconnection that resumes with `after=` recovered everything in {hand} of {n} (after {} ms, its own delay)",
+        range(ms(|r| r.sse.reconnect_ms)),
+        n - ws_stayed,
+        range(ms(|r| r.ws_reconnecting.reconnect_ms)),
+    ))
+}
+
 /// Writes every lifecycle file of `found` under `root` (the results
 /// directory, and the book's generated directory). Returns the files
 /// written, relative to `root`.
@@ -432,6 +531,11 @@ pub fn write(found: &Lifecycle, root: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     md.push(("claims/heartbeats.md".into(), verdict(heartbeats_verdict(found.zombies.as_ref()))));
+    md.push((
+        "tables/browser-reconnect.md".into(),
+        found.browser.as_ref().map_or_else(|| absent("the browser's reconnection"), browser_table),
+    ));
+    md.push(("claims/reconnection.md".into(), verdict(reconnection_verdict(found.browser.as_ref()))));
     let mut files = Vec::new();
     for (path, text) in md {
         let full = root.join(&path);
@@ -451,4 +555,39 @@ pub fn write(found: &Lifecycle, root: &Path) -> std::io::Result<Vec<PathBuf>> {
         files.push(PathBuf::from("plots").join(zombies_plot(z, &plots).map_err(plot_err)?));
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(reconnected: bool, ms: Option<u64>, recovered: u64, later: bool, id: Option<&str>) -> serde_json::Value {
+        serde_json::json!({ "reconnected": reconnected, "reconnect_ms": ms, "missed_recovered": recovered,
+            "later_received": later, "duplicates": 0, "last_event_id_sent": id })
+    }
+
+    fn run(runtime: &str, sse_back: bool) -> serde_json::Value {
+        serde_json::json!({ "runtime": runtime, "chromium": "156.0", "missed_published": 2,
+            "sse": client(sse_back, sse_back.then_some(3050), if sse_back { 2 } else { 0 }, sse_back, Some("abc-3")),
+            "ws": client(false, None, 0, false, None),
+            "ws_reconnecting": client(true, Some(1070), 2, true, None) })
+    }
+
+    fn doc(runs: Vec<serde_json::Value>) -> BrowserReconnect {
+        serde_json::from_value(serde_json::json!({ "experiment": "x", "date": "d", "commit": "c", "runs": runs })).expect("parses")
+    }
+
+    #[test]
+    fn the_reconnection_verdict_reads_the_browser_runs() {
+        assert_eq!(reconnection_verdict(None), None);
+        let held = reconnection_verdict(Some(&doc(vec![run("tokio", true), run("mio", true)]))).expect("a verdict");
+        assert!(held.starts_with("**holds**: "), "{held}");
+        assert!(held.contains("came back by itself in 2 of 2 labs (after 3,050 ms"), "{held}");
+        assert!(held.contains("the bare WebSocket came back in 0 of 2"), "{held}");
+        let broken = reconnection_verdict(Some(&doc(vec![run("tokio", true), run("mio", false)]))).expect("a verdict");
+        assert!(broken.starts_with("**does not hold in every lab**"), "{broken}");
+        assert!(broken.contains("in 1 of 2 labs"), "{broken}");
+        let table = browser_table(&doc(vec![run("tokio", true)]));
+        assert!(table.contains("| tokio | EventSource | yes | 3,050 | `abc-3` | 2 of 2 | yes | 0 |"), "{table}");
+    }
 }

@@ -1513,3 +1513,11 @@ fn origins_off_the_list_and_refused_upgrades_get_their_status() {
         assert_eq!(status_and_body(&mut c).0, status, "{request}");
     }
 }
+
+/// Every idle connection of every lab carries a `Connection`: a field added
+/// inline costs a million connections its size a million times. (The
+/// tokens' grant, once inline, made it 248 bytes; boxed, one word.)
+#[test]
+fn a_connection_stays_small() {
+    assert!(size_of::<Connection>() <= 112, "a Connection is {} bytes", size_of::<Connection>());
+}
