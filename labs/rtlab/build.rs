@@ -13,9 +13,11 @@
 //! price: the executable's own code and data always load at the same
 //! address (no ASLR for them), which is why it is not the default.
 //! `rtlab bench million` records which kind of executable ran.
+// ANCHOR: no_pie
 fn main() {
     println!("cargo:rerun-if-env-changed=RTLAB_NO_PIE");
     if std::env::var_os("RTLAB_NO_PIE").is_some_and(|v| v == "1") {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
 }
+// ANCHOR_END: no_pie

@@ -55,8 +55,8 @@ fn secs(ms: f64) -> String {
 /// The runs table.
 pub fn runs_table(runs: &[MillionResult]) -> String {
     let mut t = String::from(
-        "| connections | lab | transport | server processes | opened in | server user memory / conn (baselines incl.) | growth / conn | kernel / pair (both ends) | server's kernel end (est.) | client user / conn | broadcast first | p50 | p99 | last | reached | released | verdict |\n\
-         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| connections | lab | transport | server processes | broadcast via | load avg. | opened in | server user memory / conn (baselines incl.) | growth / conn | kernel / pair (both ends) | server's kernel end (est.) | client user / conn | broadcast first | p50 | p99 | last | reached | released | verdict |\n\
+         |---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in runs {
         let verdict = match &r.failure {
@@ -64,11 +64,13 @@ pub fn runs_table(runs: &[MillionResult]) -> String {
             Some(why) => format!("failed: {}", why.replace('|', "/")),
         };
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} of {} | {:.1} s | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} of {} | {:.1} s | {} |\n",
             fmt_int(r.connections as f64),
             r.runtime,
             r.kind.name(),
             r.processes,
+            via(r),
+            r.env.load_before,
             r.open_secs,
             fmt_bytes(r.server_bytes_per_conn),
             fmt_bytes(r.server_growth_per_conn),
@@ -88,9 +90,20 @@ pub fn runs_table(runs: &[MillionResult]) -> String {
     t
 }
 
-/// The headline run: the largest verified one (else the largest).
+/// How the broadcast reached the processes: one publish carried by the
+/// shared broker, or one publish per process.
+fn via(r: &MillionResult) -> String {
+    match &r.broker {
+        Some(broker) => format!("{broker}, {} publish", r.publishes),
+        None => format!("{} publishes", r.publishes),
+    }
+}
+
+/// The headline run: the largest verified one (else the largest); among
+/// those, one on the shared broker, then the latest.
 pub fn headline(runs: &[MillionResult]) -> Option<&MillionResult> {
-    runs.iter().filter(|r| r.verified).max_by_key(|r| r.connections).or_else(|| runs.iter().max_by_key(|r| r.connections))
+    let key = |r: &&MillionResult| (r.connections, r.broker.is_some(), r.started.clone());
+    runs.iter().filter(|r| r.verified).max_by_key(key).or_else(|| runs.iter().max_by_key(key))
 }
 
 /// The processes of the headline run: smallest, median and largest memory.

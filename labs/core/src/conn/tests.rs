@@ -1514,6 +1514,7 @@ fn origins_off_the_list_and_refused_upgrades_get_their_status() {
     }
 }
 
+// ANCHOR: small
 /// Every idle connection of every lab carries a `Connection`: a field added
 /// inline costs a million connections its size a million times. (The
 /// tokens' grant, once inline, made it 248 bytes; boxed, one word.)
@@ -1521,3 +1522,4 @@ fn origins_off_the_list_and_refused_upgrades_get_their_status() {
 fn a_connection_stays_small() {
     assert!(size_of::<Connection>() <= 112, "a Connection is {} bytes", size_of::<Connection>());
 }
+// ANCHOR_END: small
