@@ -32,8 +32,37 @@ pub const SWEEP_PAUSE: Duration = Duration::from_secs(1);
 pub trait Wake: Send + Sync {
     /// Connection `token` has work; make sure it runs soon. Must not block.
     fn wake(&self, token: usize);
+
+    /// Connections `tokens` have work: one publish's subscribers that share
+    /// this waker (one event loop's). A runtime that keeps a ready list
+    /// takes them all in one step, so its loop is woken once with every
+    /// one of them ready — not once per connection while the publisher is
+    /// still adding them, from another thread (a broker's). By default,
+    /// one `wake` each.
+    fn wake_all(&self, tokens: &[usize]) {
+        for &token in tokens {
+            self.wake(token);
+        }
+    }
 }
 // ANCHOR_END: wake
+
+/// Wakes `peers` with one [`Wake::wake_all`] per waker: a topic's
+/// subscribers on one event loop share its waker, so a publish wakes each
+/// loop once, with all of its connections.
+fn wake_peers(peers: &mut [Arc<Peer>]) {
+    // Group by waker (the order within a group is kept).
+    peers.sort_by_key(|p| Arc::as_ptr(&p.waker).cast::<()>() as usize);
+    let mut tokens = Vec::new();
+    let mut rest = &peers[..];
+    while let Some(first) = rest.first() {
+        let same = rest.iter().take_while(|p| Arc::ptr_eq(&p.waker, &first.waker)).count();
+        tokens.clear();
+        tokens.extend(rest[..same].iter().map(|p| p.token));
+        first.waker.wake_all(&tokens);
+        rest = &rest[same..];
+    }
+}
 
 /// The part of a connection that publishers reach: its outbox and how to
 /// wake it. Shared between the connection and the topics it subscribes to.
@@ -522,9 +551,7 @@ impl Hub {
             self.fan_out(&mut t, message, now, stats, &mut to_wake)
         };
         // The topic is unlocked: other publishers proceed while we wake.
-        for peer in &to_wake {
-            peer.wake();
-        }
+        wake_peers(&mut to_wake);
         Ok(id)
     }
     // ANCHOR_END: publish
@@ -628,9 +655,7 @@ impl Hub {
                 Applied::Delivered
             }
         };
-        for peer in &to_wake {
-            peer.wake();
-        }
+        wake_peers(&mut to_wake);
         applied
     }
 
@@ -657,9 +682,7 @@ impl Hub {
                 to_wake.push(peer.clone());
             }
         }
-        for peer in &to_wake {
-            peer.wake();
-        }
+        wake_peers(&mut to_wake);
     }
     // ANCHOR_END: apply
 
@@ -840,6 +863,37 @@ mod tests {
 
     fn publish(hub: &Hub, topic: &str, data: &str, s: &Stats) -> u64 {
         hub.publish(topic, data, now(), s).expect("published")
+    }
+
+    /// Records each `wake_all` it gets: the tokens of one call.
+    #[derive(Default)]
+    struct Batches(Mutex<Vec<Vec<usize>>>);
+    impl Wake for Batches {
+        fn wake(&self, token: usize) {
+            self.wake_all(&[token]);
+        }
+        fn wake_all(&self, tokens: &[usize]) {
+            let mut b = self.0.lock().unwrap();
+            b.push(tokens.to_vec());
+            b.last_mut().unwrap().sort_unstable();
+        }
+    }
+
+    #[test]
+    fn a_publish_wakes_each_loop_once_with_all_its_connections() {
+        let hub = Hub::new(8).with_epoch("E");
+        let s = Stats::default();
+        let loops = [Arc::new(Batches::default()), Arc::new(Batches::default())];
+        let topic = hub.topic("t", now(), &s).unwrap();
+        let mut subs = Vec::new();
+        for token in 0..10 {
+            let waker: Arc<dyn Wake> = loops[token % 2].clone();
+            let peer = Arc::new(Peer::new(Outbox::new(Transport::Sse, 1 << 20, Policy::Disconnect), waker, token));
+            subs.push(hub.subscribe(topic.clone(), &peer, Transport::Sse, None, &s));
+        }
+        hub.publish_to(&topic, "m", now(), &s).unwrap();
+        assert_eq!(*loops[0].0.lock().unwrap(), vec![vec![0, 2, 4, 6, 8]]);
+        assert_eq!(*loops[1].0.lock().unwrap(), vec![vec![1, 3, 5, 7, 9]]);
     }
 
     fn peer(transport: Transport, budget: usize, policy: Policy) -> (Arc<Peer>, Arc<CountWakes>) {

@@ -108,10 +108,19 @@ impl LoopWaker {
 
 impl Wake for LoopWaker {
     fn wake(&self, token: usize) {
+        self.wake_all(&[token]);
+    }
+
+    /// All of one publish's connections on this loop, under one lock: the
+    /// loop, woken by the first push that finds the list empty, takes them
+    /// all at once — from a broker's thread, a push per connection would
+    /// wake it again and again for a few connections each time.
+    fn wake_all(&self, tokens: &[usize]) {
         let first = {
             let mut woken = self.list();
-            woken.push(token);
-            woken.len() == 1
+            let was_empty = woken.is_empty();
+            woken.extend_from_slice(tokens);
+            was_empty && !tokens.is_empty()
         };
         if first {
             self.wake_loop();
