@@ -11,6 +11,7 @@
 //! | `findings/million-targets.md` | the targets against the headline run (the largest verified one) |
 //! | `findings/million-limits.md` | the headline run's headroom: descriptors and memory left |
 //! | `tables/million-anchors.md` | the published single-box figures ([`ANCHORS`]) beside the headline run |
+//! | `findings/million-broadcasts.md` | the headline's broadcast against the fastest run of the same size |
 //! | `plots/million-broadcast.svg` | when each connection had the broadcast (CDF), one line per run, the runtime's colour |
 
 use std::path::{Path, PathBuf};
@@ -289,6 +290,41 @@ pub fn plot(runs: &[MillionResult], path: &Path) -> Result<(), Box<dyn std::erro
     Ok(())
 }
 
+/// The broadcast across the runs at the headline's size: the headline's
+/// against the fastest, with how each travelled and how loaded the machine
+/// was — a difference between single runs, named as such.
+pub fn broadcasts(runs: &[MillionResult], head: &MillionResult) -> String {
+    let same: Vec<&MillionResult> = runs.iter().filter(|r| r.verified && r.connections == head.connections).collect();
+    let Some(fastest) = same.iter().min_by(|a, b| a.timeline.last_ms.total_cmp(&b.timeline.last_ms)) else {
+        return String::new();
+    };
+    let describe = |r: &MillionResult| {
+        format!(
+            "{:.2} s ({}; opened in {:.1} s; load average {:.1} before, {:.1} s of CPU steal)",
+            r.timeline.last_ms / 1e3,
+            via(r),
+            r.open_secs,
+            r.env.load_before,
+            r.env.steal_secs
+        )
+    };
+    if std::ptr::eq(*fastest, head) {
+        return format!(
+            "The headline run's broadcast, {}, is the fastest of the {} verified runs at {} connections.\n",
+            describe(head),
+            same.len(),
+            fmt_int(head.connections as f64)
+        );
+    }
+    format!(
+        "At {} connections the headline run's broadcast completed in {}; the fastest of the {} verified runs at that size, in {}. One run each: the difference mixes how the message travelled with how much of the two cores the run got.\n",
+        fmt_int(head.connections as f64),
+        describe(head),
+        same.len(),
+        describe(fastest)
+    )
+}
+
 /// `rtlab report-million`.
 pub fn run(args: &MillionReportArgs) -> std::io::Result<()> {
     let runs = load(&args.dir)?;
@@ -301,6 +337,7 @@ pub fn run(args: &MillionReportArgs) -> std::io::Result<()> {
         ("findings/million-targets.md", targets(head)),
         ("findings/million-limits.md", limits(head)),
         ("tables/million-anchors.md", anchors(head)),
+        ("findings/million-broadcasts.md", broadcasts(&runs, head)),
     ];
     let mut outs = vec![args.dir.clone()];
     outs.extend(args.book.clone());
