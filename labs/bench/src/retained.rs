@@ -169,14 +169,14 @@ fn render(doc: &RetainedDoc) -> Vec<(String, String)> {
     let finding = match (ratio("retained"), ratio("all_transports")) {
         (Some((b0, a0)), Some((b1, a1))) => format!(
             "A retained message that nobody reads takes {} of resident memory after the change, against {} before \
-             ({} of it). Once subscribers of all three transports have read it, it holds its data and the three \
-             encodings: {} against {} before — the data's own copy is what \"encode on first use\" costs when \
-             every encoding is used.\n",
+             ({} of it). Once subscribers of all three transports have read it, it holds the three encodings, \
+             as before: {} against {} ({} of it).\n",
             fmt_bytes(a0),
             fmt_bytes(b0),
             percent(a0 / b0),
             fmt_bytes(a1),
             fmt_bytes(b1),
+            percent(a1 / b1),
         ),
         _ => "The document has no runs of both builds.\n".to_owned(),
     };
@@ -218,6 +218,6 @@ mod tests {
         assert!(table.contains("`8870803`") && table.contains("`1234567`"));
         let finding = &files[1].1;
         assert!(finding.starts_with("A retained message that nobody reads takes 1,240 B of resident memory after the change, against 3,400 B before (36% of it)"), "{finding}");
-        assert!(finding.contains("4,600 B against 3,450 B"), "{finding}");
+        assert!(finding.contains("4,600 B against 3,450 B (133% of it)"), "{finding}");
     }
 }

@@ -28,20 +28,26 @@ pub enum Transport {
 /// subscriber may ever read again, and many topics have subscribers of one
 /// transport only. So the message keeps the data once (and its topic's epoch,
 /// shared with the topic), and an encoding is made on first use — the first
-/// SSE subscriber it is pushed to, the first poll that returns it — and then
-/// kept, and shared: fan-out to ten thousand subscribers clones a `Bytes`
-/// handle to the same encoding (a reference-count increment), never the
-/// bytes, and never encodes again. A message no one reads costs its data and
-/// a small header; one read over all three transports costs its data and the
-/// three encodings.
+/// WebSocket subscriber it is pushed to, the first poll that returns it —
+/// and then kept, and shared: fan-out to ten thousand subscribers clones a
+/// `Bytes` handle to the same encoding (a reference-count increment), never
+/// the bytes, and never encodes again.
+///
+/// One encoding is the data itself with a few bytes around it: the SSE
+/// event of a one-line message, `id: E-N\ndata: ` + data + `\n\n`. For such
+/// a message (most are: JSON has no raw line breaks) that event is built at
+/// once and *is* where the data is kept — `data` is a view into it — so it
+/// costs no more than the data. A message with line breaks keeps its data
+/// alone, and its event (one `data:` line per line) is built on first use.
 #[derive(Debug)]
 pub struct Message {
     /// The message id, per topic, from 1 (within its topic's epoch).
     pub id: u64,
     /// The epoch the id belongs to (the topic's, shared with it).
     epoch: Arc<str>,
-    /// The data as published: the one copy every encoding is built from.
-    data: Box<str>,
+    /// The data as published (UTF-8): the one copy every encoding is built
+    /// from — a view into the SSE event when the data is one line.
+    data: Bytes,
     /// `id: E-N\ndata: ...\n\n`, one `data:` line per line of the message.
     sse: OnceLock<Bytes>,
     /// A complete unmasked WebSocket text frame carrying
@@ -57,21 +63,28 @@ impl Message {
     /// (`E-N`), so that a client resuming later names the id *and* the
     /// sequence it belongs to; a poll answer carries it once, at the top.
     pub fn new(epoch: Arc<str>, id: u64, data: &str) -> Message {
-        Message { id, epoch, data: data.into(), sse: OnceLock::new(), ws: OnceLock::new(), json: OnceLock::new() }
+        let sse = OnceLock::new();
+        let data = if data.contains(['\r', '\n']) {
+            Bytes::copy_from_slice(data.as_bytes())
+        } else {
+            // One line: the event is the data between a prefix and "\n\n".
+            let event = sse_event(&epoch, id, data);
+            let start = event.len() - 2 - data.len();
+            let view = event.slice(start..start + data.len());
+            let _ = sse.set(event);
+            view
+        };
+        Message { id, epoch, data, sse, ws: OnceLock::new(), json: OnceLock::new() }
     }
 
     /// The data as published.
     pub fn data(&self) -> &str {
-        &self.data
+        std::str::from_utf8(&self.data).expect("the data was a str")
     }
 
-    /// The SSE event, built on first use.
+    /// The SSE event (for data of several lines, built on first use).
     pub fn sse(&self) -> &Bytes {
-        self.sse.get_or_init(|| {
-            let mut buf = BytesMut::with_capacity(self.data.len() + 32);
-            put_sse_event(&mut buf, Some((&self.epoch, self.id)), None, &self.data);
-            exact(buf.into())
-        })
+        self.sse.get_or_init(|| sse_event(&self.epoch, self.id, self.data()))
     }
 
     /// The WebSocket text frame, built on first use.
@@ -101,8 +114,15 @@ impl Message {
     }
 
     fn data_json(&self) -> String {
-        serde_json::to_string(&*self.data).expect("a str always serializes")
+        serde_json::to_string(self.data()).expect("a str always serializes")
     }
+}
+
+/// The SSE event of message `id` of `epoch`, exactly as long as it is.
+fn sse_event(epoch: &str, id: u64, data: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(data.len() + epoch.len() + 40);
+    put_sse_event(&mut buf, Some((epoch, id)), None, data);
+    exact(buf.into())
 }
 
 /// The buffer's bytes without its spare capacity: an encoding lives as long
@@ -282,18 +302,25 @@ mod tests {
 
     #[test]
     fn data_is_held_once_and_each_encoding_built_once_on_first_use() {
+        // Several lines: the data alone, nothing encoded up front.
+        let m = Message::new("E".into(), 1, "x\ny");
+        assert_eq!(m.data(), "x\ny");
+        assert!(m.sse.get().is_none() && m.ws.get().is_none() && m.json.get().is_none(), "nothing encoded up front");
+        assert_eq!(&m.sse()[..], b"id: E-1\ndata: x\ndata: y\n\n");
+        // One line: the data is a view into its SSE event, the one copy.
         let m = Message::new("E".into(), 1, "x");
         assert_eq!(m.data(), "x");
-        assert!(m.sse.get().is_none() && m.ws.get().is_none() && m.json.get().is_none(), "nothing encoded up front");
+        let event = m.sse.get().expect("a one-line message's event holds its data");
+        assert!(event.as_ptr_range().contains(&m.data.as_ptr()));
+        assert!(m.ws.get().is_none() && m.json.get().is_none(), "no other encoding up front");
         // A WebSocket subscriber builds the frame; the others stay unbuilt.
         let first = m.bytes_for(Transport::Ws).clone();
-        assert!(m.ws.get().is_some() && m.sse.get().is_none() && m.json.get().is_none());
+        assert!(m.ws.get().is_some() && m.json.get().is_none());
         // Every later subscriber shares the same bytes: no second encoding.
         let second = m.bytes_for(Transport::Ws).clone();
         assert_eq!(first.as_ptr(), second.as_ptr());
         assert_eq!(m.sse().as_ptr(), m.bytes_for(Transport::Sse).as_ptr());
         assert_eq!(m.json().as_ptr(), m.json().as_ptr());
-        // Each encoding keeps no spare room past its bytes.
         assert_eq!(&m.sse()[..], b"id: E-1\ndata: x\n\n");
     }
 
