@@ -13,8 +13,8 @@
 //!
 //! A previous run's closed connections linger in TIME_WAIT for a minute and
 //! expire during this one: their slab cache is kept out of the kernel share,
-//! their count is recorded, and `--drain-time-wait` waits for them to go
-//! first ([`drain_time_wait`]).
+//! their count is recorded, and `--drain-time-wait` waits (bounded) for them
+//! to go first ([`drain_time_wait`]).
 //!
 //! `--connections max` asks for more connections than the server's
 //! open-files limit allows: the workers stop at the first connection that
@@ -78,10 +78,11 @@ pub struct IdleArgs {
     #[arg(long, default_value = "1000")]
     pub connections: Count,
     /// Before the run, wait up to this many seconds for the machine's
-    /// TIME_WAIT sockets to fall back to their count at this process's first
-    /// idle run (a previous run's closed connections last a minute: 65
-    /// drains them). 0: do not wait — their slab cache is left out of the
-    /// kernel share either way.
+    /// TIME_WAIT sockets to drain: to none before this process's first idle
+    /// run, and back to the count after that first wait before each later
+    /// one (a closed connection stays in TIME_WAIT for a minute: 65 drains
+    /// them). 0: do not wait — their slab cache is left out of the kernel
+    /// share either way.
     #[arg(long, default_value_t = 0)]
     pub drain_time_wait: u64,
 }
@@ -215,7 +216,9 @@ impl KernelParts {
 /// TIME_WAIT sockets around an idle run (`/proc/net/sockstat` "tw").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimeWait {
-    /// At this process's first idle run: the level a wait drains back to.
+    /// The level the wait drained towards: 0 for this process's first idle
+    /// run, then the count that first wait ended with (what other processes
+    /// keep in TIME_WAIT).
     pub baseline: u64,
     /// When this run began, before any wait.
     pub at_start: u64,
@@ -251,20 +254,18 @@ pub fn drain_time_wait(target: u64, polls: u32, mut read: impl FnMut() -> u64, m
 }
 // ANCHOR_END: drain
 
-/// The TIME_WAIT count at this process's first idle run.
-fn time_wait_baseline() -> u64 {
-    static BASELINE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *BASELINE.get_or_init(procfs::time_wait)
-}
-
-/// Waits (up to `secs`) for the TIME_WAIT sockets to drain to the baseline.
+/// Waits (up to `secs`) for the TIME_WAIT sockets to drain: to none before
+/// this process's first idle run, then to the count that first wait ended
+/// with.
 fn wait_for_time_wait(secs: u64) -> TimeWait {
-    let baseline = time_wait_baseline();
+    static BASELINE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let baseline = BASELINE.get().copied().unwrap_or(0);
     let started = std::time::Instant::now();
     let step = Duration::from_millis(250);
     let polls = (secs * 4) as u32;
     let at_start = procfs::time_wait();
-    let (_, _, drained) = drain_time_wait(baseline, polls, procfs::time_wait, || std::thread::sleep(step));
+    let (left, _, drained) = drain_time_wait(baseline, polls, procfs::time_wait, || std::thread::sleep(step));
+    BASELINE.get_or_init(|| left);
     TimeWait { baseline, at_start, waited_secs: started.elapsed().as_secs_f64(), drained, when_held: 0 }
 }
 
