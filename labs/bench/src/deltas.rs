@@ -68,16 +68,10 @@ pub struct DeltasArgs {
     /// Seed of the dashboard's values and of which metrics change.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Where to write the document (default `bench-results/<date>-deltas`).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Also write the markdown into this directory's `deltas/` (the book's
-    /// `book/src/generated`).
-    #[arg(long)]
-    pub book: Option<PathBuf>,
-    /// Render an existing document's directory instead of measuring.
-    #[arg(long)]
-    pub render: Option<PathBuf>,
+    /// The document (default `bench-results/<date>-deltas`) and its
+    /// rendering (under `deltas/` of `--book`).
+    #[command(flatten)]
+    pub output: crate::results::Output,
 }
 
 // ANCHOR: document
@@ -400,12 +394,9 @@ fn final_state(args: &DeltasArgs, fraction: f64) -> Option<Value> {
 
 /// `rtlab deltas`.
 pub fn run(args: &DeltasArgs) -> io::Result<()> {
-    if let Some(dir) = &args.render {
-        let doc: DeltasDoc = serde_json::from_slice(&std::fs::read(dir.join(FILE))?).map_err(io::Error::other)?;
-        if doc.schema != SCHEMA {
-            return Err(io::Error::other(format!("{}: schema {:?}, expected {SCHEMA:?}", dir.display(), doc.schema)));
-        }
-        return write_rendering(&doc, dir, args.book.as_deref());
+    if let Some(dir) = &args.output.render {
+        let doc: DeltasDoc = crate::results::read_document(dir, FILE, SCHEMA)?;
+        return write_rendering(&doc, dir, args.output.book.as_deref());
     }
     crate::raise_nofile_limit();
     let started = Instant::now();
@@ -445,10 +436,10 @@ pub fn run(args: &DeltasArgs) -> io::Result<()> {
         seed: args.seed,
         rows,
     };
-    let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("bench-results").join(format!("{date}-deltas")));
+    let dir = args.output.out.clone().unwrap_or_else(|| PathBuf::from("bench-results").join(format!("{date}-deltas")));
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(FILE), serde_json::to_string_pretty(&doc).map_err(io::Error::other)? + "\n")?;
-    write_rendering(&doc, &dir, args.book.as_deref())?;
+    write_rendering(&doc, &dir, args.output.book.as_deref())?;
     if doc.rows.iter().any(|r| !r.verified) {
         return Err(io::Error::other("a measurement failed its check (see NOT VERIFIED above)"));
     }
@@ -456,17 +447,7 @@ pub fn run(args: &DeltasArgs) -> io::Result<()> {
 }
 
 fn write_rendering(doc: &DeltasDoc, dir: &Path, book: Option<&Path>) -> io::Result<()> {
-    let files = render(doc);
-    for root in std::iter::once(dir.to_owned()).chain(book.map(|b| b.join("deltas"))) {
-        for (name, text) in &files {
-            let path = root.join(name);
-            std::fs::create_dir_all(path.parent().unwrap_or(&root))?;
-            std::fs::write(path, text)?;
-        }
-    }
-    println!("{}", files[0].1);
-    println!("wrote {} files under {}", files.len(), dir.display());
-    Ok(())
+    crate::results::write_rendering(&render(doc), dir, book.map(|b| b.join("deltas")))
 }
 
 /// The pairs (full, delta) of each sweep point, in sweep order.

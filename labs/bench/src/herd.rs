@@ -258,6 +258,7 @@ impl Herd {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit());
+            rtlab_testkit::no_inherited_descriptors(&mut cmd);
             let mut child = cmd.spawn()?;
             let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
             let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;

@@ -3,10 +3,18 @@
 //! N clients open a subscription (an SSE stream, a WebSocket, or a long poll
 //! held for 60 s) and say nothing more. The server's resident anonymous
 //! memory before and after, divided by the connections it holds, is its
-//! user-space cost per connection; the growth of the kernel's slab and TCP
-//! buffer memory is the kernel's share, reported apart. Then the clients
-//! leave, and the run checks that the server's connection count returns to
-//! zero and how much of the memory it gives back.
+//! user-space cost per connection; the growth of the kernel's memory for
+//! them — socket slab caches and TCP buffers, and for a lab that starts
+//! threads, their task_struct, kernel stacks, VMAs and page tables — is the
+//! kernel's share, reported apart ([`kernel_share`]), and only where
+//! `/proc/slabinfo` could be read. Then the clients leave, and the run
+//! checks that the server's connection count returns to zero and how much
+//! of the memory it gives back.
+//!
+//! A previous run's closed connections linger in TIME_WAIT for a minute and
+//! expire during this one: their slab cache is kept out of the kernel share,
+//! their count is recorded, and `--drain-time-wait` waits (bounded) for them
+//! to go first ([`drain_time_wait`]).
 //!
 //! `--connections max` asks for more connections than the server's
 //! open-files limit allows: the workers stop at the first connection that
@@ -69,6 +77,14 @@ pub struct IdleArgs {
     /// Idle connections to open, or `max`: as many as the server will hold.
     #[arg(long, default_value = "1000")]
     pub connections: Count,
+    /// Before the run, wait up to this many seconds for the machine's
+    /// TIME_WAIT sockets to drain: to none before this process's first idle
+    /// run, and back to the count after that first wait before each later
+    /// one (a closed connection stays in TIME_WAIT for a minute: 65 drains
+    /// them). 0: do not wait — their slab cache is left out of the kernel
+    /// share either way.
+    #[arg(long, default_value_t = 0)]
+    pub drain_time_wait: u64,
 }
 
 /// What one idle run was asked and measured ([`Run`] adds what every run
@@ -107,18 +123,27 @@ pub struct Cost {
     pub user_bytes_per_conn: f64,
     /// Growth of the whole resident set / held (includes file pages touched).
     pub rss_bytes_per_conn: f64,
-    /// Kernel bytes per connection: growth of the socket slab caches + TCP
-    /// buffer memory + kernel stacks + the thread caches (task_struct,
-    /// VMAs) and page tables / held, system-wide (client sockets included:
-    /// both ends live on this machine). Where `/proc/slabinfo` is not
-    /// readable it is the whole slab's growth, and not reported as a metric
-    /// (see `kernel_source`).
-    pub kernel_bytes_per_conn: f64,
-    /// Where the slab figure came from: `slabinfo` (the socket and thread
-    /// caches), or `meminfo-slab` (the whole slab: `/proc/slabinfo` was not
-    /// readable, so no kernel figure is reported).
+    /// Kernel bytes per connection: the sum of [`KernelParts`] (the socket
+    /// and thread slab caches, TCP buffers, kernel stacks, the server's page
+    /// tables), system-wide but for the page tables (client sockets
+    /// included: both ends live on this machine). `null` where
+    /// `/proc/slabinfo` is not readable: see `kernel_unavailable`.
+    pub kernel_bytes_per_conn: Option<f64>,
+    /// What the kernel figure is made of, per connection (absent with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_parts_per_conn: Option<KernelParts>,
+    /// Where the kernel figure came from ([`KERNEL_SOURCE`]); `null` when
+    /// there is no kernel figure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_source: Option<String>,
+    /// Why there is no kernel figure (`/proc/slabinfo` not readable: it is
+    /// for root only). The whole slab would be no substitute: every other
+    /// process moves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_unavailable: Option<String>,
+    /// TIME_WAIT sockets on the machine, and the wait for them.
+    #[serde(default, skip_serializing_if = "TimeWait::is_unset")]
+    pub time_wait: TimeWait,
     /// The same with the whole slab (`/proc/meminfo` "Slab"): includes every
     /// other cache, so other processes' activity shows.
     pub kernel_total_slab_bytes_per_conn: f64,
@@ -131,9 +156,117 @@ pub struct Cost {
     /// Resident anonymous memory still held per connection after the clients
     /// left (the allocator keeps freed memory for reuse; 0: all given back).
     pub user_retained_bytes_per_conn: f64,
-    /// Slab + TCP memory still held per connection after the clients left
-    /// (system-wide; includes the clients' TIME_WAIT sockets).
-    pub kernel_retained_bytes_per_conn: f64,
+    /// The kernel figure's memory still held per connection after the
+    /// clients left (the clients' TIME_WAIT remnants are not in it: see
+    /// `time_wait`); `null` with the kernel figure.
+    pub kernel_retained_bytes_per_conn: Option<f64>,
+}
+
+// ANCHOR: kernel_parts
+/// Where the kernel figure comes from, recorded with it.
+pub const KERNEL_SOURCE: &str = "slabinfo (socket and thread caches) + sockstat mem + meminfo KernelStack + server VmPTE";
+
+/// The kernel's share of a connection, by where it lives (bytes per
+/// connection, growth from before the clients connected).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelParts {
+    /// The socket slab caches ([`procfs::SOCKET_CACHES`]): socket, inode,
+    /// file, epoll entry, buffer heads — both ends of the connection.
+    pub socket_slab: f64,
+    /// TCP buffer memory (`/proc/net/sockstat` "mem").
+    pub tcp_buffers: f64,
+    /// The thread slab caches ([`procfs::THREAD_CACHES`]): a thread's
+    /// task_struct, its signal and pid structures, and the VMAs of every
+    /// mapping — a thread's or a coroutine's stack is one or two.
+    pub thread_slab: f64,
+    /// Kernel stacks (`KernelStack` in `/proc/meminfo`): one per thread.
+    pub kernel_stacks: f64,
+    /// The server's page tables (`VmPTE`): they map its stacks and heap.
+    pub page_tables: f64,
+}
+
+impl KernelParts {
+    /// The growth from `before` to `after` per connection (`held`), or
+    /// `None` when either kernel sample lacks `/proc/slabinfo`.
+    pub fn growth(
+        (k0, p0): (&KernelSample, &ProcessSample),
+        (k1, p1): (&KernelSample, &ProcessSample),
+        held: u64,
+    ) -> Option<KernelParts> {
+        if !k0.has_slabinfo() || !k1.has_slabinfo() || held == 0 {
+            return None;
+        }
+        let per = |after: u64, before: u64| (after as f64 - before as f64) / held as f64;
+        Some(KernelParts {
+            socket_slab: per(k1.socket_slab, k0.socket_slab),
+            tcp_buffers: per(k1.tcp_mem, k0.tcp_mem),
+            thread_slab: per(k1.thread_slab, k0.thread_slab),
+            kernel_stacks: per(k1.kernel_stack, k0.kernel_stack),
+            page_tables: per(p1.page_tables, p0.page_tables),
+        })
+    }
+
+    /// The kernel figure: every part.
+    pub fn total(&self) -> f64 {
+        self.socket_slab + self.tcp_buffers + self.thread_slab + self.kernel_stacks + self.page_tables
+    }
+}
+// ANCHOR_END: kernel_parts
+
+/// TIME_WAIT sockets around an idle run (`/proc/net/sockstat` "tw").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeWait {
+    /// The level the wait drained towards: 0 for this process's first idle
+    /// run, then the count that first wait ended with (what other processes
+    /// keep in TIME_WAIT).
+    pub baseline: u64,
+    /// When this run began, before any wait.
+    pub at_start: u64,
+    /// Seconds waited for them to drain (`--drain-time-wait`).
+    pub waited_secs: f64,
+    /// They were back at the baseline when the run started (without a
+    /// wait: only if they already were).
+    pub drained: bool,
+    /// When the connections were sampled (the run's own are not closed yet).
+    pub when_held: u64,
+}
+
+impl TimeWait {
+    /// Not recorded (a document from before it was).
+    fn is_unset(&self) -> bool {
+        *self == TimeWait::default()
+    }
+}
+
+// ANCHOR: drain
+/// Reads the TIME_WAIT count (`read`) until it is at most `target`, pausing
+/// (`pause`) between reads, at most `polls` times. Returns the last count,
+/// the pauses taken and whether it drained.
+pub fn drain_time_wait(target: u64, polls: u32, mut read: impl FnMut() -> u64, mut pause: impl FnMut()) -> (u64, u32, bool) {
+    let mut count = read();
+    let mut paused = 0;
+    while count > target && paused < polls {
+        pause();
+        paused += 1;
+        count = read();
+    }
+    (count, paused, count <= target)
+}
+// ANCHOR_END: drain
+
+/// Waits (up to `secs`) for the TIME_WAIT sockets to drain: to none before
+/// this process's first idle run, then to the count that first wait ended
+/// with.
+fn wait_for_time_wait(secs: u64) -> TimeWait {
+    static BASELINE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let baseline = BASELINE.get().copied().unwrap_or(0);
+    let started = std::time::Instant::now();
+    let step = Duration::from_millis(250);
+    let polls = (secs * 4) as u32;
+    let at_start = procfs::time_wait();
+    let (left, _, drained) = drain_time_wait(baseline, polls, procfs::time_wait, || std::thread::sleep(step));
+    BASELINE.get_or_init(|| left);
+    TimeWait { baseline, at_start, waited_secs: started.elapsed().as_secs_f64(), drained, when_held: 0 }
 }
 
 /// Runs the idle scenario once against a fresh server.
@@ -147,7 +280,9 @@ pub fn run(args: &IdleArgs) -> std::io::Result<Run<IdleResult>> {
     // that limit the gate is lifted for this run.
     let lift_gate = vec![format!("--max-connections={}", crate::nofile_limit().saturating_add(1000))];
     let server_args: &[String] = if args.connections == Count::Max { &lift_gate } else { &[] };
-    let (info, cost) = Session::run(&args.common, args.transport, server_args, |s| hold(s, args))?;
+    let time_wait = wait_for_time_wait(args.drain_time_wait);
+    let (info, mut cost) = Session::run(&args.common, args.transport, server_args, |s| hold(s, args))?;
+    cost.time_wait = TimeWait { when_held: cost.time_wait.when_held, ..time_wait };
     Ok(Run { info, result: IdleResult { requested: args.connections, cost } })
 }
 
@@ -196,10 +331,11 @@ fn hold(s: &Session, args: &IdleArgs) -> Result<(Cost, Verdict), Stop> {
 
     // ANCHOR: per_connection
     let per = |after: u64, before: u64| if held == 0 { 0.0 } else { (after as f64 - before as f64) / held as f64 };
-    let readable = kernel_before.socket_slab > 0;
-    let kernel_total = |k: &KernelSample| {
-        (if readable { k.socket_slab + k.thread_slab } else { k.slab }) + k.tcp_mem + k.kernel_stack + k.page_tables
-    };
+    let before = (&kernel_before, &server_before);
+    let parts = KernelParts::growth(before, (&kernel_after, &server_after), held);
+    let retained = KernelParts::growth(before, (&kernel_after_close, &server_after_close), held);
+    let unreadable = !kernel_before.has_slabinfo() || !kernel_after.has_slabinfo();
+    let kernel_unavailable = unreadable.then(|| procfs::SLABINFO_UNREADABLE.to_owned());
     let whole_slab = |k: &KernelSample| k.slab + k.tcp_mem + k.kernel_stack;
     // ANCHOR_END: per_connection
     let verdict = judge(max, attempted, &ready, held, too_slow, sockets_released);
@@ -212,11 +348,14 @@ fn hold(s: &Session, args: &IdleArgs) -> Result<(Cost, Verdict), Stop> {
         open_secs: ready.open_secs,
         user_bytes_per_conn: per(server_after.rss_anon, server_before.rss_anon),
         rss_bytes_per_conn: per(server_after.rss, server_before.rss),
-        kernel_bytes_per_conn: per(kernel_total(&kernel_after), kernel_total(&kernel_before)),
-        kernel_source: Some(if readable { "slabinfo" } else { "meminfo-slab" }.to_owned()),
+        kernel_bytes_per_conn: parts.map(|p| p.total()),
+        kernel_parts_per_conn: parts,
+        kernel_source: parts.map(|_| KERNEL_SOURCE.to_owned()),
+        kernel_unavailable,
+        time_wait: TimeWait { when_held: kernel_after.time_wait, ..TimeWait::default() },
         kernel_total_slab_bytes_per_conn: per(whole_slab(&kernel_after), whole_slab(&kernel_before)),
         user_retained_bytes_per_conn: per(server_after_close.rss_anon, server_before.rss_anon),
-        kernel_retained_bytes_per_conn: per(kernel_total(&kernel_after_close), kernel_total(&kernel_before)),
+        kernel_retained_bytes_per_conn: retained.map(|p| p.total()),
         server_before,
         server_after,
         kernel_before,
@@ -266,10 +405,10 @@ impl Measured for IdleResult {
     fn numbers(&self) -> String {
         let h = &self.cost;
         format!(
-            "user {:>8.0} B/conn  rss {:>8.0} B/conn  kernel {:>7.0} B/conn  opened in {:.2}s  released {} (user kept {:.0} B/conn)  threads {}  maps {}{}",
+            "user {:>8.0} B/conn  rss {:>8.0} B/conn  kernel {:>7} B/conn  opened in {:.2}s  released {} (user kept {:.0} B/conn)  threads {}  maps {}{}",
             h.user_bytes_per_conn,
             h.rss_bytes_per_conn,
-            h.kernel_bytes_per_conn,
+            h.kernel_bytes_per_conn.map_or_else(|| "n/a".to_owned(), |k| format!("{k:.0}")),
             h.open_secs,
             if h.sockets_released { "yes" } else { "NO" },
             h.user_retained_bytes_per_conn,
@@ -281,8 +420,6 @@ impl Measured for IdleResult {
 
     fn metrics(&self) -> Vec<(&'static str, f64)> {
         let h = &self.cost;
-        // No kernel figure from the whole slab: other processes move it.
-        let kernel = h.kernel_source.as_deref() != Some("meminfo-slab");
         let mut m = vec![
             ("held", h.held as f64),
             ("user_bytes_per_conn", h.user_bytes_per_conn),
@@ -293,9 +430,13 @@ impl Measured for IdleResult {
             ("threads", h.server_after.threads as f64),
             ("mappings", h.server_after.mappings as f64),
         ];
-        if kernel {
-            m.push(("kernel_bytes_per_conn", h.kernel_bytes_per_conn));
-            m.push(("kernel_retained_bytes_per_conn", h.kernel_retained_bytes_per_conn));
+        // No kernel figure without /proc/slabinfo: none is made up.
+        if let Some(parts) = h.kernel_parts_per_conn {
+            m.push(("kernel_bytes_per_conn", parts.total()));
+            m.push(("kernel_thread_bytes_per_conn", parts.thread_slab + parts.kernel_stacks + parts.page_tables));
+        }
+        if let Some(k) = h.kernel_retained_bytes_per_conn {
+            m.push(("kernel_retained_bytes_per_conn", k));
         }
         m
     }
@@ -313,6 +454,52 @@ impl From<Count> for crate::axes::Label {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_wait_drains_or_the_wait_ends() {
+        // Already at the baseline: no pause.
+        assert_eq!(drain_time_wait(10, 8, || 7, || panic!("no pause needed")), (7, 0, true));
+        // Drains on the third read.
+        let mut reads = [900, 400, 10].into_iter();
+        let mut pauses = 0;
+        assert_eq!(drain_time_wait(10, 8, || reads.next().unwrap(), || pauses += 1), (10, 2, true));
+        assert_eq!(pauses, 2);
+        // Never drains: bounded by the polls, and says so.
+        assert_eq!(drain_time_wait(10, 3, || 500, || {}), (500, 3, false));
+    }
+
+    #[test]
+    fn no_kernel_figure_without_slabinfo() {
+        let k = |socket_slab, thread_slab, kernel_stack, unreadable| KernelSample {
+            socket_slab,
+            thread_slab,
+            kernel_stack,
+            tcp_mem: 4096,
+            slab: 1 << 30,
+            slabinfo_unreadable: unreadable,
+            ..KernelSample::default()
+        };
+        let p = |page_tables| ProcessSample { page_tables, ..ProcessSample::default() };
+        let (k0, k1) = (k(1000, 500, 16_384, false), k(3000, 1500, 32_768, false));
+        let parts = KernelParts::growth((&k0, &p(0)), (&k1, &p(8192)), 2).expect("slabinfo read");
+        assert_eq!(
+            parts,
+            KernelParts { socket_slab: 1000.0, tcp_buffers: 0.0, thread_slab: 500.0, kernel_stacks: 8192.0, page_tables: 4096.0 }
+        );
+        assert_eq!(parts.total(), 1000.0 + 500.0 + 8192.0 + 4096.0);
+        // Without /proc/slabinfo no figure, however large the whole slab grew.
+        let unread = k(0, 0, 32_768, true);
+        assert_eq!(KernelParts::growth((&k0, &p(0)), (&unread, &p(8192)), 2), None);
+        assert_eq!(KernelParts::growth((&unread, &p(0)), (&k1, &p(8192)), 2), None);
+        let result = IdleResult {
+            requested: Count::N(2),
+            cost: Cost { held: 2, kernel_unavailable: Some(procfs::SLABINFO_UNREADABLE.into()), ..Cost::default() },
+        };
+        assert!(result.metrics().iter().all(|(name, _)| !name.starts_with("kernel_bytes") && !name.starts_with("kernel_retained")));
+        let json = serde_json::to_value(&result).unwrap();
+        assert!(json["kernel_bytes_per_conn"].is_null() && json["kernel_source"].is_null());
+        assert_eq!(json["kernel_unavailable"], procfs::SLABINFO_UNREADABLE);
+    }
 
     #[test]
     fn judges_counts_release_and_the_clients_own_limits() {

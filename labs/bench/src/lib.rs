@@ -69,6 +69,7 @@ pub mod polling;
 pub mod procfs;
 pub mod report;
 pub mod results;
+pub mod retained;
 pub mod server;
 pub mod session;
 pub mod tls;
@@ -238,7 +239,6 @@ impl Scenario {
 /// verification.
 pub fn run_cli(args: &BenchArgs) -> std::io::Result<bool> {
     raise_nofile_limit();
-    close_inherited_on_exec();
     match &args.scenario {
         Some(scenario) => {
             let result = scenario.run()?;
@@ -275,29 +275,6 @@ pub fn raise_nofile_limit() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
-/// Marks every descriptor this process inherited (beyond stdin, stdout and
-/// stderr) close-on-exec: `cargo run` hands its jobserver pipes to its
-/// child, which would hand them on to every server and worker started from
-/// here, so a server would hold two descriptors fewer connections than a
-/// clean process — and the idle scenario's "max" would not be the real
-/// ceiling. Descriptors this process opens itself are close-on-exec
-/// already (Rust's standard library, mio and socket2 open them so).
-pub fn close_inherited_on_exec() {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
-    let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect();
-    for fd in fds {
-        // SAFETY: F_GETFD/F_SETFD on a descriptor number change only its
-        // flags; a number that is no longer open (the directory's own) fails
-        // harmlessly.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
         }
     }
 }
@@ -534,20 +511,6 @@ impl<'de> Deserialize<'de> for Latency {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inherited_descriptors_become_close_on_exec() {
-        // dup() gives a descriptor without FD_CLOEXEC, as an inherited one is.
-        // SAFETY: dup and fcntl on this process's own stderr copy; closed below.
-        let fd = unsafe { libc::dup(2) };
-        assert!(fd > 2);
-        let cloexec = || unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
-        assert!(!cloexec());
-        close_inherited_on_exec();
-        assert!(cloexec());
-        // SAFETY: fd is ours, from dup above.
-        unsafe { libc::close(fd) };
-    }
 
     #[test]
     fn percentiles_come_from_the_histogram_and_survive_the_wire() {

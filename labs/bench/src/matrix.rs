@@ -237,6 +237,7 @@ impl Sizes {
                 common,
                 transport,
                 connections: if label == Label::Max { Count::Max } else { Count::N(size) },
+                drain_time_wait: 0,
             }),
             ScenarioKind::Fanout => Scenario::Fanout(FanoutArgs {
                 common,

@@ -247,7 +247,9 @@ impl Drop for CrowdWorker {
 
 fn spawn_worker(args: &MillionArgs, servers: &[SocketAddr], token: &str, w: usize, first: usize, count: usize) -> std::io::Result<CrowdWorker> {
     let list = servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-    let mut child = Command::new(crate::exe()?)
+    let mut cmd = Command::new(crate::exe()?);
+    rtlab_testkit::no_inherited_descriptors(&mut cmd);
+    let mut child = cmd
         .arg("bench-crowd")
         .args(["--servers", &list, "--first", &first.to_string(), "--count", &count.to_string()])
         .args(["--worker", &w.to_string(), "--kind", args.kind.name(), "--topic", TOPIC, "--token", token])

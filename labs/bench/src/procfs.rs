@@ -18,6 +18,10 @@ pub struct ProcessSample {
     pub mappings: u64,
     /// User plus system CPU time consumed so far, seconds.
     pub cpu_secs: f64,
+    /// The process's page tables, bytes (`VmPTE`): kernel memory, but its
+    /// own — every thread or coroutine stack it maps needs some.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub page_tables: u64,
 }
 
 /// Kernel memory attributable to sockets, system-wide.
@@ -33,7 +37,8 @@ pub struct KernelSample {
     /// The slab caches a TCP connection allocates from, bytes (active
     /// objects × object size in `/proc/slabinfo`, see [`SOCKET_CACHES`]):
     /// far less disturbed by unrelated activity (a compiler creating files)
-    /// than the whole slab. 0 where `/proc/slabinfo` is not readable.
+    /// than the whole slab. 0 where `/proc/slabinfo` is not readable (then
+    /// [`slabinfo_error`](Self::slabinfo_error) says why).
     #[serde(default)]
     pub socket_slab: u64,
     /// Kernel stacks of every thread on the machine, bytes (`/proc/meminfo`
@@ -54,6 +59,30 @@ pub struct KernelSample {
     /// previous run's closed connections, still held by the kernel.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub time_wait: u64,
+    /// The TIME_WAIT remnants' slab cache (`tw_sock_TCP`), bytes: kept
+    /// apart from [`socket_slab`](Self::socket_slab), because a previous
+    /// run's remnants expire during the next one and would count there.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time_wait_slab: u64,
+    /// `/proc/slabinfo` could not be read (it is readable by root only):
+    /// the per-cache figures are 0, and no kernel share is reported.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub slabinfo_unreadable: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// Why there is no kernel figure when `/proc/slabinfo` is unreadable.
+pub const SLABINFO_UNREADABLE: &str =
+    "/proc/slabinfo is not readable (root only): no kernel figure, since the whole slab moves with every other process";
+
+impl KernelSample {
+    /// The per-cache figures are real: `/proc/slabinfo` was read.
+    pub fn has_slabinfo(&self) -> bool {
+        !self.slabinfo_unreadable
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -66,14 +95,16 @@ pub const THREAD_CACHES: [&str; 5] = ["task_struct", "vm_area_struct", "signal_c
 
 // ANCHOR: socket_caches
 /// The slab caches counted in [`KernelSample::socket_slab`]: the TCP socket
-/// itself, its inode and open file, epoll's entry for it, socket buffer heads
-/// and the TIME_WAIT remnant a closed connection leaves. A socket's dentry is
-/// not counted: the dentry cache moves with every file any process touches.
-pub const SOCKET_CACHES: [&str; 12] = [
+/// itself, its inode and open file, epoll's entry for it and socket buffer
+/// heads. A socket's dentry is not counted: the dentry cache moves with
+/// every file any process touches. Nor is the TIME_WAIT remnant
+/// (`tw_sock_TCP`) a closed connection leaves: it is counted apart
+/// ([`KernelSample::time_wait_slab`]), since a previous run's remnants
+/// expire during the next run.
+pub const SOCKET_CACHES: [&str; 11] = [
     "TCP",
     "TCPv6",
     "request_sock_TCP",
-    "tw_sock_TCP",
     "sock_inode_cache",
     "filp",
     "eventpoll_epi",
@@ -103,6 +134,19 @@ fn caches(slabinfo: &str, names: &[&str]) -> u64 {
             names.contains(&name).then_some(active * size)
         })
         .sum()
+}
+
+/// A field of the `TCP:` line of `/proc/net/sockstat` text (`inuse`, `tw`,
+/// `mem`...); 0 if absent.
+fn sockstat_field(sockstat: &str, name: &str) -> u64 {
+    let tcp = sockstat.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
+    let mut it = tcp.split_whitespace();
+    while let Some(word) = it.next() {
+        if word == name {
+            return it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    0
 }
 
 fn kb_field(text: &str, name: &str) -> u64 {
@@ -144,6 +188,7 @@ pub fn process(pid: u32) -> Option<ProcessSample> {
             .unwrap_or(0),
         mappings: maps.lines().count() as u64,
         cpu_secs,
+        page_tables: kb_field(&status, "VmPTE:"),
     })
 }
 
@@ -151,17 +196,10 @@ pub fn process(pid: u32) -> Option<ProcessSample> {
 pub fn kernel() -> KernelSample {
     let sockstat = fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
     let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let tcp = sockstat.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
-    let field = |name: &str| {
-        let mut it = tcp.split_whitespace();
-        while let Some(word) = it.next() {
-            if word == name {
-                return it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            }
-        }
-        0
-    };
-    let slabinfo = fs::read_to_string("/proc/slabinfo").unwrap_or_default();
+    let field = |name: &str| sockstat_field(&sockstat, name);
+    let slabinfo = fs::read_to_string("/proc/slabinfo");
+    let slabinfo_unreadable = slabinfo.is_err();
+    let slabinfo = slabinfo.unwrap_or_default();
     KernelSample {
         tcp_inuse: field("inuse"),
         tcp_mem: field("mem") * page_size(),
@@ -171,7 +209,14 @@ pub fn kernel() -> KernelSample {
         thread_slab: caches(&slabinfo, &THREAD_CACHES),
         page_tables: kb_field(&meminfo, "PageTables:"),
         time_wait: field("tw"),
+        time_wait_slab: caches(&slabinfo, &["tw_sock_TCP"]),
+        slabinfo_unreadable,
     }
+}
+
+/// Sockets in TIME_WAIT on the machine now (`/proc/net/sockstat` "tw").
+pub fn time_wait() -> u64 {
+    sockstat_field(&fs::read_to_string("/proc/net/sockstat").unwrap_or_default(), "tw")
 }
 
 /// CPU steal so far, in seconds (from the `cpu` line of `/proc/stat`): time a
@@ -210,6 +255,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reads_sockstat_and_status_fields() {
+        let sockstat = "sockets: used 290\nTCP: inuse 27 orphan 0 tw 1042 alloc 30 mem 5\nUDP: inuse 3 mem 2\n";
+        assert_eq!(sockstat_field(sockstat, "tw"), 1042);
+        assert_eq!(sockstat_field(sockstat, "inuse"), 27);
+        assert_eq!(sockstat_field(sockstat, "mem"), 5);
+        assert_eq!(sockstat_field("UDP: inuse 3 mem 2\n", "mem"), 0, "only the TCP line");
+        let status = "Name:\trtlab\nVmPTE:\t     132 kB\nRssAnon:\t    2048 kB\n";
+        assert_eq!(kb_field(status, "VmPTE:"), 132 * 1024);
+        assert_eq!(kb_field(status, "VmSwap:"), 0);
+    }
+
+    #[test]
+    fn slabinfo_is_read_or_its_absence_said() {
+        // As root the caches are read; otherwise the sample says why not.
+        let _listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let k = kernel();
+        let readable = fs::read_to_string("/proc/slabinfo").is_ok();
+        assert_eq!(k.has_slabinfo(), readable);
+        assert_eq!(k.socket_slab > 0, readable, "a machine with a TCP socket has TCP slab objects");
+        assert!(process(std::process::id()).expect("own /proc entry").page_tables > 0);
+    }
+
+    #[test]
     fn samples_this_process() {
         let me = process(std::process::id()).expect("own /proc entry");
         assert!(me.rss > 0 && me.rss_anon > 0 && me.rss_anon <= me.rss);
@@ -217,8 +285,11 @@ mod tests {
         assert!(me.mappings > 5);
         assert!(kernel().slab > 0);
         assert!(loadavg() >= 0.0);
-        let text = "slabinfo - version: 2.1\nTCP  10 13 2368 13 8 : tunables 0 0 0\nfilp 4 21 192 21 1\ndentry 9 9 192 21 1\n";
+        let text = "slabinfo - version: 2.1\nTCP  10 13 2368 13 8 : tunables 0 0 0\nfilp 4 21 192 21 1\ndentry 9 9 192 21 1\n\
+                    tw_sock_TCP 7 30 248 16 1\ntask_struct 3 5 10560 3 8\nvm_area_struct 20 40 176 23 1\n";
         assert_eq!(socket_slab(text), 10 * 2368 + 4 * 192);
+        assert_eq!(caches(text, &THREAD_CACHES), 3 * 10560 + 20 * 176);
+        assert_eq!(caches(text, &["tw_sock_TCP"]), 7 * 248);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         assert!(socket_fds(std::process::id()) >= 1);
         drop(listener);

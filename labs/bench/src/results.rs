@@ -13,7 +13,7 @@
 //! Numbers in the book come only from this document, through `rtlab report`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
@@ -315,6 +315,50 @@ impl Provenance {
             git: Git::detect(),
         }
     }
+}
+
+/// Where an experiment that writes its own document (`rtlab deltas`,
+/// `rtlab retained`) puts it, and whether it only renders one again.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Output {
+    /// Where to write the document (default: a directory under
+    /// `bench-results/` named after the experiment).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write the markdown into this directory, under the experiment's
+    /// name (the book's `book/src/generated`).
+    #[arg(long)]
+    pub book: Option<PathBuf>,
+    /// Render an existing document's directory instead of measuring.
+    #[arg(long)]
+    pub render: Option<PathBuf>,
+}
+
+/// Reads the document `file` in `dir`, checking its `schema`.
+pub fn read_document<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, schema: &str) -> std::io::Result<T> {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(file))?).map_err(std::io::Error::other)?;
+    if doc["schema"] != schema {
+        return Err(std::io::Error::other(format!("{}: schema {}, expected {schema:?}", dir.display(), doc["schema"])));
+    }
+    serde_json::from_value(doc).map_err(std::io::Error::other)
+}
+
+/// Writes an experiment's rendering — (file name, markdown) pairs — into
+/// its results directory `dir` and, when given, into `book` (its directory
+/// under the book's `generated/`); prints the first file.
+pub fn write_rendering<N: AsRef<Path>>(files: &[(N, String)], dir: &Path, book: Option<PathBuf>) -> std::io::Result<()> {
+    for root in std::iter::once(dir.to_owned()).chain(book) {
+        for (name, text) in files {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().unwrap_or(&root))?;
+            std::fs::write(path, text)?;
+        }
+    }
+    if let Some((_, first)) = files.first() {
+        println!("{first}");
+    }
+    println!("wrote {} files under {}", files.len(), dir.display());
+    Ok(())
 }
 
 /// Now, UTC: (`YYYY-MM-DD`, RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`).

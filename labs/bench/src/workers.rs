@@ -150,6 +150,7 @@ impl Workers {
             if plan.stop_at_failure {
                 cmd.arg("--stop-at-failure");
             }
+            rtlab_testkit::no_inherited_descriptors(&mut cmd);
             let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
             let stdout = child.stdout.take().expect("piped");
             let stdin = child.stdin.take();
@@ -200,6 +201,11 @@ impl Workers {
             }
         }
         true
+    }
+
+    /// The worker processes' ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.iter().map(|w| w.child.id()).collect()
     }
 
     /// CPU seconds (user + system) the worker processes used so far, all

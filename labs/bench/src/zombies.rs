@@ -253,6 +253,7 @@ fn client(netns: Option<&str>, addr: SocketAddr, transport: &str) -> std::io::Re
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    rtlab_testkit::no_inherited_descriptors(&mut cmd);
     Ok(Client(cmd.spawn()?))
 }
 

@@ -32,9 +32,9 @@ fn fanout(c: &mut Criterion) {
             b.iter_batched_ref(
                 || outboxes(n),
                 |boxes| {
-                    let message = Message::encode(black_box("E"), black_box(42), black_box(DATA));
+                    let message = Message::new(black_box("E").into(), black_box(42), black_box(DATA));
                     for outbox in boxes.iter_mut() {
-                        outbox.push_message(message.ws.clone(), message.id);
+                        outbox.push_message(message.ws().clone(), message.id);
                     }
                 },
                 BatchSize::SmallInput,
@@ -45,8 +45,8 @@ fn fanout(c: &mut Criterion) {
                 || outboxes(n),
                 |boxes| {
                     for outbox in boxes.iter_mut() {
-                        let message = Message::encode(black_box("E"), black_box(42), black_box(DATA));
-                        outbox.push_message(message.ws.clone(), message.id);
+                        let message = Message::new(black_box("E").into(), black_box(42), black_box(DATA));
+                        outbox.push_message(message.ws().clone(), message.id);
                     }
                 },
                 BatchSize::SmallInput,
@@ -60,14 +60,14 @@ fn fanout(c: &mut Criterion) {
 /// reported written.
 fn outbox(c: &mut Criterion) {
     let mut group = c.benchmark_group("outbox");
-    let message = Message::encode("E", 1, DATA);
+    let message = Message::new("E".into(), 1, DATA);
     group.throughput(Throughput::Elements(16));
     group.bench_function("push16_take_written", |b| {
         let mut outbox = Outbox::new(Transport::Ws, 1 << 20, Policy::Disconnect);
         let mut out: Vec<Bytes> = Vec::with_capacity(16);
         b.iter(|| {
             for id in 1..=16 {
-                outbox.push_message(message.ws.clone(), id);
+                outbox.push_message(message.ws().clone(), id);
             }
             let n = outbox.take(&mut out, usize::MAX);
             outbox.written(black_box(n));
@@ -77,14 +77,14 @@ fn outbox(c: &mut Criterion) {
     // Drop-oldest at its budget: every push discards the oldest message.
     group.throughput(Throughput::Elements(1));
     group.bench_function("drop_oldest_full", |b| {
-        let mut outbox = Outbox::new(Transport::Ws, 64 * message.ws.len(), Policy::DropOldest);
+        let mut outbox = Outbox::new(Transport::Ws, 64 * message.ws().len(), Policy::DropOldest);
         for id in 1..=64 {
-            outbox.push_message(message.ws.clone(), id);
+            outbox.push_message(message.ws().clone(), id);
         }
         let mut id = 64;
         b.iter(|| {
             id += 1;
-            black_box(outbox.push_message(message.ws.clone(), id));
+            black_box(outbox.push_message(message.ws().clone(), id));
         });
     });
     group.finish();

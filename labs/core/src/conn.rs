@@ -749,12 +749,11 @@ impl Connection {
     }
 
     fn answer_poll(&mut self, replay: crate::hub::Replay) {
-        let messages: Vec<_> = replay.messages.iter().map(|m| (**m).clone()).collect();
         self.server
             .stats
             .delivered
-            .fetch_add(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let body = encode::poll_body(&replay.epoch, &messages, replay.last_id, replay.missed, replay.reset);
+            .fetch_add(replay.messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let body = encode::poll_body(&replay.epoch, &replay.messages, replay.last_id, replay.missed, replay.reset);
         self.respond(http::response(200, "application/json", &body));
     }
 

@@ -411,7 +411,7 @@ impl Hub {
         t.last_id = last_id;
         let skip = messages.len().saturating_sub(self.retention);
         for (id, data) in messages.into_iter().skip(skip) {
-            let message = Arc::new(Message::encode(&t.epoch, id, &data));
+            let message = Arc::new(Message::new(t.epoch.clone(), id, &data));
             t.retained.push_back(message);
         }
         t.loaded = true;
@@ -547,7 +547,7 @@ impl Hub {
                 return Err(Refusal::Stopping);
             }
             t.last_id += 1;
-            let message = Arc::new(Message::encode(&t.epoch, t.last_id, data));
+            let message = Arc::new(Message::new(t.epoch.clone(), t.last_id, data));
             self.fan_out(&mut t, message, now, stats, &mut to_wake)
         };
         // The topic is unlocked: other publishers proceed while we wake.
@@ -650,7 +650,7 @@ impl Hub {
                 Applied::Gap { from: t.last_id + 1, to: id - 1 }
             } else {
                 t.last_id = id;
-                let message = Arc::new(Message::encode(&t.epoch, id, data));
+                let message = Arc::new(Message::new(t.epoch.clone(), id, data));
                 self.fan_out(&mut t, message, now, stats, &mut to_wake);
                 Applied::Delivered
             }

@@ -15,7 +15,7 @@
 //! | [`http`] | request heads (parsed by `httparse`) → typed [`Route`]s or [`HttpError`]s with their status codes; response bytes |
 //! | [`hub`] | topics, per-topic ids, the retention ring, replay after an id, the missed-messages signal, fan-out; the topic limit and the eviction of idle topics; the "stopping" flag that makes a `200` a promise |
 //! | [`broker`] | the seam to a shared broker: [`broker::Broker`] (publish with a [`broker::Ticket`], load a topic), what the hub does with the broker's messages ([`broker::Applied`]) |
-//! | [`encode`] | a published [`Message`] encoded **once** for SSE, WebSocket and poll JSON, shared by every subscriber |
+//! | [`encode`] | a published [`Message`]: its data held once, each transport's encoding built **once**, on first use, and shared by every subscriber |
 //! | [`outbox`] | a connection's unsent output, its byte budget and the backpressure [`Policy`] |
 //! | [`ws`] | WebSocket frames from clients: RFC 6455 checks on top of `tungstenite`'s frame header parser |
 //! | [`heartbeat`] | SSE keep-alive and WebSocket ping/pong deadlines |

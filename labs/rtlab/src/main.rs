@@ -53,6 +53,9 @@ enum Command {
     /// The deltas experiment: a dashboard pushed to SSE viewers as its full
     /// state or as JSON Patch deltas, swept over how much changes per tick.
     Deltas(rtlab_bench::deltas::DeltasArgs),
+    /// What a retained message costs: the core's `retained` example, built
+    /// before and after a change, run in turn (bench-results/retained).
+    Retained(rtlab_bench::retained::RetainedArgs),
     /// A load-generator worker process (started by `rtlab bench`).
     #[command(hide = true)]
     BenchWorker(rtlab_bench::worker::WorkerArgs),
@@ -420,6 +423,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rtlab deltas: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Retained(args) => match rtlab_bench::retained::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab retained: {e}");
                 ExitCode::FAILURE
             }
         },

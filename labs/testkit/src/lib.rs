@@ -33,7 +33,7 @@ pub mod ws;
 use std::time::Duration;
 
 pub use http::{Head, RawConn, Response, assert_content_type, request};
-pub use process::{Launch, Running, Stderr, rtlab_bin};
+pub use process::{Launch, Running, Stderr, no_inherited_descriptors, rtlab_bin};
 pub use redis::RedisServer;
 pub use sse::{Sse, SseEvent, parse_sse_block};
 pub use ws::{

@@ -188,6 +188,7 @@ impl Launch {
                 Stderr::Inherit => Stdio::inherit(),
                 Stderr::Null => Stdio::null(),
             });
+        no_inherited_descriptors(&mut cmd);
         if let Some(files) = self.rlimit_nofile {
             let limit = libc::rlimit { rlim_cur: files as libc::rlim_t, rlim_max: files as libc::rlim_t };
             // SAFETY: the closure runs in the child between fork and exec,
@@ -295,6 +296,39 @@ impl Launch {
         }
     }
 }
+
+// ANCHOR: no_inherited
+/// Makes the child start with no descriptor but stdin, stdout and stderr.
+///
+/// Rust opens its own descriptors close-on-exec, but a process may have
+/// inherited some that are not (`cargo run` passes its jobserver pipes on,
+/// `flock FILE cmd` its lock), and a child started from it would inherit
+/// them again: a server would then hold that many connections fewer than a
+/// clean process, and a measured "max" would not be its real ceiling. So
+/// between fork and exec every descriptor from 3 up is marked close-on-exec
+/// (`close_range(2)` with `CLOSE_RANGE_CLOEXEC`; on a kernel without it, one
+/// `fcntl` per possible descriptor). They close at the exec — which keeps
+/// the pipe through which the standard library reports a failed exec.
+pub fn no_inherited_descriptors(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: close_range(2), getrlimit(2) and
+    // fcntl(2) are system calls, and nothing here allocates.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) == 0 {
+                return Ok(());
+            }
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 { limit.rlim_cur.min(1 << 20) } else { 1 << 16 };
+            for fd in 3..top as libc::c_int {
+                // Fails with EBADF where nothing is open: nothing to do.
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+            Ok(())
+        });
+    }
+}
+// ANCHOR_END: no_inherited
 
 /// `listening on ADDR\n` → ADDR.
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {

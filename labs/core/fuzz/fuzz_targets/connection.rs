@@ -516,8 +516,8 @@ fn run(input: &Input) {
                     if rt.config.policy != Policy::Unbounded {
                         // A missed marker, or a whole message within the budget
                         // — or any one message, if nothing was pending.
-                        let message = Message::encode(&rt.server.hub.epoch(topic), last_id + 1, data);
-                        let whole = if before == 0 { message.sse.len().max(message.ws.len()) } else { 0 };
+                        let message = Message::new(rt.server.hub.epoch(topic), last_id + 1, data);
+                        let whole = if before == 0 { message.sse().len().max(message.ws().len()) } else { 0 };
                         let allowed = rt.config.outbox_budget.saturating_sub(before).max(64).max(whole);
                         assert!(added <= allowed, "a publish added {added} bytes to {before} pending (budget {})", rt.config.outbox_budget);
                     }

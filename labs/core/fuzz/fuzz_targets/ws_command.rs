@@ -208,7 +208,7 @@ fn run(input: &Input) {
                     // fragments — then it cuts its own publisher off
                     // (README.md, "Findings").
                     let pong_first = ping.is_some() && fragments.len() > 1;
-                    if Message::encode(rtlab_core_fuzz::EPOCH, last_id + 1, data).ws.len() > budget && pong_first {
+                    if Message::new(rtlab_core_fuzz::EPOCH.into(), last_id + 1, data).ws().len() > budget && pong_first {
                         Answer::CutOff
                     } else {
                         Answer::Published(data.clone())

@@ -346,7 +346,7 @@ fn expect_100_continue_gets_the_go_ahead_before_the_body() {
     assert!(c.output().is_empty(), "one 100 Continue per request");
     c.send("56789", t0);
     assert_eq!(one_response(&c.output()).body, br#"{"id":1}"#);
-    assert_eq!(&server.hub.poll("t", &crate::hub::Cursor::at(0)).messages[0].json[..], br#"{"id":1,"data":"0123456789"}"#);
+    assert_eq!(&server.hub.poll("t", &crate::hub::Cursor::at(0)).messages[0].json()[..], br#"{"id":1,"data":"0123456789"}"#);
 
     // The next request on the connection gets its own go-ahead...
     c.send(head, t0);
