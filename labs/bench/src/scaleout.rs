@@ -203,9 +203,10 @@ pub(crate) fn start_cluster(runtime: &str, processes: usize, broker: Option<&Red
     })
 }
 
-/// A process's CPU time (user + system), seconds; 0 if it is gone.
+/// A process's CPU time (user + system), seconds, to the nanosecond
+/// ([`crate::procfs::cpu_secs_precise`]); 0 if it is gone.
 pub(crate) fn cpu_secs(pid: Option<u32>) -> f64 {
-    pid.and_then(crate::procfs::process).map_or(0.0, |s| s.cpu_secs)
+    pid.and_then(crate::procfs::cpu_secs_precise).unwrap_or(0.0)
 }
 
 /// One subscriber connection of a [`Readers`] set.

@@ -308,7 +308,11 @@ fn fanout_table(doc: &ClusterDoc) -> String {
                 broker.clone(),
                 med_range(&fstat(&runs, |r| r.last_p50_us as f64)),
                 med_range(&fstat(&runs, |r| r.last_p99_us as f64)),
-                format!("{} ({}–{})", fmt_int(rate.median()), fmt_int(rate.min), fmt_int(rate.max)),
+                if fmt_int(rate.min) == fmt_int(rate.max) {
+                    fmt_int(rate.median())
+                } else {
+                    format!("{} ({}–{})", fmt_int(rate.median()), fmt_int(rate.min), fmt_int(rate.max))
+                },
                 if broker == "redis" { format!("{:.3} µs", fstat(&runs, FanoutRun::redis_us_per_delivery).median()) } else { "—".into() },
                 if broker == "redis" { format!("{:.1} µs", fstat(&runs, FanoutRun::redis_us_per_publish).median()) } else { "—".into() },
                 format!("{:.2} µs", fstat(&runs, FanoutRun::servers_us_per_delivery).median()),
