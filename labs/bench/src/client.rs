@@ -145,6 +145,18 @@ impl Publisher {
 
     /// Publishes `data`; returns the id the server assigned.
     pub fn publish(&mut self, data: &[u8]) -> io::Result<u64> {
+        let (status, head, body) = self.publish_status(data)?;
+        if status != 200 {
+            return Err(io::Error::other(format!("publish failed: {head}")));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(io::Error::other)?;
+        v["id"].as_u64().ok_or_else(|| io::Error::other("no id in publish response"))
+    }
+
+    /// Publishes `data`; returns the answer whatever its status: the status
+    /// code, the response head and the body. (A `503` from a server whose
+    /// broker is down is an answer, not an error.)
+    pub fn publish_status(&mut self, data: &[u8]) -> io::Result<(u16, String, Vec<u8>)> {
         let head = format!(
             "POST /publish?topic={} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
             self.topic,
@@ -164,11 +176,8 @@ impl Publisher {
                 if self.buf.len() >= end + 4 + len {
                     let body: Vec<u8> = self.buf[end + 4..end + 4 + len].to_vec();
                     self.buf.drain(..end + 4 + len);
-                    if !head.starts_with("HTTP/1.1 200") {
-                        return Err(io::Error::other(format!("publish failed: {head}")));
-                    }
-                    let v: serde_json::Value = serde_json::from_slice(&body).map_err(io::Error::other)?;
-                    return v["id"].as_u64().ok_or_else(|| io::Error::other("no id in publish response"));
+                    let status = head.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                    return Ok((status, head, body));
                 }
             }
             let mut chunk = [0u8; 1024];
@@ -262,6 +271,10 @@ pub struct Pushed {
     pub id: u64,
     /// The message data.
     pub data: String,
+    /// Its epoch, where the transport carries it on each message (SSE's
+    /// `id: E-N`, a WebSocket frame's `"epoch"`; a poll answer has one for
+    /// all its messages, [`PollAnswer::epoch`]).
+    pub epoch: Option<String>,
 }
 
 /// What a subscriber receives besides messages: the server's signals.
@@ -273,6 +286,11 @@ pub enum Signal {
     /// older than retention): an SSE `event: missed`, a WebSocket
     /// `{"missed":...}` frame, or a poll response's `missed` member.
     Missed { from: u64, to: u64 },
+    /// "The stream you resumed from is gone; what follows is epoch `epoch`
+    /// from its start": an SSE `event: reset`, a WebSocket `{"reset":...}`
+    /// frame, or a poll response's `reset` member (a restart, or a broker
+    /// that lost the topic).
+    Reset { epoch: String },
     /// A WebSocket ping with its payload: the client must answer with a pong
     /// or the server closes the connection after two ping intervals.
     Ping(Vec<u8>),
@@ -326,6 +344,10 @@ fn missed_of(v: &serde_json::Value) -> Option<Signal> {
     Some(Signal::Missed { from: v["from"].as_u64()?, to: v["to"].as_u64()? })
 }
 
+fn reset_of(v: &serde_json::Value) -> Option<Signal> {
+    Some(Signal::Reset { epoch: v["epoch"].as_str()?.to_owned() })
+}
+
 fn parse_ws(buf: &[u8], out: &mut Vec<Signal>) -> usize {
     let mut at = 0;
     while buf.len() >= at + 2 {
@@ -348,9 +370,10 @@ fn parse_ws(buf: &[u8], out: &mut Vec<Signal>) -> usize {
             1 => {
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) {
                     if let (Some(id), Some(data)) = (v["id"].as_u64(), v["data"].as_str()) {
-                        out.push(Signal::Message(Pushed { id, data: data.to_owned() }));
-                    } else if let Some(missed) = missed_of(&v["missed"]) {
-                        out.push(missed);
+                        let epoch = v["epoch"].as_str().map(str::to_owned);
+                        out.push(Signal::Message(Pushed { id, data: data.to_owned(), epoch }));
+                    } else if let Some(signal) = missed_of(&v["missed"]).or_else(|| reset_of(&v["reset"])) {
+                        out.push(signal);
                     }
                 }
             }
@@ -368,12 +391,14 @@ fn parse_sse(buf: &[u8], out: &mut Vec<Signal>) -> usize {
     while let Some(end) = buf[at..].windows(2).position(|w| w == b"\n\n") {
         let event = String::from_utf8_lossy(&buf[at..at + end]);
         let mut id = None;
+        let mut epoch = None;
         let mut name = None;
         let mut data: Option<String> = None;
         for line in event.lines() {
             if let Some(v) = line.strip_prefix("id: ") {
                 // `E-N` (the epoch, then the id) or a bare `N`.
                 id = v.rsplit('-').next().and_then(|n| n.parse().ok());
+                epoch = v.rsplit_once('-').map(|(e, _)| e.to_owned());
             } else if let Some(v) = line.strip_prefix("event: ") {
                 name = Some(v.to_owned());
             } else if let Some(v) = line.strip_prefix("data: ") {
@@ -389,7 +414,12 @@ fn parse_sse(buf: &[u8], out: &mut Vec<Signal>) -> usize {
                     out.push(missed);
                 }
             }
-            (None, Some(id), Some(data)) => out.push(Signal::Message(Pushed { id, data })),
+            (Some("reset"), _, Some(data)) => {
+                if let Some(reset) = serde_json::from_str(&data).ok().as_ref().and_then(reset_of) {
+                    out.push(reset);
+                }
+            }
+            (None, Some(id), Some(data)) => out.push(Signal::Message(Pushed { id, data, epoch })),
             _ => {}
         }
         at += end + 2;
@@ -402,8 +432,11 @@ fn parse_sse(buf: &[u8], out: &mut Vec<Signal>) -> usize {
 pub struct PollAnswer {
     /// The status code.
     pub status: u16,
-    /// The messages, oldest first, and a `missed` signal if there was one.
+    /// A `reset` signal, then a `missed` signal if there were any, then the
+    /// messages, oldest first.
     pub signals: Vec<Signal>,
+    /// The epoch the answer's ids belong to (its top-level `epoch`).
+    pub epoch: Option<String>,
     /// The server will close the connection after this response.
     pub close: bool,
 }
@@ -434,17 +467,22 @@ impl PollParser {
             let status = head.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
             let close = header("connection:").is_some_and(|v| v.contains("close"));
             let mut signals = Vec::new();
+            let mut epoch = None;
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.buf[body_at..body_at + len]) {
+                epoch = v["epoch"].as_str().map(str::to_owned);
+                if let Some(reset) = reset_of(&v["reset"]) {
+                    signals.push(reset);
+                }
                 if let Some(missed) = missed_of(&v["missed"]) {
                     signals.push(missed);
                 }
                 for m in v["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
                     if let (Some(id), Some(data)) = (m["id"].as_u64(), m["data"].as_str()) {
-                        signals.push(Signal::Message(Pushed { id, data: data.to_owned() }));
+                        signals.push(Signal::Message(Pushed { id, data: data.to_owned(), epoch: epoch.clone() }));
                     }
                 }
             }
-            out.push(PollAnswer { status, signals, close });
+            out.push(PollAnswer { status, signals, epoch, close });
             at = body_at + len;
         }
         self.buf.drain(..at);
@@ -465,14 +503,14 @@ mod tests {
         let mut p = PushParser::default();
         assert!(p.feed(Transport::Ws, &frame[..5]).is_empty());
         let got = p.feed(Transport::Ws, &frame[5..]);
-        assert_eq!(got, vec![Pushed { id: 7, data: "3 1000 xx".into() }]);
+        assert_eq!(got, vec![Pushed { id: 7, data: "3 1000 xx".into(), epoch: None }]);
         assert_eq!(parse_payload(&got[0].data), Some((3, 1000)));
 
         let mut p = PushParser::default();
         let sse = b": keep-alive\n\nid: 1\ndata: a\ndata: b\n\nid: Ep0ch-2\nda";
         let got = p.feed(Transport::Sse, sse);
-        assert_eq!(got, vec![Pushed { id: 1, data: "a\nb".into() }]);
-        assert_eq!(p.feed(Transport::Sse, b"ta: c\n\n"), vec![Pushed { id: 2, data: "c".into() }]);
+        assert_eq!(got, vec![Pushed { id: 1, data: "a\nb".into(), epoch: None }]);
+        assert_eq!(p.feed(Transport::Sse, b"ta: c\n\n"), vec![Pushed { id: 2, data: "c".into(), epoch: Some("Ep0ch".into()) }]);
     }
 
     #[test]
@@ -481,7 +519,7 @@ mod tests {
         let sse = b"event: missed\ndata: {\"from\":2,\"to\":9}\n\nid: 10\ndata: x\n\n";
         assert_eq!(
             p.feed_signals(Transport::Sse, sse),
-            vec![Signal::Missed { from: 2, to: 9 }, Signal::Message(Pushed { id: 10, data: "x".into() })]
+            vec![Signal::Missed { from: 2, to: 9 }, Signal::Message(Pushed { id: 10, data: "x".into(), epoch: None })]
         );
         let json = br#"{"missed":{"from":1,"to":3}}"#;
         let mut frames = vec![0x81, json.len() as u8];
@@ -493,7 +531,17 @@ mod tests {
         );
         assert_eq!(pong_frame(b"hi"), vec![0x8A, 0x82, 0, 0, 0, 0, b'h', b'i']);
 
-        let body = r#"{"messages":[{"id":4,"data":"a"},{"id":5,"data":"b"}],"last_id":5}"#;
+        let sse = b"event: reset\nid: Q7-0\ndata: {\"epoch\":\"Q7\"}\n\nid: Q7-1\ndata: y\n\n";
+        assert_eq!(
+            p.feed_signals(Transport::Sse, sse),
+            vec![Signal::Reset { epoch: "Q7".into() }, Signal::Message(Pushed { id: 1, data: "y".into(), epoch: Some("Q7".into()) })]
+        );
+        let json = br#"{"reset":{"epoch":"Q7"}}"#;
+        let mut frame = vec![0x81, json.len() as u8];
+        frame.extend_from_slice(json);
+        assert_eq!(p.feed_signals(Transport::Ws, &frame), vec![Signal::Reset { epoch: "Q7".into() }]);
+
+        let body = r#"{"epoch":"E1","messages":[{"id":4,"data":"a"},{"id":5,"data":"b"}],"last_id":5,"reset":{"epoch":"E1"}}"#;
         let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         let mut p = PollParser::default();
         let (first, second) = response.as_bytes().split_at(30);
@@ -502,7 +550,9 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].status, 200);
         assert!(!got[0].close);
-        assert_eq!(got[0].signals.len(), 2);
+        assert_eq!(got[0].epoch.as_deref(), Some("E1"));
+        assert_eq!(got[0].signals.len(), 3);
+        assert_eq!(got[0].signals[0], Signal::Reset { epoch: "E1".into() });
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //! | [`matrix`] | `rtlab bench` without a scenario: the labs found by `rtlab runtimes [--baselines]`, every lab × transport × scenario, repeated, into one results document |
 //! | [`results`] | the results document: machine, toolchain, versions, commit, parameters, per-run values and their spread, failures |
 //! | [`report`] | `rtlab report`: markdown tables ([`report::tables`]), sentences computed from the data ([`report::notes`]), SVG plots ([`report::plots`], drawn by [`report::charts`]), number formats ([`report::format`]), also for the book |
+//! | [`scaleout`] | `rtlab bench-cluster`: several processes on a real Redis — publish-to-receive in-process against through Redis, fan-out spread over 1, 2 and 4 processes, Redis's CPU per message, a killed Redis under load (lost, duplicated, silent gaps, recovery time), sticky sessions; its own document (`bench-results/cluster/`) and report |
 //! | [`expiry`] | the expiry spike: N event streams whose tokens expire together, with and without the server's expiry spread; reconnections per 100 ms; its own document (`expiry.json`) and report |
 //! | [`compare`] | `rtlab compare`: the differences between two results documents |
 //! | [`server`] | starting, sampling and stopping a server process |
@@ -70,6 +71,7 @@ pub mod procfs;
 pub mod report;
 pub mod results;
 pub mod retained;
+pub mod scaleout;
 pub mod server;
 pub mod session;
 pub mod tls;

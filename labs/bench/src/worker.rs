@@ -495,6 +495,9 @@ fn on_input(args: &WorkerArgs, sub: &mut Conn, data: &[u8], at_ns: u64, report: 
                 report.missed += missed;
                 sub.last_id = sub.last_id.max(to);
             }
+            // One server that keeps running never resets a stream: a reset
+            // here means the run lost its stream, which fails it.
+            Signal::Reset { .. } => report.order_errors += 1,
             Signal::Ping(payload) => send(sub, &client::pong_frame(&payload), report),
             Signal::Close => {
                 if sub.open {

@@ -196,6 +196,11 @@ pub struct Topic {
     /// Live subscribers by key. Each peer's outbox knows its transport, so
     /// an entry is just a key and a pointer: 16 bytes per idle subscriber.
     subscribers: HashMap<u64, Arc<Peer>>,
+    /// Subscribers that resumed from an id of this epoch that this process
+    /// has not numbered yet, with that id: with a broker, the client came
+    /// from another process that is ahead (pub/sub brings the ids here a
+    /// moment later). They get only what follows it. Empty almost always.
+    ahead: HashMap<u64, u64>,
     /// Named subscriptions (`client=`), by name, with how many are live:
     /// what `/presence` lists. Unnamed subscribers cost nothing here.
     present: HashMap<Arc<str>, usize>,
@@ -233,7 +238,7 @@ pub struct Replay {
 
 impl Topic {
     fn new(name: &str, epoch: Arc<str>, now: Instant) -> Topic {
-        Topic { name: name.into(), epoch, last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), present: HashMap::new(), touched: now, loaded: false }
+        Topic { name: name.into(), epoch, last_id: 0, retained: VecDeque::new(), subscribers: HashMap::new(), ahead: HashMap::new(), present: HashMap::new(), touched: now, loaded: false }
     }
 
     /// What a client resuming at `cursor` gets: from another epoch, a reset
@@ -577,6 +582,9 @@ impl Hub {
             let mut dropped = 0;
             let mut cut_off = Vec::new();
             for (key, peer) in &t.subscribers {
+                if t.ahead.get(key).is_some_and(|&after| message.id <= after) {
+                    continue; // It resumed past this id: it has it.
+                }
                 let mut outbox = peer.outbox();
                 let transport = outbox.transport();
                 if transport == Transport::LongPoll {
@@ -598,6 +606,10 @@ impl Hub {
             }
             for key in &cut_off {
                 t.subscribers.remove(key);
+                t.ahead.remove(key);
+            }
+            if !t.ahead.is_empty() {
+                t.ahead.retain(|_, after| *after > message.id);
             }
             stats.published.fetch_add(1, Relaxed);
             stats.delivered.fetch_add(delivered, Relaxed);
@@ -634,6 +646,7 @@ impl Hub {
                 t.epoch = epoch.into();
                 t.last_id = 0;
                 t.retained.clear();
+                t.ahead.clear();
                 for peer in t.subscribers.values() {
                     let mut outbox = peer.outbox();
                     let transport = outbox.transport();
@@ -713,7 +726,10 @@ impl Hub {
     /// without the signal, a bare id the topic has never given out (above its
     /// newest), which can only come from such an earlier life: resuming
     /// after it would silently skip everything this life has published up to
-    /// that id.
+    /// that id. A cursor that names this epoch and an id not numbered here
+    /// yet is not from an earlier life: another process on the broker gave
+    /// that id out and this one has not heard of it yet. That subscriber
+    /// gets only the ids after it, when they come.
     pub fn subscribe(
         &self,
         topic: TopicRef,
@@ -728,9 +744,13 @@ impl Hub {
             let mut outbox = peer.outbox();
             outbox.set_transport(transport);
             if let (Some(cursor), Transport::Sse | Transport::Ws) = (resume, transport) {
-                let replay = if cursor.id > t.last_id && !cursor.is_other_epoch(&t.epoch) {
+                let ahead = cursor.id > t.last_id && !cursor.is_other_epoch(&t.epoch);
+                let replay = if ahead && cursor.epoch.is_none() {
                     t.replay(0)
                 } else {
+                    if ahead {
+                        t.ahead.insert(key, cursor.id);
+                    }
                     t.resume(cursor)
                 };
                 if replay.reset {
@@ -776,6 +796,7 @@ impl Hub {
     pub fn unsubscribe(&self, sub: &Subscription) {
         let mut t = lock(&sub.topic);
         t.subscribers.remove(&sub.key); // Perhaps removed already (a slow consumer cut off).
+        t.ahead.remove(&sub.key);
         if let Some(name) = &sub.client
             && let Some(n) = t.present.get_mut(name.as_str())
         {
@@ -1243,6 +1264,30 @@ mod tests {
         );
         let r = hub.poll("t", &Cursor::at(0));
         assert_eq!((r.messages.len(), r.last_id, &*r.epoch), (1, 1, "R2"), "the old epoch's history is gone");
+    }
+
+    /// A client resuming at `E-N` on a process that has not numbered `N`
+    /// yet (with a broker: it came from a process that is ahead) gets only
+    /// what follows `N`, not `N` again when it arrives; a bare id above the
+    /// newest still means an earlier life and replays from the start.
+    #[test]
+    fn a_cursor_of_this_epoch_ahead_of_the_process_skips_what_it_has() {
+        let hub = Hub::new(8).with_epoch("E");
+        let s = Stats::default();
+        publish(&hub, "t", "m1", &s);
+        let (p, _) = peer(Transport::Sse, 1 << 20, Policy::Disconnect);
+        let sub = hub.subscribe(hub.topic("t", now(), &s).unwrap(), &p, Transport::Sse, Some(&Cursor { epoch: Some("E".into()), id: 3 }), &s);
+        assert!(ids(&p).is_empty(), "nothing after 3 yet");
+        for i in 2..=4 {
+            publish(&hub, "t", &format!("m{i}"), &s);
+        }
+        assert_eq!(ids(&p), ["id: E-4\ndata: m4\n\n"], "2 and 3 are not sent again");
+        publish(&hub, "t", "m5", &s);
+        assert_eq!(ids(&p), ["id: E-5\ndata: m5\n\n"]);
+        hub.unsubscribe(&sub);
+        let (q, _) = peer(Transport::Ws, 1 << 20, Policy::Disconnect);
+        hub.subscribe(hub.topic("t", now(), &s).unwrap(), &q, Transport::Ws, Some(&Cursor::at(9)), &s);
+        assert_eq!(ids(&q).len(), 5, "a bare id from an earlier life: everything retained");
     }
 
     // ---------------------------------------------------------------------

@@ -39,6 +39,11 @@ enum Command {
     /// Measure what TLS and HTTP/2 cost per connection, handshake and
     /// stream, each lab plain and over TLS (labs/bench/src/tls.rs).
     BenchTls(rtlab_bench::tls::TlsArgs),
+    /// Measure several processes on a real Redis (started here): latency
+    /// through Redis against in-process, fan-out over 1/2/4 processes,
+    /// Redis's CPU per message, a killed Redis, sticky sessions
+    /// (labs/bench/src/scaleout.rs). --render FILE renders a document again.
+    BenchCluster(rtlab_bench::scaleout::ScaleoutArgs),
     /// Render a results directory's plots (SVG) and tables (markdown).
     Report(rtlab_bench::report::ReportArgs),
     /// Render the million's results (bench-results/million/*.json): tables,
@@ -445,6 +450,13 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("rtlab bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::BenchCluster(args) => match rtlab_bench::scaleout::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtlab bench-cluster: {e}");
                 ExitCode::FAILURE
             }
         },

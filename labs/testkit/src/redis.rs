@@ -51,6 +51,12 @@ impl RedisServer {
         Err(io::Error::other(format!("redis-server on {} did not answer PING within 10 s", self.addr)))
     }
 
+    /// The running `redis-server`'s process id (`None` while it is killed):
+    /// for reading its CPU time from `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether it answers `PING` now.
     pub fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else { return false };

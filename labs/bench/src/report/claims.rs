@@ -76,7 +76,7 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "redis",
         claim: "Redis pub/sub between servers adds ~1–2 ms.",
-        tested_by: "a scenario with several servers and a broker: none yet (rtlab runs one server)",
+        tested_by: "`rtlab bench-cluster`: publish to receive on SSE and WebSocket, open-loop, a subscriber on the publishing process without a broker against one on another process through a real Redis, every lab ([Scaling out](scaling-out.md))",
         verdict: not_measured,
     },
     Claim {
@@ -112,7 +112,7 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "sticky-sessions",
         claim: "SSE needs no sticky sessions.",
-        tested_by: "a scenario with several servers behind a balancer: none yet",
+        tested_by: "`rtlab bench-cluster`: SSE resumes (`Last-Event-ID`) and long polls sent to the next of three processes at every hop, without a shared broker and on Redis: lost, duplicated, resets ([Scaling out](scaling-out.md))",
         verdict: not_measured,
     },
     Claim {
@@ -133,6 +133,8 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("http2", "tls/claim-http2.md"),
     ("deltas", "deltas/claims/deltas.md"),
     ("expiry-spread-row", "claims/expiry-spread.md"),
+    ("redis", "cluster/claims/redis.md"),
+    ("sticky-sessions", "cluster/claims/sticky-sessions.md"),
 ];
 
 /// The committed lifecycle results (`bench-results/lifecycle`, from the
@@ -556,7 +558,9 @@ mod tests {
         assert_eq!(v[6], "{{#include ../criterion/claims/encode-once.md}}");
         let files = super::verdicts(&doc);
         assert_eq!(files.len(), CLAIMS.len() - ELSEWHERE.len());
-        assert_eq!(files[6], ("redis".to_owned(), "**not yet measured**\n".to_owned()));
+        assert_eq!(files[6], ("reconnection".to_owned(), "**not yet measured**\n".to_owned()));
+        assert_eq!(v[7], "{{#include ../cluster/claims/redis.md}}");
+        assert!(!files.iter().any(|(slug, _)| slug == "redis" || slug == "sticky-sessions"), "measured by bench-cluster");
     }
 
     #[test]
