@@ -240,17 +240,26 @@ impl TimeWait {
 
 // ANCHOR: drain
 /// Reads the TIME_WAIT count (`read`) until it is at most `target`, pausing
-/// (`pause`) between reads, at most `polls` times. Returns the last count,
-/// the pauses taken and whether it drained.
-pub fn drain_time_wait(target: u64, polls: u32, mut read: impl FnMut() -> u64, mut pause: impl FnMut()) -> (u64, u32, bool) {
+/// (`pause`) between reads, at most `polls` times. After `expired` pauses
+/// every socket that was in TIME_WAIT at the start has left it (it lasts a
+/// minute): those still there are newer, other processes', and the wait
+/// ends drained. Returns the last count, the pauses taken and whether it
+/// drained.
+pub fn drain_time_wait(
+    target: u64,
+    polls: u32,
+    expired: u32,
+    mut read: impl FnMut() -> u64,
+    mut pause: impl FnMut(),
+) -> (u64, u32, bool) {
     let mut count = read();
     let mut paused = 0;
-    while count > target && paused < polls {
+    while count > target && paused < polls && paused < expired {
         pause();
         paused += 1;
         count = read();
     }
-    (count, paused, count <= target)
+    (count, paused, count <= target || paused >= expired)
 }
 // ANCHOR_END: drain
 
@@ -264,7 +273,9 @@ fn wait_for_time_wait(secs: u64) -> TimeWait {
     let step = Duration::from_millis(250);
     let polls = (secs * 4) as u32;
     let at_start = procfs::time_wait();
-    let (left, _, drained) = drain_time_wait(baseline, polls, procfs::time_wait, || std::thread::sleep(step));
+    // A socket stays in TIME_WAIT for 60 s (the kernel's TCP_TIMEWAIT_LEN).
+    let expired = 61 * 4;
+    let (left, _, drained) = drain_time_wait(baseline, polls, expired, procfs::time_wait, || std::thread::sleep(step));
     BASELINE.get_or_init(|| left);
     TimeWait { baseline, at_start, waited_secs: started.elapsed().as_secs_f64(), drained, when_held: 0 }
 }
@@ -458,14 +469,17 @@ mod tests {
     #[test]
     fn time_wait_drains_or_the_wait_ends() {
         // Already at the baseline: no pause.
-        assert_eq!(drain_time_wait(10, 8, || 7, || panic!("no pause needed")), (7, 0, true));
+        assert_eq!(drain_time_wait(10, 8, 100, || 7, || panic!("no pause needed")), (7, 0, true));
         // Drains on the third read.
         let mut reads = [900, 400, 10].into_iter();
         let mut pauses = 0;
-        assert_eq!(drain_time_wait(10, 8, || reads.next().unwrap(), || pauses += 1), (10, 2, true));
+        assert_eq!(drain_time_wait(10, 8, 100, || reads.next().unwrap(), || pauses += 1), (10, 2, true));
         assert_eq!(pauses, 2);
         // Never drains: bounded by the polls, and says so.
-        assert_eq!(drain_time_wait(10, 3, || 500, || {}), (500, 3, false));
+        assert_eq!(drain_time_wait(10, 3, 100, || 500, || {}), (500, 3, false));
+        // Others keep some in TIME_WAIT: once every socket there at the
+        // start has expired, what is left is theirs, and the wait is over.
+        assert_eq!(drain_time_wait(0, 400, 5, || 13, || {}), (13, 5, true));
     }
 
     #[test]
