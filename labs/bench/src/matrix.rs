@@ -296,6 +296,7 @@ impl Sizes {
                 secs: self.poll_secs,
                 every_ms: self.poll_every_ms,
                 size: 64,
+                browser_headers: None,
             }),
         }
     }
