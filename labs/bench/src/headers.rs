@@ -155,7 +155,8 @@ mod tests {
         // The head parses as HTTP, with every header.
         let mut fields = [httparse::EMPTY_HEADER; 16];
         let mut req = httparse::Request::new(&mut fields);
-        assert!(req.parse(h.head("GET /sse?topic=x HTTP/1.1", Transport::Sse).as_bytes()).expect("parses").is_complete());
+        let sse = h.head("GET /sse?topic=x HTTP/1.1", Transport::Sse);
+        assert!(req.parse(sse.as_bytes()).expect("parses").is_complete());
         assert_eq!(req.headers.len(), 2);
     }
 

@@ -66,7 +66,7 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_value = "0.1,1,10")]
     pub rates: Vec<f64>,
     /// Short polling's periods P (seconds), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,5,30")]
+    #[arg(long, value_delimiter = ',', default_value = "1,5,15")]
     pub periods: Vec<f64>,
     /// Clients C of every cell.
     #[arg(long, default_value_t = 1000)]
@@ -88,7 +88,7 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 2)]
     pub min_updates: u64,
     /// A cell publishes for at least this long (seconds), at high rates.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 3.0)]
     pub min_secs: f64,
     /// Update size in bytes.
     #[arg(long, default_value_t = 64)]
@@ -417,7 +417,7 @@ pub fn render(doc: &SweepDoc) -> Vec<(PathBuf, String)> {
             fmt_int(c.point.clients as f64),
             c.point.series(),
             fmt_num(c.point.rate),
-            cell_text(&c.requests_per_sec, |v| fmt_sig(v)),
+            cell_text(&c.requests_per_sec, fmt_sig),
             cell_text(&c.cpu_per_sec, fmt_cpu),
             cell_text(&c.cpu_us_per_message, fmt_us),
             if doc.browser_headers.is_some() { cell_text(&c.bytes_per_message, fmt_int) } else { "—".to_owned() },
@@ -458,7 +458,7 @@ fn headers_table(doc: &SweepDoc) -> String {
     let Some(cap) = &doc.browser_headers else {
         return "The clients sent minimal request heads (no browser capture).\n".to_owned();
     };
-    let mut t = format!("Captured from {} (no cookies):\n\n| request | head, bytes | header lines |\n|---|---:|---|\n", cap.browser);
+    let mut t = format!("Captured from headless Chromium {} (no cookies):\n\n| request | head, bytes | header lines |\n|---|---:|---|\n", cap.browser);
     for (what, k) in [("`fetch` poll", &cap.kinds.poll), ("`EventSource`", &cap.kinds.sse), ("`WebSocket` upgrade", &cap.kinds.ws)] {
         let names: Vec<String> = k.headers.iter().map(|l| format!("`{}`", l.split(':').next().unwrap_or(l))).collect();
         let _ = writeln!(t, "| {what} | {} | {} |", fmt_int(k.bytes as f64), names.join(", "));
@@ -625,13 +625,13 @@ fn findings(doc: &SweepDoc, cs: &[CellStats]) -> Vec<String> {
     }
     // The larger C.
     for c in cs.iter().filter(|c| c.point.clients != main && c.verified > 0) {
+        let requests = if c.point.transport.is_push() { String::new() } else { format!("{} requests/s, ", fmt_sig(c.requests_per_sec.median())) };
         out.push(format!(
-            "{} clients on {}, {} at {} updates/s: {} requests/s, {} CPU-seconds per second of server, {} per delivered update.",
+            "{} clients on {}, {} at {} updates/s: {requests}{} CPU-seconds per second of server, {} per delivered update.",
             fmt_int(c.point.clients as f64),
             c.point.runtime,
             c.point.series(),
             fmt_num(c.point.rate),
-            fmt_sig(c.requests_per_sec.median()),
             fmt_cpu(c.cpu_per_sec.median()),
             fmt_us(c.cpu_us_per_message.median())
         ));
@@ -689,10 +689,11 @@ pub fn frames_verdict(doc: &SweepDoc, cs: &[CellStats]) -> String {
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let poll = mean(polls.iter().map(|c| c.bytes_per_request.median()).collect());
     let head = cap.kinds.poll.bytes as f64;
-    let minimal_head = crate::client::poll_request("t", 0, false).len() as f64 - 1.0;
+    // The minimal head with the same request line: what rtlab's clients send.
+    let minimal_head = format!("{}\r\nHost: bench\r\n\r\n", cap.kinds.poll.request_line).len() as f64;
     let w = mean(ws.iter().map(|c| c.bytes_per_message.median()).collect());
     let frame = w - doc.size as f64;
-    let word = if poll >= CLAIMED_POLL_BYTES * 0.75 && poll <= CLAIMED_POLL_BYTES * 1.5 {
+    let word = if (CLAIMED_POLL_BYTES * 0.75..=CLAIMED_POLL_BYTES * 1.5).contains(&poll) {
         "**holds**"
     } else if poll < CLAIMED_POLL_BYTES * 0.75 {
         "**holds in direction; a poll cost less than ~800 bytes**"
@@ -700,7 +701,7 @@ pub fn frames_verdict(doc: &SweepDoc, cs: &[CellStats]) -> String {
         "**holds in direction; a poll cost more than ~800 bytes**"
     };
     format!(
-        "{word}: {} (no cookies) sent a {}-byte request head for a `fetch` poll, against rtlab's minimal {} bytes; with it, a short poll, request and response, cost {} on the wire at {} updates/s (mostly empty polls), {} times a WebSocket update's {} ({} beyond its {}-byte payload: the frame header and the `{{\"id\":N,\"data\":…}}` envelope). A site's cookies would come on top of the poll's bytes.",
+        "{word}: Chromium {} (headless, no cookies) sent a {}-byte request head for a `fetch` poll, against rtlab's minimal {} bytes; with it, a short poll, request and response, cost {} on the wire at {} updates/s (mostly empty polls), {} times a WebSocket update's {} ({} beyond its {}-byte payload: the frame header and the `{{\"id\":N,\"data\":…}}` envelope). A site's cookies would come on top of the poll's bytes.",
         cap.browser,
         fmt_int(head),
         fmt_int(minimal_head),
@@ -755,7 +756,7 @@ pub fn low_rates_verdict(cs: &[CellStats]) -> String {
     } else {
         "**depends on the period**"
     };
-    let span = |v: &[f64]| format!("{}–{}", fmt_cpu(v.iter().copied().fold(f64::INFINITY, f64::min)), fmt_cpu(v.iter().copied().fold(0.0, f64::max)));
+    let span = |v: &[f64]| crate::report::findings::span(v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(0.0, f64::max), fmt_cpu);
     let mut parts = vec![format!(
         "at {} updates/s, {} clients short-polling took {} CPU-seconds per second of server against SSE's {}",
         fmt_num(low),
@@ -799,7 +800,8 @@ fn series_colour(series: &str) -> RGBColor {
 /// transport's cost per second against the update rate (log-log).
 pub fn plots(doc: &SweepDoc, dir: &Path) -> PlotResult {
     let cs = cells(doc);
-    let measures: [(&str, &str, fn(&CellStats) -> &Stat, fn(f64) -> String); 2] = [
+    type Measure = (&'static str, &'static str, fn(&CellStats) -> &Stat, fn(f64) -> String);
+    let measures: [Measure; 2] = [
         ("sweep-cpu.svg", "server CPU-seconds per second", cpu, |v| format!("{v:.3}")),
         ("sweep-bytes.svg", "bytes on the wire per second", bytes, |v| fmt_bytes(v)),
     ];
@@ -904,7 +906,7 @@ mod tests {
         assert_eq!(g.len(), 4 + 3 * 2 + 2);
         assert_eq!(g.iter().filter(|p| p.clients == 5000).map(|p| p.series()).collect::<Vec<_>>(), ["short-poll 5 s", "sse"]);
         assert_eq!(updates(&args, 0.1), (2, 20.0));
-        assert_eq!(updates(&args, 10.0), (40, 4.0));
+        assert_eq!(updates(&args, 10.0), (30, 3.0));
     }
 
     #[test]
@@ -925,11 +927,12 @@ mod tests {
         assert_eq!(
             crossover_sentence(&cs),
             "Short polling's server CPU against SSE's, 100 clients, by polling period (a difference only where the repeats' ranges do not overlap) \
-             — every 1 s: mio more at 0.1, no difference measured at 1, less at 10 updates/s, crossing near 1 updates/s."
+             — every 1 s: mio more at 0.1, no difference measured at 1, less at 10 updates/s, crossing near 1.00 updates/s."
         );
         let v = low_rates_verdict(&cs);
         assert!(v.starts_with("**does not hold against push**"), "{v}");
-        assert!(v.contains("at 0.1 updates/s, 100 clients short-polling took 0.0200–0.0201 CPU-seconds per second of server against SSE's 0.0010–0.0011"), "{v}");
+        assert!(v.contains("at 0.1 updates/s, 100 clients short-polling took 0.0200 CPU-seconds per second of server against SSE's 0.001"), "{v}");
+        assert!(v.contains("more than SSE: mio every 1 s;"), "{v}");
         assert!(v.contains("only where updates outnumber polls: mio every 1 s from 10 updates/s"), "{v}");
         // Ranges that overlap are "no difference".
         let f = findings(&d, &cs);

@@ -58,7 +58,7 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "polling-at-low-rates",
         claim: "\"Polling is fine at low rates.\"",
-        tested_by: "the polling sweep (`rtlab bench polling-sweep`): server CPU, bytes and staleness of short polling (periods 1–30 s) against SSE, over update rates from 0.1 to 10 a second; its own document, `bench-results/polling/sweep.json`",
+        tested_by: "the polling sweep (`rtlab bench polling-sweep`): server CPU, bytes and staleness of short polling at several periods against SSE, over a grid of update rates; its own document, `bench-results/polling/sweep.json`",
         verdict: not_measured,
     },
     Claim {
