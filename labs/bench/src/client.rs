@@ -9,6 +9,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 pub use crate::axes::Transport;
+use crate::headers::BrowserHeaders;
 
 /// Connects from `source` (an address in 127.0.0.0/8, so that many source
 /// addresses multiply the ephemeral ports available) to `addr`.
@@ -54,6 +55,20 @@ pub fn bind_source(socket: &Socket, source: IpAddr) -> io::Result<()> {
 /// The request that opens a subscription of `transport` to `topic` (for
 /// short polling: the first poll).
 pub fn subscribe_request(transport: Transport, topic: &str) -> String {
+    subscribe_request_with(transport, topic, None)
+}
+
+/// [`subscribe_request`], with a browser's header lines instead of the
+/// minimal ones when `browser` is given ([`BrowserHeaders`]).
+pub fn subscribe_request_with(transport: Transport, topic: &str, browser: Option<&BrowserHeaders>) -> String {
+    if let Some(b) = browser {
+        return match transport {
+            Transport::Sse => b.head(&format!("GET /sse?topic={topic} HTTP/1.1"), transport),
+            Transport::Ws => b.head(&format!("GET /ws?topic={topic} HTTP/1.1"), transport),
+            Transport::LongPoll => poll_request_with(topic, 0, true, browser),
+            Transport::ShortPoll => poll_request_with(topic, 0, false, browser),
+        };
+    }
     match transport {
         Transport::Sse => format!("GET /sse?topic={topic} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"),
         Transport::Ws => format!(
@@ -67,8 +82,17 @@ pub fn subscribe_request(transport: Transport, topic: &str) -> String {
 
 /// `GET /poll?topic=T&after=N`, held up to 60 s when `long`.
 pub fn poll_request(topic: &str, after: u64, long: bool) -> String {
+    poll_request_with(topic, after, long, None)
+}
+
+/// [`poll_request`], with a browser's header lines when `browser` is given.
+pub fn poll_request_with(topic: &str, after: u64, long: bool, browser: Option<&BrowserHeaders>) -> String {
     let wait = if long { "&wait=60" } else { "" };
-    format!("GET /poll?topic={topic}&after={after}{wait} HTTP/1.1\r\nHost: bench\r\n\r\n")
+    let line = format!("GET /poll?topic={topic}&after={after}{wait} HTTP/1.1");
+    match browser {
+        Some(b) => b.head(&line, if long { Transport::LongPoll } else { Transport::ShortPoll }),
+        None => format!("{line}\r\nHost: bench\r\n\r\n"),
+    }
 }
 
 /// A subscription as opened by [`subscribe`].
@@ -86,10 +110,21 @@ pub struct Subscribed {
 /// response head within `timeout` (a held long poll has no answer yet; a
 /// short-polling client sends nothing until its first poll is due).
 pub fn subscribe(stream: &mut TcpStream, transport: Transport, topic: &str, timeout: Duration) -> io::Result<Subscribed> {
+    subscribe_with(stream, transport, topic, timeout, None)
+}
+
+/// [`subscribe`], with a browser's header lines when `browser` is given.
+pub fn subscribe_with(
+    stream: &mut TcpStream,
+    transport: Transport,
+    topic: &str,
+    timeout: Duration,
+    browser: Option<&BrowserHeaders>,
+) -> io::Result<Subscribed> {
     if transport == Transport::ShortPoll {
         return Ok(Subscribed { rest: Vec::new(), sent: 0, received: 0 });
     }
-    let request = subscribe_request(transport, topic);
+    let request = subscribe_request_with(transport, topic, browser);
     stream.write_all(request.as_bytes())?;
     if transport == Transport::LongPoll {
         return Ok(Subscribed { rest: Vec::new(), sent: request.len(), received: 0 });

@@ -14,6 +14,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`floor`] | `rtlab bench-floor`: the raw-socket server (mio, no protocol, no hub) that does only the kernel work a scenario needs, the reference every idle and fan-out figure is divided by |
+//! | [`headers`] | a real browser's request headers (captured from Chromium by `scripts/interop/headers.mjs`), for clients that send what a page sends |
 //! | [`idle`] | N idle connections: server memory per connection, kernel share apart, time to open, release after close |
 //! | [`fanout`] | M subscribers, K messages: publish-to-receive latency per pair and for the last subscriber; throughput at saturation |
 //! | [`knee`] | throughput at the knee: a ramp of open-loop fan-out runs until the last subscriber's p99 passes a bound; the highest sustained rate, CPU per delivery, and what limited it |
@@ -22,6 +23,7 @@
 //! | [`million_report`] | `rtlab report-million`: the million's tables, findings and plot, for the book |
 //! | [`openloop`] | publishing on a fixed schedule of absolute times over as many connections as it takes (no coordinated omission); publish round trips apart |
 //! | [`polling`] | short polling vs long polling vs SSE vs WebSocket for one update rate: requests, CPU, bytes and staleness per message |
+//! | [`sweep`] | `rtlab bench polling-sweep`: the polling scenario over update rate × period × clients, every transport, on several labs; where each transport becomes the cheaper one (its own document, `bench-results/polling/sweep.json`) |
 //! | [`herd`] | `rtlab bench reconnect`: the thundering herd — N reconnecting clients (the client library), the server SIGKILLed and restarted, each back-off strategy: attempts and subscriptions over time, failures, time to 99 % / 100 % back, messages lost across the restart |
 //! | [`zombies`] | `rtlab bench zombies`: dead peers made for real (a network namespace whose traffic is dropped, a SIGSTOPped client): how long each lab takes to reap them, per transport, beside what the kernel alone would do |
 //! | [`session`] | the skeleton every scenario shares: probe the machine, start a fresh server, the scenario's own part, stop the server, the verdict |
@@ -59,6 +61,7 @@ pub mod expiry;
 pub mod fanout;
 pub mod herd;
 pub mod floor;
+pub mod headers;
 pub mod idle;
 pub mod knee;
 pub mod matrix;
@@ -74,6 +77,7 @@ pub mod retained;
 pub mod scaleout;
 pub mod server;
 pub mod session;
+pub mod sweep;
 pub mod tls;
 pub mod worker;
 pub mod workers;
@@ -140,6 +144,9 @@ pub enum Scenario {
     Backpressure(backpressure::BackpressureArgs),
     /// Polling cost: what one transport costs to deliver an update stream.
     Polling(polling::PollingArgs),
+    /// The polling sweep: polling cost over update rate × period × clients,
+    /// every transport, several labs (its own document and plots).
+    PollingSweep(sweep::SweepArgs),
     /// The thundering herd: N reconnecting clients, the server killed and restarted.
     Reconnect(herd::ReconnectArgs),
     /// Dead peers: how long each lab takes to reap a vanished client (needs root).
@@ -173,6 +180,9 @@ impl Scenario {
             Scenario::Fanout(args) => Box::new(fanout::run(args)?),
             Scenario::Backpressure(args) => Box::new(backpressure::run(args)?),
             Scenario::Polling(args) => Box::new(polling::run(args)?),
+            Scenario::PollingSweep(_) => {
+                return Err(std::io::Error::other("the polling sweep is many runs with a document of its own: `rtlab bench polling-sweep`"));
+            }
             Scenario::Reconnect(args) => Box::new(herd::run(args)?),
             Scenario::Zombies(args) => Box::new(zombies::run(args)?),
             Scenario::Million(args) => Box::new(million::run(args)?),
@@ -184,9 +194,9 @@ impl Scenario {
         })
     }
 
-    /// The options every scenario shares.
-    pub fn common(&self) -> &Common {
-        match self {
+    /// The options every scenario shares (the sweep has its own).
+    pub fn common(&self) -> Option<&Common> {
+        Some(match self {
             Scenario::Idle(a) => &a.common,
             Scenario::Fanout(a) => &a.common,
             Scenario::Backpressure(a) => &a.common,
@@ -196,7 +206,8 @@ impl Scenario {
             Scenario::Million(a) => &a.common,
             Scenario::Knee(a) => &a.fanout.common,
             Scenario::Floor(a) => &a.common,
-        }
+            Scenario::PollingSweep(_) => return None,
+        })
     }
 
     /// The scenario's options as JSON, for a matrix cell's `params`.
@@ -220,9 +231,15 @@ impl Scenario {
                 "policy": a.policy, "fast": a.fast, "stalled": a.stalled, "rate": a.rate,
                 "messages": a.messages, "size": a.size, "rcvbuf": a.rcvbuf, "sample_ms": a.sample_ms,
             }),
-            Scenario::Polling(a) => serde_json::json!({
-                "clients": a.clients, "rate": a.rate, "secs": a.secs, "every_ms": a.every_ms, "size": a.size,
-            }),
+            Scenario::Polling(a) => {
+                let mut p = serde_json::json!({
+                    "clients": a.clients, "rate": a.rate, "secs": a.secs, "every_ms": a.every_ms, "size": a.size,
+                });
+                if let Some(path) = &a.browser_headers {
+                    p["browser_headers"] = path.display().to_string().into();
+                }
+                p
+            }
             Scenario::Reconnect(a) => serde_json::json!({
                 "clients": a.clients, "base_ms": a.base_ms, "cap_ms": a.cap_ms, "down_ms": a.down_ms, "repeats": a.repeats,
             }),
@@ -230,8 +247,9 @@ impl Scenario {
             Scenario::Million(a) => serde_json::json!({
                 "connections": a.connections, "processes": a.process_count(), "kind": a.kind,
             }),
+            Scenario::PollingSweep(a) => serde_json::json!({ "runtimes": a.runtimes, "rates": a.rates, "periods": a.periods }),
         };
-        json["server_args"] = serde_json::json!(self.common().server_args);
+        json["server_args"] = serde_json::json!(self.common().map(|c| c.server_args.clone()).unwrap_or_default());
         json
     }
 }
@@ -242,10 +260,11 @@ impl Scenario {
 pub fn run_cli(args: &BenchArgs) -> std::io::Result<bool> {
     raise_nofile_limit();
     match &args.scenario {
+        Some(Scenario::PollingSweep(sweep)) => sweep::run(sweep),
         Some(scenario) => {
             let result = scenario.run()?;
             println!("{}", result.summary());
-            if let Some(path) = &scenario.common().json {
+            if let Some(path) = scenario.common().and_then(|c| c.json.as_ref()) {
                 std::fs::write(path, serde_json::to_vec_pretty(&result.to_json()).map_err(std::io::Error::other)?)?;
             }
             Ok(result.verified())

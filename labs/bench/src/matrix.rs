@@ -297,6 +297,7 @@ impl Sizes {
                 secs: self.poll_secs,
                 every_ms: self.poll_every_ms,
                 size: 64,
+                browser_headers: None,
             }),
         }
     }

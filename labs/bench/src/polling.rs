@@ -16,6 +16,12 @@
 //! staleness, publish to seen, with the kernel's receive timestamp. The
 //! bytes of opening the connections (handshakes) are reported apart, per
 //! client.
+//!
+//! The clients' requests carry the minimal heads (`Host:` and what the
+//! transport needs) unless `--browser-headers FILE` gives them a real
+//! browser's header lines ([`crate::headers`]); then the result also says
+//! what the same run's bytes would have been with the minimal heads. The
+//! sweep over rates, periods and clients is [`crate::sweep`].
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +58,12 @@ pub struct PollingArgs {
     /// Update size in bytes.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Send a real browser's request headers on every poll and handshake: a
+    /// capture by `scripts/interop/headers.mjs`, e.g.
+    /// `bench-results/polling/chromium-headers.json` (default: the minimal
+    /// heads, `Host:` and what the transport needs).
+    #[arg(long)]
+    pub browser_headers: Option<std::path::PathBuf>,
 }
 
 /// What one polling-cost run was asked and measured ([`Run`] adds what
@@ -82,6 +94,18 @@ pub struct PollingResult {
     pub setup_bytes_per_client: f64,
     /// Publish to seen, every (client, update) pair, µs.
     pub staleness_us: Option<Percentiles>,
+    /// The browser whose request headers the clients sent
+    /// (`--browser-headers`); absent: minimal heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
+    /// With browser headers: the same run's bytes per delivered message and
+    /// setup bytes per client had the requests carried the minimal heads
+    /// (each request's length swapped for its minimal one; the server's
+    /// answers are the same bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimal_bytes_per_message: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimal_setup_bytes_per_client: Option<f64>,
 }
 
 /// The measured window, for the numbers of a verified run.
@@ -95,6 +119,8 @@ struct Window {
 
 /// Runs the polling-cost scenario once against a fresh server.
 pub fn run(args: &PollingArgs) -> std::io::Result<Run<PollingResult>> {
+    // Read (and checked) here, so a bad file fails before any server starts.
+    let browser = args.browser_headers.as_deref().map(crate::headers::BrowserHeaders::read).transpose()?;
     let messages = (args.rate * args.secs).round().max(1.0) as u64;
     let (info, window) = Session::run(&args.common, args.transport, &[], |s| update(s, args, messages))?;
     let mut result = PollingResult {
@@ -113,6 +139,9 @@ pub fn run(args: &PollingArgs) -> std::io::Result<Run<PollingResult>> {
         bytes_per_message: 0.0,
         setup_bytes_per_client: 0.0,
         staleness_us: None,
+        browser: browser.map(|b| b.capture.browser),
+        minimal_bytes_per_message: None,
+        minimal_setup_bytes_per_client: None,
     };
     if info.verdict.is_verified() {
         result.cost(&window);
@@ -128,6 +157,7 @@ fn update(s: &Session, args: &PollingArgs, messages: u64) -> Result<(Window, Ver
     if args.transport == Transport::ShortPoll {
         plan.poll_every_ms = Some(args.every_ms);
     }
+    plan.browser_headers = args.browser_headers.as_deref();
     let mut workers = s.open(&plan, "clients")?;
     if args.transport != Transport::ShortPoll {
         s.await_count(args.clients, "client")?;
@@ -164,6 +194,13 @@ impl PollingResult {
         self.setup_bytes_per_client = reports.iter().map(|r| r.setup_bytes).sum::<u64>() as f64 / clients.max(1) as f64;
         self.staleness_us = Some(Report::all_latencies(reports));
         // ANCHOR_END: cost
+        if self.browser.is_some() {
+            let extra: i64 = reports.iter().map(|r| r.extra_head_bytes).sum();
+            let extra_setup: i64 = reports.iter().map(|r| r.extra_setup_bytes).sum();
+            let all = (self.bytes_sent + self.bytes_received) as f64;
+            self.minimal_bytes_per_message = Some((all - extra as f64) / delivered);
+            self.minimal_setup_bytes_per_client = Some(self.setup_bytes_per_client - extra_setup as f64 / clients.max(1) as f64);
+        }
     }
 }
 
@@ -195,6 +232,9 @@ impl Measured for PollingResult {
             ("bytes_per_message", self.bytes_per_message),
             ("setup_bytes_per_client", self.setup_bytes_per_client),
         ];
+        if let Some(b) = self.minimal_bytes_per_message {
+            m.push(("minimal_bytes_per_message", b));
+        }
         if let Some(p) = &self.staleness_us {
             m.extend([("stale_p50_us", p.p50 as f64), ("stale_p99_us", p.p99 as f64), ("stale_max_us", p.max as f64)]);
         }

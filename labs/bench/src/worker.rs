@@ -34,6 +34,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{self, PollParser, PushParser, Signal, Transport};
+use crate::headers::BrowserHeaders;
 
 /// What a worker does once its connections are open.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,6 +79,10 @@ pub struct WorkerArgs {
     /// Milliseconds an SSE or WebSocket handshake may take.
     #[arg(long, default_value_t = 10_000)]
     pub handshake_timeout_ms: u64,
+    /// Send a browser's header lines (a capture by
+    /// `scripts/interop/headers.mjs`) on every poll and handshake.
+    #[arg(long)]
+    pub browser_headers: Option<std::path::PathBuf>,
 }
 
 /// The line a worker prints once its connections are open.
@@ -134,6 +139,16 @@ pub struct Report {
     pub bytes_received: u64,
     /// Bytes written and read before `mark`: handshakes and empty polls.
     pub setup_bytes: u64,
+    /// Bytes the browser's header lines added to the requests written since
+    /// `mark`, over what the minimal heads would have been (0 without
+    /// `--browser-headers`): the same run's bytes with minimal heads are
+    /// `bytes_sent - extra_head_bytes` (the server's answers do not depend
+    /// on these headers).
+    #[serde(default)]
+    pub extra_head_bytes: i64,
+    /// The same, for the bytes before `mark` (`setup_bytes`).
+    #[serde(default)]
+    pub extra_setup_bytes: i64,
     /// Publish-to-receive latency of every (connection, message) pair, µs.
     pub latency: crate::Latency,
     /// The slowest of this worker's connections for each message, µs, by
@@ -177,9 +192,10 @@ pub fn run(args: &WorkerArgs) -> io::Result<()> {
     let mut error = None;
     let mut open_secs = 0.0;
     let mut client_limit = false;
+    let browser = args.browser_headers.as_deref().map(BrowserHeaders::read).transpose()?;
     for _ in 0..args.connections {
         let opened = client::connect_from(args.source, args.addr, args.rcvbuf).and_then(|mut s| {
-            let sub = client::subscribe(&mut s, args.transport, &args.topic, timeout)?;
+            let sub = client::subscribe_with(&mut s, args.transport, &args.topic, timeout, browser.as_ref())?;
             Ok((s, sub))
         });
         match opened {
@@ -211,7 +227,7 @@ pub fn run(args: &WorkerArgs) -> io::Result<()> {
     }
     say(&serde_json::json!({ "ready": Ready { opened: conns.len(), failed, error, open_secs, client_limit } }));
     if args.listen || args.stall {
-        listen(args, conns)
+        listen(args, browser.as_ref(), conns)
     } else {
         // Hold the connections until stdin closes or says "close".
         for line in io::stdin().lock().lines() {
@@ -253,7 +269,7 @@ struct Control {
     report: AtomicBool,
 }
 
-fn listen(args: &WorkerArgs, conns: Vec<(TcpStream, client::Subscribed)>) -> io::Result<()> {
+fn listen(args: &WorkerArgs, browser: Option<&BrowserHeaders>, conns: Vec<(TcpStream, client::Subscribed)>) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), CONTROL)?);
     let control = Arc::new(Control::default());
@@ -282,6 +298,9 @@ fn listen(args: &WorkerArgs, conns: Vec<(TcpStream, client::Subscribed)>) -> io:
         s.set_nonblocking(true)?;
         client::enable_rx_timestamps(&s)?;
         report.setup_bytes += (sub.sent + sub.received) as u64;
+        if sub.sent > 0 {
+            report.extra_setup_bytes += sub.sent as i64 - client::subscribe_request(args.transport, &args.topic).len() as i64;
+        }
         report.requests += u64::from(sub.sent > 0 && !args.transport.is_push());
         // Short polls are spread evenly over the period, not all at once.
         let due = (args.transport == Transport::ShortPoll).then(|| begin + every * (i as u32) / n);
@@ -306,7 +325,7 @@ fn listen(args: &WorkerArgs, conns: Vec<(TcpStream, client::Subscribed)>) -> io:
         register_all(&poll, &mut subs)?;
         let now_ns = client::realtime_ns();
         for (i, rest) in leftovers.iter().enumerate() {
-            on_input(args, &mut subs[i], rest, now_ns, &mut report);
+            on_input(args, browser, &mut subs[i], rest, now_ns, &mut report);
         }
     }
     let mut events = Events::with_capacity(1024);
@@ -323,7 +342,8 @@ fn listen(args: &WorkerArgs, conns: Vec<(TcpStream, client::Subscribed)>) -> io:
         poll.poll(&mut events, Some(wait))?;
         if control.mark.swap(false, Ordering::SeqCst) {
             report.setup_bytes += report.bytes_sent + report.bytes_received;
-            (report.requests, report.bytes_sent, report.bytes_received) = (0, 0, 0);
+            report.extra_setup_bytes += report.extra_head_bytes;
+            (report.requests, report.bytes_sent, report.bytes_received, report.extra_head_bytes) = (0, 0, 0, 0);
             say(&serde_json::json!({ "marked": true }));
         }
         if control.report.load(Ordering::SeqCst) {
@@ -332,7 +352,7 @@ fn listen(args: &WorkerArgs, conns: Vec<(TcpStream, client::Subscribed)>) -> io:
                     register_all(&poll, &mut subs)?;
                     let now_ns = client::realtime_ns();
                     for (i, rest) in leftovers.iter().enumerate() {
-                        on_input(args, &mut subs[i], rest, now_ns, &mut report);
+                        on_input(args, browser, &mut subs[i], rest, now_ns, &mut report);
                     }
                     draining = Some(Instant::now());
                     last_input = Instant::now();
@@ -365,7 +385,7 @@ fn listen(args: &WorkerArgs, conns: Vec<(TcpStream, client::Subscribed)>) -> io:
                         last_input = Instant::now();
                         report.bytes_received += n as u64;
                         let at = stamp.unwrap_or_else(client::realtime_ns);
-                        on_input(args, sub, &buf[..n], at, &mut report);
+                        on_input(args, browser, sub, &buf[..n], at, &mut report);
                         if !sub.open {
                             break;
                         }
@@ -389,7 +409,7 @@ fn listen(args: &WorkerArgs, conns: Vec<(TcpStream, client::Subscribed)>) -> io:
         if short_poll {
             let now = Instant::now();
             for sub in subs.iter_mut().filter(|c| c.open && !c.in_flight && c.due.is_some_and(|d| d <= now)) {
-                send_poll(args, sub, &mut report);
+                send_poll(args, browser, sub, &mut report);
                 sub.due = sub.due.map(|d| (d + every).max(now));
             }
         }
@@ -442,8 +462,12 @@ fn flush(sub: &mut Conn, report: &mut Report) {
     }
 }
 
-fn send_poll(args: &WorkerArgs, sub: &mut Conn, report: &mut Report) {
-    let request = client::poll_request(&args.topic, sub.last_id, args.transport == Transport::LongPoll);
+fn send_poll(args: &WorkerArgs, browser: Option<&BrowserHeaders>, sub: &mut Conn, report: &mut Report) {
+    let long = args.transport == Transport::LongPoll;
+    let request = client::poll_request_with(&args.topic, sub.last_id, long, browser);
+    if browser.is_some() {
+        report.extra_head_bytes += request.len() as i64 - client::poll_request(&args.topic, sub.last_id, long).len() as i64;
+    }
     sub.in_flight = true;
     report.requests += 1;
     send(sub, request.as_bytes(), report);
@@ -453,7 +477,7 @@ fn send_poll(args: &WorkerArgs, sub: &mut Conn, report: &mut Report) {
 /// Handles bytes received on one connection: messages are checked for order
 /// (each id must be the previous one + 1, starting at 1, unless the server
 /// announced the gap), counted, and timed against the publisher's clock.
-fn on_input(args: &WorkerArgs, sub: &mut Conn, data: &[u8], at_ns: u64, report: &mut Report) {
+fn on_input(args: &WorkerArgs, browser: Option<&BrowserHeaders>, sub: &mut Conn, data: &[u8], at_ns: u64, report: &mut Report) {
     if data.is_empty() {
         return;
     }
@@ -509,7 +533,7 @@ fn on_input(args: &WorkerArgs, sub: &mut Conn, data: &[u8], at_ns: u64, report: 
     }
     // A long poll is asked again as soon as it is answered.
     if args.transport == Transport::LongPoll && sub.open && !sub.in_flight && !args.stall {
-        send_poll(args, sub, report);
+        send_poll(args, browser, sub, report);
     }
 }
 // ANCHOR_END: verify_order

@@ -63,6 +63,8 @@ pub struct Plan<'a> {
     pub stop_at_failure: bool,
     /// Milliseconds an SSE or WebSocket handshake may take.
     pub handshake_timeout_ms: Option<u64>,
+    /// A browser's header lines to send (`--browser-headers`).
+    pub browser_headers: Option<&'a Path>,
 }
 
 impl<'a> Plan<'a> {
@@ -81,6 +83,7 @@ impl<'a> Plan<'a> {
             poll_every_ms: None,
             stop_at_failure: false,
             handshake_timeout_ms: None,
+            browser_headers: None,
         }
     }
 }
@@ -146,6 +149,9 @@ impl Workers {
             }
             if let Some(ms) = plan.handshake_timeout_ms {
                 cmd.args(["--handshake-timeout-ms", &ms.to_string()]);
+            }
+            if let Some(path) = plan.browser_headers {
+                cmd.arg("--browser-headers").arg(path);
             }
             if plan.stop_at_failure {
                 cmd.arg("--stop-at-failure");

@@ -111,3 +111,43 @@ fn tiny_matrix_verifies_every_scenario_and_renders_its_report() {
     let same = rtlab(&["compare", out_s, out_s]);
     assert!(String::from_utf8_lossy(&same.stdout).contains("+0.0%"));
 }
+
+#[test]
+fn tiny_polling_sweep_with_browser_headers_verifies_and_renders() {
+    // Three cells (short polling every 200 ms, SSE, WebSocket; one rate), a few
+    // clients, the committed Chromium capture: a test of the sweep's
+    // plumbing and rendering, not a measurement.
+    let tmp = TempDir::new("sweep");
+    let out = tmp.path("sweep");
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results/polling/chromium-headers.json");
+    let (out_s, capture_s) = (out.to_str().expect("utf-8"), capture.to_str().expect("utf-8"));
+    rtlab(&[
+        "bench", "polling-sweep", "--runtimes", "tokio", "--transports", "short-poll,sse,ws", "--rates", "5", "--periods", "0.2",
+        "--clients", "5", "--large-clients", "0", "--repeats", "1", "--min-updates", "3", "--min-secs", "0.5",
+        "--placement", "shared", "--browser-headers", capture_s, "--out", out_s,
+    ]);
+    let doc: Value = serde_json::from_slice(&std::fs::read(out.join("sweep.json")).expect("sweep.json")).expect("JSON");
+    assert_eq!(doc["schema"], "rtlab-polling-sweep/1");
+    let runs = doc["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 3);
+    let head = doc["browser_headers"]["kinds"]["poll"]["bytes"].as_f64().expect("the capture is in the document");
+    for run in runs {
+        assert_eq!(run["verified"], true, "{run}");
+        assert!(run["browser"].as_str().is_some_and(|b| !b.is_empty()), "{run}");
+        let (browser, minimal) = (run["bytes_per_message"].as_f64().unwrap(), run["minimal_bytes_per_message"].as_f64().unwrap());
+        assert!(browser >= minimal, "{run}");
+        if run["transport"] == "short-poll" {
+            // Every poll carried the browser's head: at least its bytes per request.
+            let requests = run["requests"].as_f64().unwrap();
+            let wire = run["bytes_per_message"].as_f64().unwrap() * 5.0 * run["messages"].as_f64().unwrap();
+            assert!(requests > 0.0 && wire / requests > head, "{run}");
+            assert!(browser > minimal, "{run}");
+        }
+    }
+    assert_file(&out.join("tables/sweep.md"), "| tokio | 5 | short-poll 0.2 s | 5 |");
+    assert_file(&out.join("tables/browser-headers.md"), "`fetch` poll");
+    assert_file(&out.join("findings/crossover.md"), "every 0.2 s: tokio");
+    assert_file(&out.join("claims/frames-and-headers.md"), "request head for a `fetch` poll");
+    assert_file(&out.join("plots/sweep-cpu.svg"), "<svg");
+    assert_file(&out.join("plots/sweep-bytes.svg"), "<svg");
+}

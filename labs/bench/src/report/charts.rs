@@ -100,7 +100,11 @@ fn draw_ticks(
             (vec![(v, y0), (v, y1)], (v, y0), Pos::new(HPos::Center, VPos::Top))
         };
         chart.draw_series(std::iter::once(PathElement::new(line, grid.stroke_width(1))))?;
+        // The chart's coordinates are the backend's; `root` may be one
+        // panel of a split drawing, which draws relative to its own corner.
         let (px, py) = chart.backend_coord(&anchor);
+        let (bx, by) = root.get_base_pixel();
+        let (px, py) = (px - bx, py - by);
         let at = if horizontal { (px - 6, py) } else { (px, py + 8) };
         root.draw(&Text::new(fmt(t), at, TextStyle::from(("sans-serif", 13).into_font()).pos(pos)))?;
     }

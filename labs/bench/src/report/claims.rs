@@ -8,7 +8,7 @@
 //! The claims' own figures (2–14 bytes, ~20 KB, 33 requests a second) are
 //! the claims' words, not measurements; they are the constants below.
 
-use super::findings::{Diff, Stop, and_list, ceilings, cell, diff, fmt_num, pct, ratio, short_polls, sizes, span};
+use super::findings::{Diff, Stop, and_list, ceilings, cell, diff, pct, ratio, short_polls, sizes, span};
 use super::format::{fmt_bytes, fmt_int, fmt_us};
 use super::tables::table_text;
 use crate::axes::{Label, ScenarioKind, Transport};
@@ -40,8 +40,8 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "frames-and-headers",
         claim: "A WebSocket message costs a 2–14 byte frame header, a poll ~800 bytes of HTTP headers.",
-        tested_by: "polling: bytes on the wire per delivered update (WebSocket) and per short poll, request and response",
-        verdict: frames_against_headers,
+        tested_by: "the polling sweep (`rtlab bench polling-sweep`): bytes on the wire per WebSocket update and per short poll, request and response, with the request headers headless Chromium sends (captured by `scripts/interop/headers.mjs`); its own document, `bench-results/polling/sweep.json`",
+        verdict: not_measured,
     },
     Claim {
         slug: "connection-cost",
@@ -58,8 +58,8 @@ const CLAIMS: &[Claim] = &[
     Claim {
         slug: "polling-at-low-rates",
         claim: "\"Polling is fine at low rates.\"",
-        tested_by: "polling: server CPU, bytes per update and staleness of short polling against SSE, in each lab",
-        verdict: polling_fine,
+        tested_by: "the polling sweep (`rtlab bench polling-sweep`): server CPU, bytes and staleness of short polling at several periods against SSE, over a grid of update rates; its own document, `bench-results/polling/sweep.json`",
+        verdict: not_measured,
     },
     Claim {
         slug: "polling-33-per-second",
@@ -135,6 +135,8 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("expiry-spread-row", "claims/expiry-spread.md"),
     ("redis", "cluster/claims/redis.md"),
     ("sticky-sessions", "cluster/claims/sticky-sessions.md"),
+    ("frames-and-headers", "polling/claims/frames-and-headers.md"),
+    ("polling-at-low-rates", "polling/claims/polling-at-low-rates.md"),
 ];
 
 /// The committed lifecycle results (`bench-results/lifecycle`, from the
@@ -258,38 +260,6 @@ fn sse_or_ws(doc: &Document) -> Option<String> {
         fmt_int(idle as f64),
         fmt_int(fan as f64),
         parts.join("; ")
-    ))
-}
-
-/// The bytes a claim calls "~800 bytes of HTTP headers".
-const CLAIMED_POLL_BYTES: f64 = 800.0;
-
-fn frames_against_headers(doc: &Document) -> Option<String> {
-    let ws: Vec<f64> = doc.cells_of(ScenarioKind::Polling).filter(|c| c.transport == Transport::Ws && c.verified).filter_map(|c| c.mean("bytes_per_message")).collect();
-    let polls: Vec<f64> = short_polls(doc).into_iter().filter_map(|p| p.bytes_per_request).collect();
-    if ws.is_empty() || polls.is_empty() {
-        return None;
-    }
-    let size = doc.cells_of(ScenarioKind::Polling).find_map(|c| c.params.get("size")?.as_f64()).unwrap_or(0.0);
-    let w = ws.iter().sum::<f64>() / ws.len() as f64;
-    let p = polls.iter().sum::<f64>() / polls.len() as f64;
-    let word = if w >= p {
-        "**does not hold**"
-    } else if p >= CLAIMED_POLL_BYTES {
-        "**holds**"
-    } else {
-        "**holds in direction**; the poll's size is a lower bound"
-    };
-    Some(format!(
-        "{word}: a WebSocket update cost {} bytes on the wire, {} beyond its {}-byte payload (the frame header and the `{{\"id\":N,\"data\":…}}` envelope); \
-         a short poll, request and response, cost {} bytes, {} times as much, whether or not it carried an update. \
-         rtlab's clients send only a `Host:` header, so {} bytes is a lower bound: a browser's cookies and headers make the claim's ~800 bytes plausible, but this run does not measure them.",
-        fmt_int(w),
-        fmt_int(w - size),
-        fmt_int(size),
-        fmt_int(p),
-        ratio(p / w),
-        fmt_int(p)
     ))
 }
 
@@ -451,60 +421,6 @@ fn limits(doc: &Document) -> Option<String> {
     ))
 }
 
-fn polling_fine(doc: &Document) -> Option<String> {
-    let n = sizes(doc, ScenarioKind::Polling, Transport::ShortPoll).last().copied()?;
-    let label = Label::Size(n);
-    let (mut same, mut less, mut more) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut bytes, mut stale) = (Vec::new(), Vec::new());
-    for r in doc.runtimes() {
-        let (Some(p), Some(s)) = (cell(doc, ScenarioKind::Polling, &r, Transport::ShortPoll, label), cell(doc, ScenarioKind::Polling, &r, Transport::Sse, label)) else {
-            continue;
-        };
-        if let (Some(pc), Some(sc)) = (p.metrics.get("server_cpu_per_sec"), s.metrics.get("server_cpu_per_sec")) {
-            match diff(pc, sc) {
-                Diff::Same => same.push(r.clone()),
-                Diff::Less => less.push(r.clone()),
-                Diff::More => more.push(r.clone()),
-            }
-        }
-        if let (Some(pb), Some(sb)) = (p.mean("bytes_per_message"), s.mean("bytes_per_message")) {
-            bytes.push(pb / sb);
-        }
-        if let (Some(ps), Some(ss)) = (p.mean("stale_p50_us"), s.mean("stale_p50_us")) {
-            stale.push((ps, ps / ss));
-        }
-    }
-    if same.len() + less.len() + more.len() == 0 {
-        return None;
-    }
-    let p = &doc.parameters;
-    let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let stale_ms: Vec<f64> = stale.iter().map(|s| s.0).collect();
-    let stale_x: Vec<f64> = stale.iter().map(|s| s.1).collect();
-    let mut cpu = Vec::new();
-    if !same.is_empty() {
-        cpu.push(format!("no difference measured in {}", and_list(&same)));
-    }
-    if !less.is_empty() {
-        cpu.push(format!("less in {}", and_list(&less)));
-    }
-    if !more.is_empty() {
-        cpu.push(format!("more in {}", and_list(&more)));
-    }
-    let word = if more.is_empty() { "**depends on the measure**" } else if same.is_empty() && less.is_empty() { "**does not hold**" } else { "**depends on the lab and the measure**" };
-    Some(format!(
-        "{word}: {} clients polling every {} ms for {} updates a second, each lab against its own SSE figures. Server CPU: {}. But short polling took {} times SSE's bytes per update, and its median staleness, {}, was {} times SSE's. One workload only: where polling stops being fine is not yet measured.",
-        fmt_int(n as f64),
-        p.get("poll_every_ms").and_then(|v| v.as_f64()).map_or("?".to_owned(), fmt_int),
-        p.get("poll_rate").and_then(|v| v.as_f64()).map_or("?".to_owned(), fmt_num),
-        cpu.join(", "),
-        span(lo(&bytes), hi(&bytes), ratio),
-        span(lo(&stale_ms), hi(&stale_ms), fmt_us),
-        span(lo(&stale_x), hi(&stale_x), ratio)
-    ))
-}
-
 /// The claim's users and polling period (seconds).
 const USERS: f64 = 10_000.0;
 const PERIOD_SECS: f64 = 300.0;
@@ -556,34 +472,25 @@ mod tests {
         assert_eq!(v.len(), CLAIMS.len());
         assert!(v.iter().filter(|v| v.starts_with("**not yet measured**")).count() == CLAIMS.len() - ELSEWHERE.len(), "{v:?}");
         assert_eq!(v[6], "{{#include ../criterion/claims/encode-once.md}}");
+        assert_eq!(v[1], "{{#include ../polling/claims/frames-and-headers.md}}");
+        assert_eq!(v[4], "{{#include ../polling/claims/polling-at-low-rates.md}}");
         let files = super::verdicts(&doc);
         assert_eq!(files.len(), CLAIMS.len() - ELSEWHERE.len());
-        assert_eq!(files[6], ("reconnection".to_owned(), "**not yet measured**\n".to_owned()));
+        assert!(files.contains(&("reconnection".to_owned(), "**not yet measured**\n".to_owned())), "{files:?}");
         assert_eq!(v[7], "{{#include ../cluster/claims/redis.md}}");
-        assert!(!files.iter().any(|(slug, _)| slug == "redis" || slug == "sticky-sessions"), "measured by bench-cluster");
+        let elsewhere = ["redis", "sticky-sessions", "frames-and-headers", "polling-at-low-rates"];
+        assert!(!files.iter().any(|(slug, _)| elsewhere.contains(&slug.as_str())), "{files:?}");
     }
 
     #[test]
     fn verdicts_from_the_fixture() {
         let doc = fixture();
         let v = verdict_column(&doc);
-        // SSE against WebSocket needs both transports at one fan-out size,
-        // and frames against polls a WebSocket polling cell: the fixture's
-        // fan-out and its polling have neither.
+        // SSE against WebSocket needs both transports at one fan-out size:
+        // the fixture's fan-out has only WebSocket. Frames against polls
+        // comes from the polling sweep's own document (an include).
         assert_eq!(v[0], "**not yet measured**");
-        assert_eq!(v[1], "**not yet measured**");
-        let mut doc = fixture();
-        let mut ws = doc.cells.iter().find(|c| c.scenario == ScenarioKind::Polling && c.transport == Transport::Sse).cloned().expect("sse polling");
-        ws.transport = Transport::Ws;
-        ws.metrics.insert("bytes_per_message".into(), crate::results::Stat::of(vec![84.55, 84.55]));
-        doc.cells.push(ws);
-        assert_eq!(
-            frames_against_headers(&doc).expect("a verdict"),
-            "**holds in direction**; the poll's size is a lower bound: a WebSocket update cost 85 bytes on the wire, 21 beyond its 64-byte payload \
-             (the frame header and the `{\"id\":N,\"data\":…}` envelope); a short poll, request and response, cost 340 bytes, 4.0 times as much, \
-             whether or not it carried an update. rtlab's clients send only a `Host:` header, so 340 bytes is a lower bound: \
-             a browser's cookies and headers make the claim's ~800 bytes plausible, but this run does not measure them."
-        );
+        assert_eq!(v[1], "{{#include ../polling/claims/frames-and-headers.md}}");
         assert_eq!(
             v[2],
             "**depends on the runtime**: at 1,000 idle connections, user space plus the kernel's share (KB: 1,000 bytes; the kernel's share counts both ends of each loopback connection): \
@@ -594,11 +501,6 @@ mod tests {
             "**holds, at this run's limits**: an OS limit, not memory, stopped every lab: tokio and axum at the open-files limit of 20,000 (holding 19,985). \
              The most memory a lab used at its limit, user space and the kernel's share (both ends of each connection), was 548.9 MiB of the machine's 23.54 GiB. \
              Not tested: the default of 1,024 descriptors (this run's limit was 20,000)."
-        );
-        assert_eq!(
-            v[4],
-            "**depends on the measure**: 1,000 clients polling every 1,000 ms for 2 updates a second, each lab against its own SSE figures. Server CPU: no difference measured in tokio. \
-             But short polling took 2.3 times SSE's bytes per update, and its median staleness, 500 ms, was 74 times SSE's. One workload only: where polling stops being fine is not yet measured."
         );
         assert_eq!(
             v[5],
