@@ -250,13 +250,15 @@ fn run(input: &Input) {
     };
 
     // The model: ids still retained, and what a cursor gets. A stream (SSE,
-    // WebSocket) resuming after an id the topic never gave out comes from an
-    // earlier life of the topic (evicted, or a restarted server): it gets the
-    // topic from its beginning. A poll just gets nothing newer.
+    // WebSocket) resuming after a bare id the topic never gave out comes
+    // from an earlier life of the topic (evicted, or a restarted server): it
+    // gets the topic from its beginning. One naming this epoch (`E-N`) was
+    // given out by a process that is ahead (a broker's): it gets only what
+    // follows N. A poll just gets nothing newer.
     // From another epoch: the reset signal, then the topic from its beginning.
     let stream = !matches!(input.route, RouteKind::Poll);
-    let reset = epoch.is_some_and(|e| e != EPOCH);
-    let after = if reset || (stream && after > published) { 0 } else { after };
+    let reset = epoch.as_ref().is_some_and(|e| e != EPOCH);
+    let after = if reset || (stream && after > published && epoch.is_none()) { 0 } else { after };
     let first = published.saturating_sub(retention as u64) + 1; // Oldest retained (or published + 1).
     let replay: Vec<u64> = (first..=published).filter(|&id| id > after).collect();
     let missed = (u128::from(after) + 1 < u128::from(first) && after < published).then(|| (after + 1, first - 1));
