@@ -155,7 +155,8 @@ pub struct MillionResult {
     pub git: Git,
     /// The run's options.
     pub parameters: serde_json::Value,
-    /// Every run notes that the machine was shared with other work.
+    /// The run's conditions in words, from `env`: was the machine busy
+    /// before it started, how much CPU the host took (steal).
     pub note: String,
     pub verified: bool,
     pub failure: Option<String>,
@@ -378,6 +379,18 @@ pub fn prioritise_group() -> i32 {
     nice
 }
 // ANCHOR_END: autogroup
+
+/// The conditions of a run in words: a machine already busy when the run
+/// started (one-minute load average of 1 or more) shared its two cores
+/// with other work; steal is CPU time the host gave to other guests.
+fn conditions_note(env: &RunEnv) -> String {
+    let before = if env.load_before >= 1.0 {
+        format!("the machine was busy when the run started (load average {:.2}): other work shared its cores", env.load_before)
+    } else {
+        format!("the machine was idle when the run started (load average {:.2})", env.load_before)
+    };
+    format!("{before}; the host took {:.1} s of CPU time from this machine during the run (steal)", env.steal_secs)
+}
 
 /// Runs the scenario.
 pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
@@ -614,6 +627,7 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
             }
         })
         .collect();
+    let env = probe.end();
     let n = opened.max(1) as f64;
     let holding_sum: u64 = server_memory.iter().map(|m| m.holding).sum();
     let baseline_sum: u64 = server_memory.iter().map(|m| m.baseline).sum();
@@ -633,12 +647,10 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
             "broker": args.broker,
             "executable": executable_kind(), "nice": nice, "autogroup": std::fs::read_to_string("/proc/self/autogroup").unwrap_or_default().trim(),
         }),
-        note: "run on a machine shared with other work (builds and tests of other engineers): \
-               load average and CPU steal are in env"
-            .into(),
+        note: conditions_note(&env),
         verified: failure.is_none() && clean_exit,
         failure: failure.or_else(|| (!clean_exit).then(|| "a server process did not exit cleanly".into())),
-        env: probe.end(),
+        env,
         runtime: args.common.runtime.clone(),
         kind: args.kind,
         connections: args.connections,
