@@ -380,14 +380,14 @@ pub fn prioritise_group() -> i32 {
 }
 // ANCHOR_END: autogroup
 
-/// The conditions of a run in words: a machine already busy when the run
-/// started (one-minute load average of 1 or more) shared its two cores
-/// with other work; steal is CPU time the host gave to other guests.
-fn conditions_note(env: &RunEnv) -> String {
-    let before = if env.load_before >= 1.0 {
-        format!("the machine was busy when the run started (load average {:.2}): other work shared its cores", env.load_before)
+/// The conditions of a run in words: how busy the CPUs were in the second
+/// before the run started (other work sharing the two cores), and how much
+/// CPU time the host gave to other guests during it (steal).
+fn conditions_note(busy_before: f64, env: &RunEnv) -> String {
+    let before = if busy_before >= 0.05 {
+        format!("the CPUs were {:.0}% busy in the second before the run started: other work shared the cores", busy_before * 100.0)
     } else {
-        format!("the machine was idle when the run started (load average {:.2})", env.load_before)
+        format!("the machine was idle when the run started ({:.0}% CPU busy in the second before)", busy_before * 100.0)
     };
     format!("{before}; the host took {:.1} s of CPU time from this machine during the run (steal)", env.steal_secs)
 }
@@ -395,6 +395,7 @@ fn conditions_note(env: &RunEnv) -> String {
 /// Runs the scenario.
 pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
     let nice = prioritise_group();
+    let busy_before = crate::procfs::busy_fraction(Duration::from_secs(1));
     let probe = EnvProbe::begin(args.common.placement);
     let started = crate::results::utc_now().1;
     let processes = args.process_count();
@@ -647,7 +648,7 @@ pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
             "broker": args.broker,
             "executable": executable_kind(), "nice": nice, "autogroup": std::fs::read_to_string("/proc/self/autogroup").unwrap_or_default().trim(),
         }),
-        note: conditions_note(&env),
+        note: conditions_note(busy_before, &env),
         verified: failure.is_none() && clean_exit,
         failure: failure.or_else(|| (!clean_exit).then(|| "a server process did not exit cleanly".into())),
         env,

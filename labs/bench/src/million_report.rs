@@ -56,8 +56,8 @@ fn secs(ms: f64) -> String {
 /// The runs table.
 pub fn runs_table(runs: &[MillionResult]) -> String {
     let mut t = String::from(
-        "| connections | lab | transport | server processes | broadcast via | load avg. | opened in | server user memory / conn (baselines incl.) | growth / conn | kernel / pair (both ends) | server's kernel end (est.) | client user / conn | broadcast first | p50 | p99 | last | reached | released | verdict |\n\
-         |---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| connections | lab | transport | server processes | broadcast via | cores | load avg. | opened in | server user memory / conn (baselines incl.) | growth / conn | kernel / pair (both ends) | server's kernel end (est.) | client user / conn | broadcast first | p50 | p99 | last | reached | released | verdict |\n\
+         |---:|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in runs {
         let verdict = match &r.failure {
@@ -65,12 +65,13 @@ pub fn runs_table(runs: &[MillionResult]) -> String {
             Some(why) => format!("failed: {}", why.replace('|', "/")),
         };
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} of {} | {:.1} s | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} of {} | {:.1} s | {} |\n",
             fmt_int(r.connections as f64),
             r.runtime,
             r.kind.name(),
             r.processes,
             via(r),
+            cores(r),
             r.env.load_before,
             r.open_secs,
             fmt_bytes(r.server_bytes_per_conn),
@@ -98,6 +99,14 @@ fn via(r: &MillionResult) -> String {
         Some(broker) => format!("{broker}, {} publish", r.publishes),
         None => format!("{} publishes", r.publishes),
     }
+}
+
+/// Where the processes ran: `pinned` (every server process on CPU 0,
+/// every crowd worker on CPU 1: `--placement pinned`, the default) or
+/// `shared` (nothing pinned: the scheduler spreads both sides over both
+/// cores, `--placement shared`).
+fn cores(r: &MillionResult) -> &'static str {
+    if r.env.placement.server.is_some() { "pinned" } else { "shared" }
 }
 
 /// The headline run: the largest verified one (else the largest); among
@@ -194,8 +203,13 @@ pub fn targets(r: &MillionResult) -> String {
         }
     ));
     t.push_str(&format!(
-        "\nThe machine was shared: load average {:.1} before and {:.1} after the run, {:.1} s of CPU steal.\n",
-        r.env.load_before, r.env.load_after, r.env.steal_secs
+        "\nCores: {}. Conditions: {} (load average {:.1} when it ended, with its own processes running).\n",
+        match cores(r) {
+            "pinned" => "pinned, every server process on CPU 0 and every crowd worker on CPU 1",
+            _ => "shared, nothing pinned: servers and crowd workers on both cores as the scheduler placed them",
+        },
+        r.note,
+        r.env.load_after
     ));
     t
 }
@@ -300,17 +314,19 @@ pub fn broadcasts(runs: &[MillionResult], head: &MillionResult) -> String {
     };
     let describe = |r: &MillionResult| {
         format!(
-            "{:.2} s ({}; opened in {:.1} s; load average {:.1} before, {:.1} s of CPU steal)",
+            "{:.2} s ({}; {} cores; opened in {:.1} s; load average {:.1} before, {:.1} s of CPU steal)",
             r.timeline.last_ms / 1e3,
             via(r),
+            cores(r),
             r.open_secs,
             r.env.load_before,
             r.env.steal_secs
         )
     };
+    let placement = placements(&same, head);
     if std::ptr::eq(*fastest, head) {
         return format!(
-            "The headline run's broadcast, {}, is the fastest of the {} verified runs at {} connections.\n",
+            "The headline run's broadcast, {}, is the fastest of the {} verified runs at {} connections.\n{placement}",
             describe(head),
             same.len(),
             fmt_int(head.connections as f64)
@@ -322,6 +338,28 @@ pub fn broadcasts(runs: &[MillionResult], head: &MillionResult) -> String {
         describe(head),
         same.len(),
         describe(fastest)
+    ) + &placement
+}
+
+/// Pinned against shared cores among `same` (runs of one size): the latest
+/// run of each placement with the headline's broker, if both exist.
+fn placements(same: &[&MillionResult], head: &MillionResult) -> String {
+    let latest = |kind: &str| {
+        same.iter()
+            .filter(|r| cores(r) == kind && r.broker.is_some() == head.broker.is_some())
+            .max_by_key(|r| r.started.clone())
+    };
+    let (Some(pinned), Some(shared)) = (latest("pinned"), latest("shared")) else { return String::new() };
+    format!(
+        "\nThe same run with the server processes pinned to one core and the crowd workers to the other, against nothing pinned (the latest of each, {} connections, {}): \
+         broadcast {:.2} s against {:.2} s, opening {:.1} s against {:.1} s. Pinned, each side has one core whatever it needs; \
+         shared, the core that one side leaves idle works for the other.\n",
+        fmt_int(head.connections as f64),
+        via(head),
+        pinned.timeline.last_ms / 1e3,
+        shared.timeline.last_ms / 1e3,
+        pinned.open_secs,
+        shared.open_secs
     )
 }
 

@@ -230,6 +230,32 @@ pub fn steal_secs() -> f64 {
         .map_or(0.0, |t| t as f64 / clock_ticks())
 }
 
+/// How busy the machine's CPUs were over the next `over`: the fraction of
+/// CPU time (all CPUs, from the `cpu` line of `/proc/stat`) that was not
+/// idle or waiting for I/O, 0.0 to 1.0. Unlike the load average, which
+/// decays over a minute and so still counts a run that has just ended, it
+/// says what is running now.
+pub fn busy_fraction(over: std::time::Duration) -> f64 {
+    let sample = || -> (u64, u64) {
+        let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .map(|l| l.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect())
+            .unwrap_or_default();
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already inside user and nice).
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        (total, idle)
+    };
+    let (t0, i0) = sample();
+    std::thread::sleep(over);
+    let (t1, i1) = sample();
+    let total = t1.saturating_sub(t0);
+    if total == 0 { 0.0 } else { 1.0 - i1.saturating_sub(i0) as f64 / total as f64 }
+}
+
 /// CPU time (user + system) of every live thread of process `pid`,
 /// seconds, from the scheduler's own accounting
 /// (`/proc/<pid>/task/*/schedstat`, nanoseconds): exact, where
