@@ -55,9 +55,11 @@ pub struct MatrixArgs {
     /// support).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub transports: Vec<Transport>,
-    /// Runs of each cell (three or more: a median and a spread).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
-    pub repeats: u64,
+    /// Runs of each cell (default: three for the full run and tiny, a
+    /// median and a spread; two for the quick matrix, to stay within ten
+    /// minutes: a look, not the committed numbers).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub repeats: Option<u64>,
     /// Where the server and the clients run in every cell: pinned (server
     /// CPU 0, clients CPU 1) or shared (nothing pinned).
     #[arg(long, value_enum, default_value = "pinned")]
@@ -77,6 +79,11 @@ impl MatrixArgs {
     fn scale(&self) -> Scale {
         if self.full { Scale::Full } else { self.scale.unwrap_or(Scale::Quick) }
     }
+
+    /// Runs of each cell: `--repeats`, else the scale's default.
+    fn repeats(&self) -> u64 {
+        self.repeats.unwrap_or(if self.scale() == Scale::Quick { 2 } else { 3 })
+    }
 }
 
 /// The sizes of every scenario at one scale.
@@ -90,6 +97,13 @@ pub struct Sizes {
     /// `fanout_max_rate` (a latency cell, not a throughput one).
     pub fanout: Vec<usize>,
     pub fanout_messages: u64,
+    /// Cells of more than `fanout_large` subscribers send
+    /// `fanout_large_messages` (100 or more: nearest-rank p99 is then the
+    /// second slowest, not the max) and no long polls (a poll storm of that
+    /// many requests a message is the polling sweep's business): at 10,000
+    /// subscribers, 1,000 messages at a latency cell's rate take minutes a run.
+    pub fanout_large: usize,
+    pub fanout_large_messages: u64,
     pub fanout_interval_ms: u64,
     pub fanout_max_rate: u64,
     /// Saturation: subscribers per run; messages = min(1000, deliveries / subscribers).
@@ -104,11 +118,12 @@ pub struct Sizes {
     /// The policies compared (each also against a run without stalled subscribers).
     pub bp_policies: Vec<Policy>,
     /// Knee: subscribers, messages a step, first step's deliveries per
-    /// second, growth per step, the p99 bound in ms.
+    /// second, growth per step, most steps, the p99 bound in ms.
     pub knee_subscribers: usize,
     pub knee_messages: u64,
     pub knee_start: u64,
     pub knee_factor: f64,
+    pub knee_max_steps: u32,
     pub knee_bound_ms: u64,
     /// Polling cost: clients, updates per second, seconds, short-poll period.
     pub poll_clients: usize,
@@ -126,6 +141,8 @@ impl Sizes {
                 idle: vec![Count::N(50)],
                 fanout: vec![20],
                 fanout_messages: 10,
+                fanout_large: usize::MAX,
+                fanout_large_messages: 10,
                 fanout_interval_ms: 5,
                 fanout_max_rate: 50_000,
                 saturation: vec![20],
@@ -140,6 +157,7 @@ impl Sizes {
                 knee_messages: 50,
                 knee_start: 2_000,
                 knee_factor: 2.0,
+                knee_max_steps: 3,
                 knee_bound_ms: 50,
                 poll_clients: 10,
                 poll_rate: 10.0,
@@ -150,24 +168,27 @@ impl Sizes {
                 idle: vec![Count::N(1000)],
                 fanout: vec![100],
                 fanout_messages: 1000,
-                fanout_interval_ms: 3,
-                fanout_max_rate: 50_000,
+                fanout_large: usize::MAX,
+                fanout_large_messages: 1000,
+                fanout_interval_ms: 1,
+                fanout_max_rate: 100_000,
                 saturation: vec![100],
                 saturation_deliveries: 50_000,
                 bp_fast: 20,
                 bp_stalled: 10,
                 bp_rate: 1000,
-                bp_messages: 1000,
+                bp_messages: 500,
                 bp_size: 1024,
                 bp_policies: policies,
                 knee_subscribers: 100,
-                knee_messages: 300,
-                knee_start: 5_000,
+                knee_messages: 100,
+                knee_start: 10_000,
                 knee_factor: 2.0,
+                knee_max_steps: 6,
                 knee_bound_ms: 50,
                 poll_clients: 100,
                 poll_rate: 5.0,
-                poll_secs: 2.0,
+                poll_secs: 1.0,
                 poll_every_ms: 500,
             },
             // ANCHOR: full_sizes
@@ -175,24 +196,27 @@ impl Sizes {
                 idle: vec![Count::N(1000), Count::N(10_000), Count::Max],
                 fanout: vec![100, 1000, 10_000],
                 fanout_messages: 1000,
-                fanout_interval_ms: 10,
-                fanout_max_rate: 50_000,
+                fanout_large: 1000,
+                fanout_large_messages: 100,
+                fanout_interval_ms: 3,
+                fanout_max_rate: 100_000,
                 saturation: vec![100, 1000, 10_000],
                 saturation_deliveries: 1_000_000,
                 bp_fast: 100,
                 bp_stalled: 20,
                 bp_rate: 1000,
-                bp_messages: 5000,
+                bp_messages: 2000,
                 bp_size: 1024,
                 bp_policies: policies,
                 knee_subscribers: 1000,
-                knee_messages: 1000,
-                knee_start: 10_000,
-                knee_factor: 1.4,
+                knee_messages: 100,
+                knee_start: 25_000,
+                knee_factor: 2.0,
+                knee_max_steps: 6,
                 knee_bound_ms: 50,
                 poll_clients: 1000,
                 poll_rate: 2.0,
-                poll_secs: 10.0,
+                poll_secs: 5.0,
                 poll_every_ms: 1000,
             },
             // ANCHOR_END: full_sizes
@@ -243,7 +267,7 @@ impl Sizes {
                 common,
                 transport,
                 subscribers: size,
-                messages: self.fanout_messages,
+                messages: if size > self.fanout_large { self.fanout_large_messages } else { self.fanout_messages },
                 size: 64,
                 interval_ms: self.fanout_interval_ms.max((size as u64 * 1000).div_ceil(self.fanout_max_rate.max(1))),
                 interval_us: None,
@@ -270,7 +294,7 @@ impl Sizes {
                 start: self.knee_start,
                 factor: self.knee_factor,
                 bound_ms: self.knee_bound_ms,
-                max_steps: 12,
+                max_steps: self.knee_max_steps,
             }),
             ScenarioKind::Backpressure => Scenario::Backpressure(BackpressureArgs {
                 common,
@@ -335,8 +359,13 @@ fn plan(sizes: &Sizes, labs: &[Lab], args: &MatrixArgs) -> Vec<Planned> {
                 let floor_skips = |t: &Transport| {
                     lab.runtime == crate::floor::NAME && scenario != ScenarioKind::Idle && !crate::floor::FANOUT.contains(t)
                 };
+                let large_poll = |t: &Transport| {
+                    scenario == ScenarioKind::Fanout
+                        && *t == Transport::LongPoll
+                        && label.size().is_some_and(|n| n as usize > sizes.fanout_large)
+                };
                 for &transport in
-                    scenario.transports().iter().filter(|t| lab.transports.contains(t) && wanted(t) && !floor_skips(t))
+                    scenario.transports().iter().filter(|t| lab.transports.contains(t) && wanted(t) && !floor_skips(t) && !large_poll(t))
                 {
                     let run = sizes.scenario(scenario, label, Common { placement: args.placement, ..Common::new(&lab.runtime) }, transport);
                     cells.push(Planned { scenario, runtime: lab.runtime.clone(), transport, label, run });
@@ -448,7 +477,7 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
     });
     let planned = plan(&sizes, &labs, args);
     let mut parameters = serde_json::to_value(&sizes).map_err(std::io::Error::other)?;
-    parameters["repeats"] = args.repeats.into();
+    parameters["repeats"] = args.repeats().into();
     parameters["placement"] = serde_json::json!(args.placement);
     parameters["scenarios"] = serde_json::json!(args.scenarios);
     parameters["transports"] = serde_json::json!(args.transports);
@@ -463,10 +492,10 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
         labs.len(),
         labs.iter().map(|l| if l.baseline { format!("{} (baseline)", l.runtime) } else { l.runtime.clone() }).collect::<Vec<_>>().join(", "),
         planned.len(),
-        args.repeats,
+        args.repeats(),
         out.display()
     ));
-    let bar = bars.add(ProgressBar::new(planned.len() as u64 * args.repeats));
+    let bar = bars.add(ProgressBar::new(planned.len() as u64 * args.repeats()));
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} runs, eta {eta}  {msg}")
             .expect("valid template")
@@ -485,7 +514,7 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
             runs: Vec::new(),
         };
         let mut values: Vec<(&'static str, Vec<f64>)> = Vec::new();
-        for repeat in 0..args.repeats as usize {
+        for repeat in 0..args.repeats() as usize {
             bar.set_message(format!("{} (run {})", cell.key(), repeat + 1));
             match p.run.run() {
                 Ok(result) => {
@@ -563,7 +592,7 @@ mod tests {
             runtimes: vec![],
             scenarios: vec![],
             transports: vec![],
-            repeats: 3,
+            repeats: Some(3),
             placement: crate::axes::PlacementMode::Pinned,
             out: None,
             book: None,

@@ -231,11 +231,18 @@ fn cell_option(doc: &Document, scenario: ScenarioKind, key: &str) -> String {
 
 pub(super) fn fanout_table(doc: &Document) -> String {
     let p = &doc.parameters;
-    // With fewer than 1,000 messages a cell, the last subscriber's p99 is one
-    // of its ten slowest: the column says so.
-    let p99_is_max = doc.cells_of(ScenarioKind::Fanout).any(|c| c.params["messages"].as_u64().is_some_and(|m| m < 1000));
+    // With fewer than 100 messages a cell, nearest-rank p99 is the slowest
+    // message: the column says so.
+    let p99_is_max = doc.cells_of(ScenarioKind::Fanout).any(|c| c.params["messages"].as_u64().is_some_and(|m| m < 100));
+    // Large cells may send fewer messages (`fanout_large_messages`).
+    let large = match (p.get("fanout_large").and_then(|v| v.as_u64()), p.get("fanout_large_messages")) {
+        (Some(n), Some(m)) if n < u64::from(u32::MAX) && doc.cells_of(ScenarioKind::Fanout).any(|c| c.label.size().is_some_and(|s| s > n)) => {
+            format!(" (cells of more than {} subscribers: {m}, their p99 the second slowest, and no long polls)", fmt_int(n as f64))
+        }
+        _ => String::new(),
+    };
     let intro = format!(
-        "{} messages of {} bytes, one every {} ms (longer for large cells: at most {} deliveries per second), to every subscriber, published open-loop: each message carries the time it was due, and a message that waited for a free publishing connection counts the wait. × floor: the last subscriber's p50 over the floor's (the raw-socket server writing the same bytes to each subscriber, same size and placement; for long polls its SSE cell). Client CPU: the client workers' CPU seconds per second (1.00 is a core); saturated: their pinned core was over 90% busy, so the cell measured the clients too. {}\n\n",
+        "{} messages{large} of {} bytes, one every {} ms (longer for large cells: at most {} deliveries per second), to every subscriber, published open-loop: each message carries the time it was due, and a message that waited for a free publishing connection counts the wait. × floor: the last subscriber's p50 over the floor's (the raw-socket server writing the same bytes to each subscriber, same size and placement; for long polls its SSE cell). Client CPU: the client workers' CPU seconds per second (1.00 is a core); saturated: their pinned core was over 90% busy, so the cell measured the clients too. {}\n\n",
         p["fanout_messages"],
         cell_option(doc, ScenarioKind::Fanout, "size"),
         p["fanout_interval_ms"],
