@@ -55,11 +55,9 @@ pub struct MatrixArgs {
     /// support).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub transports: Vec<Transport>,
-    /// Runs of each cell (default: three for the full run and tiny, a
-    /// median and a spread; two for the quick matrix, to stay within ten
-    /// minutes: a look, not the committed numbers).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20))]
-    pub repeats: Option<u64>,
+    /// Runs of each cell (three or more: a median and a spread).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub repeats: u64,
     /// Where the server and the clients run in every cell: pinned (server
     /// CPU 0, clients CPU 1) or shared (nothing pinned).
     #[arg(long, value_enum, default_value = "pinned")]
@@ -78,11 +76,6 @@ pub struct MatrixArgs {
 impl MatrixArgs {
     fn scale(&self) -> Scale {
         if self.full { Scale::Full } else { self.scale.unwrap_or(Scale::Quick) }
-    }
-
-    /// Runs of each cell: `--repeats`, else the scale's default.
-    fn repeats(&self) -> u64 {
-        self.repeats.unwrap_or(if self.scale() == Scale::Quick { 2 } else { 3 })
     }
 }
 
@@ -477,7 +470,7 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
     });
     let planned = plan(&sizes, &labs, args);
     let mut parameters = serde_json::to_value(&sizes).map_err(std::io::Error::other)?;
-    parameters["repeats"] = args.repeats().into();
+    parameters["repeats"] = args.repeats.into();
     parameters["placement"] = serde_json::json!(args.placement);
     parameters["scenarios"] = serde_json::json!(args.scenarios);
     parameters["transports"] = serde_json::json!(args.transports);
@@ -492,10 +485,10 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
         labs.len(),
         labs.iter().map(|l| if l.baseline { format!("{} (baseline)", l.runtime) } else { l.runtime.clone() }).collect::<Vec<_>>().join(", "),
         planned.len(),
-        args.repeats(),
+        args.repeats,
         out.display()
     ));
-    let bar = bars.add(ProgressBar::new(planned.len() as u64 * args.repeats()));
+    let bar = bars.add(ProgressBar::new(planned.len() as u64 * args.repeats));
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} runs, eta {eta}  {msg}")
             .expect("valid template")
@@ -514,7 +507,7 @@ pub fn run(args: &MatrixArgs) -> std::io::Result<bool> {
             runs: Vec::new(),
         };
         let mut values: Vec<(&'static str, Vec<f64>)> = Vec::new();
-        for repeat in 0..args.repeats() as usize {
+        for repeat in 0..args.repeats as usize {
             bar.set_message(format!("{} (run {})", cell.key(), repeat + 1));
             match p.run.run() {
                 Ok(result) => {
@@ -592,7 +585,7 @@ mod tests {
             runtimes: vec![],
             scenarios: vec![],
             transports: vec![],
-            repeats: Some(3),
+            repeats: 3,
             placement: crate::axes::PlacementMode::Pinned,
             out: None,
             book: None,

@@ -218,7 +218,15 @@ impl Workers {
     /// together: the clients' own cost, so that a cell whose client core
     /// was saturated is not read as the server's limit.
     pub fn cpu_secs(&self) -> f64 {
-        self.workers.iter().map(|w| crate::procfs::process(w.child.id()).map_or(0.0, |s| s.cpu_secs)).sum()
+        self.workers
+            .iter()
+            .map(|w| {
+                let pid = w.child.id();
+                crate::procfs::cpu_secs_precise(pid)
+                    .or_else(|| crate::procfs::process(pid).map(|s| s.cpu_secs))
+                    .unwrap_or(0.0)
+            })
+            .sum()
     }
 
     /// Starts the measured window: every worker zeroes its request and byte
