@@ -12,6 +12,7 @@
 # bench-results/lifecycle/browser-reconnect.json (read by `rtlab report`).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh"
 root="$here/../.."
 rtlab="$root/target/debug/rtlab"
 record=0
@@ -25,20 +26,11 @@ out="$root/target/reconnect"
 mkdir -p "$out"
 results=()
 for runtime in $("$rtlab" runtimes); do
-  log="$(mktemp)"
-  "$rtlab" serve --runtime "$runtime" --addr 127.0.0.1:0 >"$log" 2>/dev/null &
-  pid=$!
-  trap 'kill $pid 2>/dev/null || true' EXIT
-  for _ in $(seq 50); do grep -q listening "$log" && break; sleep 0.1; done
-  addr="$(awk '/listening on/ {print $3; exit}' "$log")"
-  [ -n "$addr" ] || { echo "reconnect: $runtime did not start" >&2; exit 1; }
+  start_server "reconnect ($runtime)" "$rtlab" --runtime "$runtime"
   line="$(timeout 120 node "$here/reconnect.mjs" "$addr" "$runtime")"
   echo "reconnect ($runtime): $line"
   results+=("$line")
-  kill -TERM "$pid"
-  wait "$pid" || { echo "reconnect: $runtime did not exit 0 on SIGTERM" >&2; exit 1; }
-  trap - EXIT
-  rm -f "$log"
+  stop_server || { echo "reconnect: $runtime did not exit 0 on SIGTERM" >&2; exit 1; }
 done
 dirty=""
 git -C "$root" diff --quiet HEAD 2>/dev/null || dirty="-dirty"

@@ -8,18 +8,13 @@
 # fresh server per runtime, and the servers pages.mjs starts and restarts.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh"
 rtlab="${1:-$here/../../target/debug/rtlab}"
 fail() { echo "interop: FAILED: $*" >&2; exit 1; }
 
 for runtime in $("$rtlab" runtimes); do
   echo "== interop: $runtime"
-  out="$(mktemp)"
-  "$rtlab" serve --runtime "$runtime" --addr 127.0.0.1:0 >"$out" 2>/dev/null &
-  pid=$!
-  trap 'kill $pid 2>/dev/null || true' EXIT
-  for _ in $(seq 50); do grep -q listening "$out" && break; sleep 0.1; done
-  addr="$(awk '/listening on/ {print $3; exit}' "$out")"
-  [ -n "$addr" ] || fail "$runtime did not start"
+  start_server "interop ($runtime)" "$rtlab" --runtime "$runtime"
 
   # curl: publish, then an SSE stream that replays from the start.
   [ "$(curl -s -d 'first' "http://$addr/publish?topic=curl")" = '{"id":1}' ] || fail "curl publish"
@@ -46,5 +41,23 @@ for runtime in $("$rtlab" runtimes); do
   node "$here/browser_restart.mjs" "$addr" "$pid" "$rtlab" "$runtime"
   wait "$pid" || fail "$runtime did not exit 0 on SIGTERM"
   trap - EXIT
-  rm -f "$out"
+  rm -f "$server_log"
 done
+
+# The browser's request heads (headers.mjs, the capture `rtlab bench polling
+# --browser-headers` replays): checked here so that the tool keeps working,
+# into a scratch file; the committed capture is bench-results/polling/.
+echo "== interop: chromium's request heads (headers.mjs)"
+heads="$(mktemp)"
+timeout 120 node "$here/headers.mjs" "$rtlab" "$heads" || fail "headers.mjs"
+python3 - "$heads" <<'PY' || fail "headers.mjs did not capture a poll, an SSE and a WebSocket head"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+kinds = doc["kinds"]
+for kind in ("poll", "sse", "ws"):
+    head = kinds[kind]
+    assert head["request_line"].startswith("GET /"), kind
+    assert any(h.lower().startswith("user-agent:") for h in head["headers"]), kind
+print("heads captured from Chromium", doc["browser"] + ":", ", ".join(sorted(kinds)))
+PY
+rm -f "$heads"

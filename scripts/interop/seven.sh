@@ -11,6 +11,7 @@
 # (bench-results/browser-seven.json, read by `rtlab report`).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh"
 root="$here/../.."
 rtlab="$root/target/debug/rtlab"
 record=0
@@ -27,20 +28,11 @@ results=()
 for mode in h1 h2; do
   flags=(--tls-cert "$out/cert.pem" --tls-key "$out/key.pem")
   [[ $mode == h1 ]] && flags+=(--no-http2)
-  log="$(mktemp)"
-  "$rtlab" serve --runtime tokio --addr 127.0.0.1:0 "${flags[@]}" >"$log" 2>/dev/null &
-  pid=$!
-  trap 'kill $pid 2>/dev/null || true' EXIT
-  for _ in $(seq 50); do grep -q listening "$log" && break; sleep 0.1; done
-  addr="$(awk '/listening on/ {print $3; exit}' "$log")"
-  [ -n "$addr" ] || { echo "seven: the server did not start" >&2; exit 1; }
+  start_server seven "$rtlab" --runtime tokio "${flags[@]}"
   line="$(timeout 120 node "$here/seven.mjs" "$addr" "$mode" "$out/seven-$mode.png")"
   echo "seven ($mode): $line"
   results+=("$line")
-  kill -TERM "$pid"
-  wait "$pid" || true
-  trap - EXIT
-  rm -f "$log"
+  stop_server || true
 done
 json="{\"experiment\":\"seven EventSources to one origin, headless Chromium, tokio lab over TLS\",\"chromium\":\"$(chromium --version 2>/dev/null | head -1)\",\"commit\":\"$(git -C "$root" rev-parse HEAD)\",\"runs\":[${results[0]},${results[1]}]}"
 echo "$json" >"$out/browser-seven.json"

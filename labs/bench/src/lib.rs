@@ -359,7 +359,7 @@ impl Placement {
 }
 
 // ANCHOR: run_env
-/// The conditions one run ran under. The machine is shared: another
+/// The conditions one run ran under. The machine may be shared: another
 /// process's load, or a hypervisor giving the virtual CPUs to another guest
 /// (steal), slows a run down without any fault of the lab measured, so every
 /// run records both and the report shows them.

@@ -347,18 +347,55 @@ pub fn read_document<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, sch
 /// its results directory `dir` and, when given, into `book` (its directory
 /// under the book's `generated/`); prints the first file.
 pub fn write_rendering<N: AsRef<Path>>(files: &[(N, String)], dir: &Path, book: Option<PathBuf>) -> std::io::Result<()> {
+    write_rendering_with_plots(files, dir, book, |_| Ok(()))
+}
+
+/// [`write_rendering`], and `plots` draws the experiment's plots into each
+/// root's `plots/` directory (created first).
+pub fn write_rendering_with_plots<N: AsRef<Path>>(
+    files: &[(N, String)],
+    dir: &Path,
+    book: Option<PathBuf>,
+    plots: impl Fn(&Path) -> Result<(), Box<dyn std::error::Error>>,
+) -> std::io::Result<()> {
     for root in std::iter::once(dir.to_owned()).chain(book) {
         for (name, text) in files {
             let path = root.join(name);
             std::fs::create_dir_all(path.parent().unwrap_or(&root))?;
             std::fs::write(path, text)?;
         }
+        let plot_dir = root.join("plots");
+        std::fs::create_dir_all(&plot_dir)?;
+        plots(&plot_dir).map_err(|e| std::io::Error::other(e.to_string()))?;
     }
     if let Some((_, first)) = files.first() {
         println!("{first}");
     }
-    println!("wrote {} files under {}", files.len(), dir.display());
+    println!("wrote {} files and their plots under {}", files.len(), dir.display());
     Ok(())
+}
+
+/// How busy the machine was as an experiment started, measured: the share
+/// of CPU time not idle in the second before ([`crate::procfs::busy_fraction`];
+/// it sleeps that second). Feed it to [`conditions`].
+pub fn busy_before() -> f64 {
+    crate::procfs::busy_fraction(std::time::Duration::from_secs(1))
+}
+
+/// An experiment's conditions in words, from what was measured — never a
+/// fixed sentence: how busy the CPUs were in the second before it started
+/// (5% or more: other work shared them), and the one-minute load average at
+/// the start and at the end (the run's own processes included).
+pub fn conditions(busy_before: f64, cores: usize, load: (f64, f64)) -> String {
+    let before = if busy_before >= 0.05 {
+        format!(
+            "the {cores} CPUs were {:.0}% busy in the second before the run started: other work shared them",
+            busy_before * 100.0
+        )
+    } else {
+        format!("the {cores}-CPU machine was idle when the run started ({:.0}% busy in the second before)", busy_before * 100.0)
+    };
+    format!("{before}; one-minute load average {:.2} at the start, {:.2} at the end (the run's own processes included)", load.0, load.1)
 }
 
 /// Now, UTC: (`YYYY-MM-DD`, RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`).

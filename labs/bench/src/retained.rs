@@ -76,7 +76,8 @@ pub struct RetainedDoc {
     pub started: String,
     #[serde(flatten)]
     pub provenance: Provenance,
-    /// The conditions: the machine is shared with other builds and tests.
+    /// The run's conditions in words, measured
+    /// ([`crate::results::conditions`]; the name is older than the measurement).
     pub shared_machine: String,
     pub messages: usize,
     pub data_bytes: usize,
@@ -95,6 +96,8 @@ pub fn run(args: &RetainedArgs) -> io::Result<()> {
         return Err(io::Error::other("give --before and --after (the example's two builds), or --render DIR"));
     };
     let provenance = Provenance::detect();
+    let busy0 = crate::results::busy_before();
+    let load0 = crate::procfs::loadavg();
     let (_, started) = utc_now();
     let mut builds = [before, after].map(|exe| Build { exe: exe.display().to_string(), commit: String::new(), dirty: false, runs: Vec::new() });
     for run in 0..args.runs {
@@ -111,11 +114,12 @@ pub fn run(args: &RetainedArgs) -> io::Result<()> {
         }
     }
     let [before, after] = builds;
+    let conditions = crate::results::conditions(busy0, provenance.machine.cores, (load0, crate::procfs::loadavg()));
     let doc = RetainedDoc {
         schema: SCHEMA.to_owned(),
         started,
         provenance,
-        shared_machine: "yes: a 2-core machine shared with other builds and tests; run under flock /tmp/rtlab-measure.lock".into(),
+        shared_machine: conditions,
         messages: args.messages,
         data_bytes: before.runs.first().and_then(|v| v["data_bytes"].as_u64()).unwrap_or(0) as usize,
         before,

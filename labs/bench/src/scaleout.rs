@@ -148,7 +148,10 @@ pub struct ClusterDoc {
     pub provenance: Provenance,
     /// `/proc/loadavg` at the start and at the end (1-minute figures).
     pub load: (f64, f64),
-    /// The machine is shared: what else ran.
+    /// The run's conditions in words, measured
+    /// ([`crate::results::conditions`]; the name is older than the
+    /// measurement). Nothing is pinned: the server processes, redis-server
+    /// and the clients share every core.
     pub shared_machine: String,
     /// `redis-server --version`.
     pub redis_version: String,
@@ -397,7 +400,9 @@ pub fn run(args: &ScaleoutArgs) -> io::Result<()> {
     // The commit and the tree as the run starts (what the binary was built
     // from, if it was built from this tree), not as it ends.
     let provenance = Provenance::detect();
+    let busy0 = crate::results::busy_before();
     let load0 = crate::procfs::loadavg();
+    let cores = provenance.machine.cores;
     let (date, stamp) = utc_now();
     let mut doc = ClusterDoc {
         schema: SCHEMA.to_owned(),
@@ -405,9 +410,7 @@ pub fn run(args: &ScaleoutArgs) -> io::Result<()> {
         wall_secs: 0.0,
         provenance,
         load: (load0, load0),
-        shared_machine: "yes: a 2-core machine shared with other engineers' builds and tests, measured under flock /tmp/rtlab-measure.lock; \
-                         the server processes, redis-server and the clients all share the two cores (nothing pinned)"
-            .to_owned(),
+        shared_machine: crate::results::conditions(busy0, cores, (load0, load0)),
         redis_version: redis_version(),
         parameters: args.clone(),
         latency: Vec::new(),
@@ -432,6 +435,7 @@ pub fn run(args: &ScaleoutArgs) -> io::Result<()> {
         doc.sticky = sticky::run(args)?;
     }
     doc.load.1 = crate::procfs::loadavg();
+    doc.shared_machine = crate::results::conditions(busy0, cores, doc.load);
     doc.wall_secs = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(&args.out)?;
     let file = args.out.join(format!("{date}-cluster.json"));

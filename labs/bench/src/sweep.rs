@@ -124,7 +124,9 @@ pub struct SweepDoc {
     pub provenance: Provenance,
     /// `/proc/loadavg` at the start and at the end (1-minute figures).
     pub load: (f64, f64),
-    /// The machine was shared with other work: said in every rendering.
+    /// The run's conditions in words, measured
+    /// ([`crate::results::conditions`]; the name is older than the
+    /// measurement): said in every rendering.
     pub shared_machine: String,
     pub placement: PlacementMode,
     pub repeats: usize,
@@ -234,6 +236,7 @@ pub fn run(args: &SweepArgs) -> io::Result<bool> {
     let provenance = Provenance::detect();
     let headers = if args.browser_headers == "none" { None } else { Some(PathBuf::from(&args.browser_headers)) };
     let capture = headers.as_deref().map(BrowserHeaders::read).transpose()?.map(|b| b.capture);
+    let busy0 = crate::results::busy_before();
     let load0 = procfs::loadavg();
     let points = grid(args);
     let mut runs = Vec::new();
@@ -273,12 +276,7 @@ pub fn run(args: &SweepArgs) -> io::Result<bool> {
         schema: SCHEMA.to_owned(),
         started: stamp,
         wall_secs: started.elapsed().as_secs_f64(),
-        shared_machine: format!(
-            "measured on a {}-core machine shared with other engineers' builds and measurements (1-minute load {} at the start, {} at the end); each run's steal and load are in its env",
-            provenance.machine.cores,
-            fmt_sig(load.0),
-            fmt_sig(load.1)
-        ),
+        shared_machine: crate::results::conditions(busy0, provenance.machine.cores, load),
         provenance,
         load,
         placement: args.placement,
@@ -303,19 +301,7 @@ pub fn read(dir: &Path) -> io::Result<SweepDoc> {
 }
 
 fn write_rendering(doc: &SweepDoc, dir: &Path, book: Option<&Path>) -> io::Result<()> {
-    let files = render(doc);
-    for root in std::iter::once(dir.to_owned()).chain(book.map(|b| b.join("polling"))) {
-        for (name, text) in &files {
-            let path = root.join(name);
-            std::fs::create_dir_all(path.parent().unwrap_or(&root))?;
-            std::fs::write(path, text)?;
-        }
-        std::fs::create_dir_all(root.join("plots"))?;
-        plots(doc, &root.join("plots")).map_err(|e| io::Error::other(e.to_string()))?;
-    }
-    println!("{}", files[0].1);
-    println!("wrote {} files and the plots under {}", files.len(), dir.display());
-    Ok(())
+    crate::results::write_rendering_with_plots(&render(doc), dir, book.map(|b| b.join("polling")), |p| plots(doc, p))
 }
 
 /// One cell's runs, summarized: each measure's [`Stat`] over the verified

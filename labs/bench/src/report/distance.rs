@@ -46,6 +46,35 @@ pub fn distance(doc: &Document) -> String {
         return String::new();
     }
     format!(
-        "Medians of the runs; in brackets each lab's figure over the floor's (the raw-socket server doing only the kernel work, same cell and placement). Latency: above one is slower than the wall; the knee: below one delivers less.\n\n{fanout}{knee}"
+        "Medians of the runs; in brackets each lab's figure over the floor's (the raw-socket server doing only the kernel work, same cell and placement). Latency: above one is slower than the wall; the knee: below one delivers less. {}\n\n{fanout}{knee}",
+        below_floor(doc)
     )
+}
+
+/// Whether the floor is a floor: the fan-out cells in which a lab's last
+/// subscriber was ahead of the floor's (median against median), named.
+fn below_floor(doc: &Document) -> String {
+    let mut compared = 0;
+    let mut ahead = Vec::new();
+    for f in doc.cells_of(ScenarioKind::Fanout).filter(|c| c.runtime == floor::NAME && c.verified) {
+        let Some(base) = f.median("last_p50_us") else { continue };
+        for c in doc.cells_of(ScenarioKind::Fanout).filter(|c| {
+            c.runtime != floor::NAME && c.verified && c.transport == f.transport && c.label == f.label
+        }) {
+            let Some(v) = c.median("last_p50_us") else { continue };
+            compared += 1;
+            if v < base {
+                ahead.push(format!("{} over {} to {}", c.runtime, c.transport, c.label));
+            }
+        }
+    }
+    match (compared, ahead.is_empty()) {
+        (0, _) => String::new(),
+        (n, true) => format!("In all {n} fan-out cells compared, the floor's last subscriber was ahead of the lab's."),
+        (n, false) => format!(
+            "In {} of the {n} fan-out cells compared a lab's last subscriber was ahead of the floor's ({}): there the floor is not the wall.",
+            ahead.len(),
+            ahead.join("; ")
+        ),
+    }
 }

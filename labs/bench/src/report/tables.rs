@@ -400,7 +400,7 @@ pub(super) fn conditions_table(doc: &Document) -> String {
         .into_iter()
         .map(|(s, (n, total, max, load))| vec![s.to_owned(), n.to_string(), format!("{total:.2}"), format!("{max:.2}"), format!("{load:.2}")])
         .collect();
-    "The machine is shared. CPU steal is time the hypervisor gave this machine's virtual CPUs to someone else; the load average counts every runnable task on the machine, the run's own included.\n\n".to_owned()
+    "The machine may be shared: with other processes, and as a virtual machine with other guests. CPU steal is time the hypervisor gave this machine's virtual CPUs to someone else; the load average counts every runnable task on the machine, the run's own included.\n\n".to_owned()
         + &table_text(&["scenario", "runs", "CPU steal, total (s)", "CPU steal, worst run (s)", "highest load average"], &rows)
 }
 

@@ -24,23 +24,7 @@ const TARGET_ADDED_P50_US: f64 = 500.0;
 
 /// Writes every file of the rendering under `dir` (and `book/cluster`).
 pub fn write(doc: &ClusterDoc, dir: &Path, book: Option<&Path>) -> io::Result<()> {
-    let files = render(doc);
-    for root in std::iter::once(dir.to_owned()).chain(book.map(|b| b.join("cluster"))) {
-        for (name, text) in &files {
-            let path = root.join(name);
-            std::fs::create_dir_all(path.parent().unwrap_or(&root))?;
-            std::fs::write(path, text)?;
-        }
-        std::fs::create_dir_all(root.join("plots"))?;
-        plots(doc, &root.join("plots")).map_err(|e| io::Error::other(e.to_string()))?;
-    }
-    for (name, text) in &files {
-        if name.starts_with("tables") {
-            println!("{text}");
-        }
-    }
-    println!("wrote {} files and the plots under {}", files.len(), dir.display());
-    Ok(())
+    crate::results::write_rendering_with_plots(&render(doc), dir, book.map(|b| b.join("cluster")), |p| plots(doc, p))
 }
 
 /// The labs of a list of rows, in first-seen order.
