@@ -380,22 +380,23 @@ pub fn prioritise_group() -> i32 {
 }
 // ANCHOR_END: autogroup
 
-/// The conditions of a run in words: how busy the CPUs were in the second
-/// before the run started (other work sharing the two cores), and how much
-/// CPU time the host gave to other guests during it (steal).
+/// The conditions of a run in words: [`crate::results::conditions`] (how
+/// busy the CPUs were in the second before the run, the load average at its
+/// start and end), and how much CPU time the host gave to other guests
+/// during it (steal).
 fn conditions_note(busy_before: f64, env: &RunEnv) -> String {
-    let before = if busy_before >= 0.05 {
-        format!("the CPUs were {:.0}% busy in the second before the run started: other work shared the cores", busy_before * 100.0)
-    } else {
-        format!("the machine was idle when the run started ({:.0}% CPU busy in the second before)", busy_before * 100.0)
-    };
-    format!("{before}; the host took {:.1} s of CPU time from this machine during the run (steal)", env.steal_secs)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "{}; the host took {:.1} s of CPU time from this machine during the run (steal)",
+        crate::results::conditions(busy_before, cores, (env.load_before, env.load_after)),
+        env.steal_secs
+    )
 }
 
 /// Runs the scenario.
 pub fn run(args: &MillionArgs) -> std::io::Result<MillionResult> {
     let nice = prioritise_group();
-    let busy_before = crate::procfs::busy_fraction(Duration::from_secs(1));
+    let busy_before = crate::results::busy_before();
     let probe = EnvProbe::begin(args.common.placement);
     let started = crate::results::utc_now().1;
     let processes = args.process_count();

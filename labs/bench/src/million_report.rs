@@ -229,13 +229,12 @@ pub fn targets(r: &MillionResult, same: &[&MillionResult]) -> String {
         }
     ));
     t.push_str(&format!(
-        "\nCores: {}. Conditions: {} (load average {:.1} when it ended, with its own processes running).\n",
+        "\nCores: {}. Conditions: {}.\n",
         match cores(r) {
             "pinned" => "pinned, every server process on CPU 0 and every crowd worker on CPU 1",
             _ => "shared, nothing pinned: servers and crowd workers on both cores as the scheduler placed them",
         },
         r.note,
-        r.env.load_after
     ));
     t
 }
